@@ -1,0 +1,55 @@
+"""The pseudonymization key: where it comes from, and the one place it is turned into pseudonyms.
+
+The key is read from the environment (``MEDCURATE_PSEUDONYM_KEY``) or, inside Airflow, from a Variable of the
+same name, which Airflow resolves through its configured secrets backend.  It is never written to the repo,
+to a log, a report or an output.  Only the demo (``medcurate run`` on the bundled sample) may run without
+one: it generates a throwaway key for that run and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+
+log = logging.getLogger(__name__)
+
+KEY_ENV = "MEDCURATE_PSEUDONYM_KEY"
+MIN_KEY_LENGTH = 16
+
+
+class MissingKeyError(RuntimeError):
+    pass
+
+
+def load_key(*, allow_ephemeral: bool = False) -> bytes:
+    value = os.environ.get(KEY_ENV)
+    if value:
+        if len(value) < MIN_KEY_LENGTH:
+            raise MissingKeyError(f"{KEY_ENV} is too short: use at least {MIN_KEY_LENGTH} random characters")
+        return value.encode()
+    if allow_ephemeral:
+        log.warning(
+            "no %s set: using a throwaway key for this demo run; pseudonyms will differ between runs", KEY_ENV
+        )
+        return secrets.token_bytes(32)
+    raise MissingKeyError(
+        f"no pseudonymization key: set {KEY_ENV} (or the Airflow Variable {KEY_ENV}) to a secret of at least "
+        f"{MIN_KEY_LENGTH} characters; a production run refuses to start without one"
+    )
+
+
+def keyed_hash(key: bytes, *parts: str) -> str:
+    """HMAC-SHA256 of the parts: the basis of pseudonyms and per-patient date offsets."""
+    return hmac.new(key, "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
+def pseudonym(key: bytes, patient_key: str, namespace: str = "patient") -> str:
+    return "P" + keyed_hash(key, namespace, patient_key)[:20]
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A short, non-reversible fingerprint so audit records can tell which key was used without holding it."""
+    return hashlib.sha256(b"medcurate-key-fingerprint\x00" + key).hexdigest()[:12]

@@ -1,0 +1,75 @@
+"""Quarantine: where bad input goes, with a reason, instead of being silently dropped.
+
+A whole file that cannot be parsed is copied to ``quarantine/files/`` (owner-only: it may hold PHI) and one
+record names it; a single bad record (an invalid NDJSON line, a document that fails an expectation) gets one
+record.  Records go to ``quarantine/<stage>/<source>.parquet``.  Reasons and details are written by our
+code, never copied from the input, so the quarantine index itself is safe to count in reports.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+
+from medcurate.schema import QUARANTINE_SCHEMA
+from medcurate.zones import Zones, write_parquet
+
+
+class QuarantineWriter:
+    def __init__(self, zones: Zones, stage: str, run_id: str) -> None:
+        self.zones = zones
+        self.stage = stage
+        self.run_id = run_id
+        self._rows: dict[str, list[dict]] = defaultdict(list)
+
+    def add(
+        self,
+        *,
+        source: str,
+        source_uri: str,
+        reason: str,
+        detail: str = "",
+        source_sha256: str | None = None,
+        position: str | None = None,
+        doc_id: str | None = None,
+    ) -> None:
+        self._rows[source].append(
+            {
+                "run_id": self.run_id,
+                "stage": self.stage,
+                "source": source,
+                "source_uri": source_uri,
+                "source_sha256": source_sha256,
+                "position": position,
+                "doc_id": doc_id,
+                "reason": reason,
+                "detail": detail,
+            }
+        )
+
+    def add_file(self, *, source: str, path: Path, sha256: str, reason: str, detail: str = "") -> None:
+        """Quarantine a whole input file: keep a copy beside the reason so it can be fixed and replayed."""
+        target_dir = self.zones.quarantine / "files" / source
+        target_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target = target_dir / f"{sha256[:16]}-{path.name}"
+        shutil.copyfile(path, target)
+        target.chmod(0o600)
+        self.add(source=source, source_uri=path.as_uri(), source_sha256=sha256, reason=reason, detail=detail)
+
+    def count(self, source: str | None = None) -> int:
+        if source is not None:
+            return len(self._rows.get(source, []))
+        return sum(len(rows) for rows in self._rows.values())
+
+    def flush(self) -> list[Path]:
+        """Write one Parquet file per source for this stage (replacing an earlier attempt's)."""
+        written = []
+        for source, rows in sorted(self._rows.items()):
+            table = pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
+            written.append(
+                write_parquet(table, self.zones.quarantine / self.stage / f"{source}.parquet", self.zones)
+            )
+        return written

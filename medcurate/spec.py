@@ -1,0 +1,195 @@
+"""The corpus spec: one YAML file that says what goes into a corpus and how it is cut into shards.
+
+Only ``sources`` is required; every other key has a default chosen for clinical text.  Relative paths
+(source globs, the data root, a tokenizer file) are resolved against the directory of the spec file, so a
+spec and its inputs can be moved together.  Loading validates everything up front: a typo must fail the run
+before any stage has written a byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medcurate.schema import LEGAL_BASES, SOURCE_KINDS
+
+
+class SpecError(ValueError):
+    """The spec is invalid; the message names the key and what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    kind: str
+    paths: tuple[str, ...]
+    license: str
+    legal_basis: str
+    owner: str = "unknown"
+    # Parser options for this kind (e.g. the CSV column mapping for notes_csv).
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def files(self, base_dir: Path) -> list[Path]:
+        """The input files this source names, sorted so that every run sees them in the same order."""
+        found: set[Path] = set()
+        for pattern in self.paths:
+            root = Path(pattern) if Path(pattern).is_absolute() else base_dir / pattern
+            anchor = Path(root.anchor)
+            matches = anchor.glob(str(root.relative_to(anchor)))
+            found.update(p for p in matches if p.is_file())
+        return sorted(found)
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    # A HF tokenizer.json to use as is; when null a byte-level BPE is trained on the curated text.
+    path: str | None = None
+    vocab_size: int = 8192
+    add_bos: bool = True
+    add_eos: bool = True
+
+
+@dataclass(frozen=True)
+class QualitySpec:
+    min_chars: int = 20
+    max_chars: int = 2_000_000
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    mode: str = "documents"  # or "packed"
+    target_shard_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    sources: tuple[SourceSpec, ...]
+    name: str = "medical-corpus"
+    data_root: str = "data"
+    tokenizer: TokenizerSpec = TokenizerSpec()
+    seq_len: int = 2048
+    splits: dict[str, float] = field(default_factory=lambda: {"train": 0.9, "validation": 0.05, "test": 0.05})
+    quality: QualitySpec = QualitySpec()
+    shard: ShardSpec = ShardSpec()
+    # Directory the spec was read from; relative paths resolve against it.
+    base_dir: Path = Path(".")
+
+    def source(self, name: str) -> SourceSpec:
+        for src in self.sources:
+            if src.name == name:
+                return src
+        raise KeyError(name)
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    def config_hash(self) -> str:
+        """sha256 of the spec's content (not its location): recorded in manifests and audit events."""
+        data = asdict(self)
+        data.pop("base_dir")
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _require(mapping: dict[str, Any], key: str, where: str) -> Any:
+    if key not in mapping or mapping[key] in (None, ""):
+        raise SpecError(f"{where}: missing required key '{key}'")
+    return mapping[key]
+
+
+def _dataclass_from(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: expected a mapping, got {type(data).__name__}")
+    allowed = set(cls.__dataclass_fields__)
+    unknown = set(data) - allowed
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return cls(**data)
+
+
+def _parse_source(raw: Any, index: int) -> SourceSpec:
+    where = f"sources[{index}]"
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: expected a mapping")
+    allowed = set(SourceSpec.__dataclass_fields__)
+    unknown = set(raw) - allowed
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    name = str(_require(raw, "name", where))
+    where = f"source '{name}'"
+    kind = _require(raw, "kind", where)
+    if kind not in SOURCE_KINDS:
+        raise SpecError(f"{where}: kind '{kind}' is not one of {list(SOURCE_KINDS)}")
+    paths = _require(raw, "paths", where)
+    if isinstance(paths, str):
+        paths = [paths]
+    legal_basis = _require(raw, "legal_basis", where)
+    if legal_basis not in LEGAL_BASES:
+        raise SpecError(f"{where}: legal_basis '{legal_basis}' is not one of {list(LEGAL_BASES)}")
+    options = raw.get("options") or {}
+    if not isinstance(options, dict):
+        raise SpecError(f"{where}: options must be a mapping")
+    return SourceSpec(
+        name=name,
+        kind=kind,
+        paths=tuple(str(p) for p in paths),
+        license=str(_require(raw, "license", where)),
+        legal_basis=legal_basis,
+        owner=str(raw.get("owner", "unknown")),
+        options=options,
+    )
+
+
+def parse_spec(data: Any, base_dir: Path) -> CorpusSpec:
+    if not isinstance(data, dict):
+        raise SpecError("the spec must be a YAML mapping with at least a 'sources' list")
+    allowed = set(CorpusSpec.__dataclass_fields__) - {"base_dir"}
+    unknown = set(data) - allowed
+    if unknown:
+        raise SpecError(f"unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    raw_sources = data.get("sources")
+    if not isinstance(raw_sources, list) or not raw_sources:
+        raise SpecError("'sources' must be a non-empty list")
+    sources = tuple(_parse_source(s, i) for i, s in enumerate(raw_sources))
+    names = [s.name for s in sources]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SpecError(f"source names must be unique; repeated: {duplicates}")
+
+    kwargs: dict[str, Any] = {"sources": sources, "base_dir": base_dir.resolve()}
+    for key in ("name", "data_root"):
+        if key in data:
+            kwargs[key] = str(data[key])
+    if "seq_len" in data:
+        kwargs["seq_len"] = int(data["seq_len"])
+        if kwargs["seq_len"] < 16:
+            raise SpecError("seq_len must be at least 16")
+    if "splits" in data:
+        splits = {str(k): float(v) for k, v in (data["splits"] or {}).items()}
+        if not splits or any(v < 0 for v in splits.values()) or abs(sum(splits.values()) - 1.0) > 1e-6:
+            raise SpecError(f"splits must be non-negative fractions that sum to 1, got {splits}")
+        kwargs["splits"] = splits
+    kwargs["tokenizer"] = _dataclass_from(TokenizerSpec, data.get("tokenizer"), "tokenizer")
+    kwargs["quality"] = _dataclass_from(QualitySpec, data.get("quality"), "quality")
+    kwargs["shard"] = _dataclass_from(ShardSpec, data.get("shard"), "shard")
+    if kwargs["shard"].mode not in ("documents", "packed"):
+        raise SpecError(f"shard.mode must be 'documents' or 'packed', got '{kwargs['shard'].mode}'")
+    return CorpusSpec(**kwargs)
+
+
+def load_spec(path: str | Path) -> CorpusSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    return parse_spec(data, path.parent)

@@ -1,0 +1,87 @@
+"""The zones on disk under the data root, and who may read them.
+
+``raw/`` and ``quarantine/`` hold PHI (raw records, and records that failed before de-identification), so
+they are created owner-only (0700 directories, 0600 files).  ``deid/``, ``curated/``, ``shards/`` and
+``governance/`` hold only de-identified data and evidence.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PHI_ZONES = ("raw", "quarantine")
+ZONES = ("raw", "deid", "quarantine", "curated", "shards", "governance")
+
+
+@dataclass(frozen=True)
+class Zones:
+    root: Path
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def deid(self) -> Path:
+        return self.root / "deid"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def curated(self) -> Path:
+        return self.root / "curated"
+
+    @property
+    def shards(self) -> Path:
+        return self.root / "shards"
+
+    @property
+    def governance(self) -> Path:
+        return self.root / "governance"
+
+    def ensure(self) -> Zones:
+        """Create every zone; PHI zones owner-only.  Safe to call again."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for name in ZONES:
+            path = self.root / name
+            path.mkdir(exist_ok=True)
+            if name in PHI_ZONES:
+                os.chmod(path, 0o700)
+        return self
+
+    def is_phi_path(self, path: Path) -> bool:
+        resolved = path.resolve()
+        return any(resolved.is_relative_to((self.root / z).resolve()) for z in PHI_ZONES)
+
+
+def write_parquet(table: pa.Table, path: Path, zones: Zones | None = None) -> Path:
+    """Write a table atomically (temp name, then rename), owner-only when it lands in a PHI zone.
+
+    A stage that dies half-way never leaves a truncated Parquet file that a later stage would read.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    if zones is not None and zones.is_phi_path(path):
+        os.chmod(tmp, 0o600)
+        os.chmod(path.parent, 0o700)
+    os.replace(tmp, path)
+    return path
+
+
+def read_zone(directory: Path, schema: pa.Schema | None = None) -> pa.Table:
+    """Read every Parquet part below a zone directory (sorted, so row order is deterministic)."""
+    parts = sorted(p for p in directory.rglob("*.parquet") if not p.name.startswith("."))
+    if not parts:
+        if schema is None:
+            raise FileNotFoundError(f"no Parquet files under {directory}")
+        return schema.empty_table()
+    tables = [pq.read_table(p, schema=schema) if schema is not None else pq.read_table(p) for p in parts]
+    return pa.concat_tables(tables)
