@@ -3,7 +3,8 @@
 The key is read from the environment (``MEDCURATE_PSEUDONYM_KEY``) or, inside Airflow, from a Variable of the
 same name, which Airflow resolves through its configured secrets backend.  It is never written to the repo,
 to a log, a report or an output.  Only the demo (``medcurate run`` on the bundled sample) may run without
-one: it generates a throwaway key for that run and says so.
+one: it generates a throwaway key, says so, and keeps it in the raw zone (owner-only, beside the PHI it
+protects) so that every stage of the demo run, in whatever process, pseudonymizes the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hmac
 import logging
 import os
 import secrets
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +26,21 @@ class MissingKeyError(RuntimeError):
     pass
 
 
-def load_key(*, allow_ephemeral: bool = False) -> bytes:
+def load_key(*, demo_key_file: Path | None = None) -> bytes:
+    """The key from the environment; for the demo only (``demo_key_file`` given), a throwaway one."""
     value = os.environ.get(KEY_ENV)
     if value:
         if len(value) < MIN_KEY_LENGTH:
             raise MissingKeyError(f"{KEY_ENV} is too short: use at least {MIN_KEY_LENGTH} random characters")
         return value.encode()
-    if allow_ephemeral:
-        log.warning(
-            "no %s set: using a throwaway key for this demo run; pseudonyms will differ between runs", KEY_ENV
-        )
-        return secrets.token_bytes(32)
+    if demo_key_file is not None:
+        if not demo_key_file.exists():
+            log.warning("no %s set: this demo run uses a throwaway key; do not use its output", KEY_ENV)
+            demo_key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(demo_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        return demo_key_file.read_text().strip().encode()
     raise MissingKeyError(
         f"no pseudonymization key: set {KEY_ENV} (or the Airflow Variable {KEY_ENV}) to a secret of at least "
         f"{MIN_KEY_LENGTH} characters; a production run refuses to start without one"

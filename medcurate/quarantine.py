@@ -69,7 +69,5 @@ class QuarantineWriter:
         written = []
         for source, rows in sorted(self._rows.items()):
             table = pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
-            written.append(
-                write_parquet(table, self.zones.quarantine / self.stage / f"{source}.parquet", self.zones)
-            )
+            written.append(write_parquet(table, self.zones.quarantine / self.stage / f"{source}.parquet", self.zones))
         return written

@@ -1,0 +1,53 @@
+"""What an orchestrator's task calls: open a run from plain strings, run one stage, return a small summary.
+
+Airflow tasks (and any other scheduler) pass only strings between tasks: the spec path, the data root and
+the run id.  Everything else is re-read from the spec and the zones, so any task can run in any process, on
+any worker, and a retried task redoes exactly its own stage.  The returned summaries hold counts, never text.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from medcurate.runner import open_run, run_stage
+
+SAMPLE_SPEC = "sample"
+DEMO_DIR = Path("medcurate-demo")
+
+
+def prepare_run(spec: str, data_root: str | None, run_id: str) -> dict[str, Any]:
+    """Resolve the spec ('sample' generates the bundled corpus) and create the zones; validates the spec."""
+    demo = spec == SAMPLE_SPEC
+    if demo:
+        from medcurate.sample import generate_sample
+
+        base = Path(data_root) if data_root else DEMO_DIR
+        spec = str(generate_sample(base / "sample-corpus").resolve())
+    ctx = open_run(spec, data_root=data_root, run_id=safe_run_id(run_id), demo=demo)
+    return {"spec": str(Path(spec).resolve()), "data_root": str(ctx.zones.root), "run_id": ctx.run_id, "demo": demo}
+
+
+def run_stage_for(run: dict[str, Any], stage: str, secret_key: str | None = None) -> dict[str, Any]:
+    """Run one stage of a prepared run; ``secret_key`` overrides the environment (an Airflow Variable)."""
+    import os
+
+    from medcurate.keys import KEY_ENV
+
+    if secret_key:
+        os.environ[KEY_ENV] = secret_key
+    ctx = open_run(run["spec"], data_root=run["data_root"], run_id=run["run_id"], demo=run["demo"])
+    report = run_stage(ctx, stage)
+    return {
+        "stage": stage,
+        "run_id": ctx.run_id,
+        "input": report.total_input,
+        "output": report.total_output,
+        "removed": dict(report.removed_by_reason),
+    }
+
+
+def safe_run_id(run_id: str) -> str:
+    """Airflow run ids contain ':' and '+'; keep them readable but safe as file names."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")

@@ -1,0 +1,149 @@
+"""Runs the stages, in one process tree (``medcurate run``) or one at a time (an Airflow task).
+
+The stage list below is the whole pipeline.  Each stage is a function ``(RunContext) -> StageReport`` that
+reads one zone and writes the next; the runner only opens the run, times each stage, saves its report and
+stops at the first failure, so a failed stage never lets anything downstream be published.  Stage modules
+are imported when their stage runs, which keeps the command line and DAG parsing fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from medcurate.context import RunContext, StageReport
+from medcurate.keys import load_key
+from medcurate.ray_runtime import ray_session
+from medcurate.spec import load_spec
+from medcurate.zones import Zones
+
+log = logging.getLogger("medcurate")
+
+DEMO_KEY_FILE = "raw/.demo-pseudonym-key"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    target: str  # "module:function"
+    purpose: str
+
+    def function(self) -> Callable[[RunContext], StageReport]:
+        module, func = self.target.split(":")
+        return getattr(importlib.import_module(module), func)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("ingest", "pipelines.ingest.stage:run", "parse input files into the raw zone"),
+    Stage("validate_raw", "pipelines.quality.stage:validate_raw", "Great Expectations on the raw zone"),
+    Stage("deid", "pipelines.deid.stage:run", "de-identify text, structured fields and DICOM headers"),
+    Stage("curate", "pipelines.quality.stage:curate", "validate de-identified documents, publish curated"),
+    Stage("shard", "pipelines.shard.stage:run", "tokenize on Ray and write trainer-ready shards"),
+    Stage("validate_shards", "pipelines.quality.stage:validate_shards", "Great Expectations on the shards"),
+    Stage("report", "governance.report:run", "write the governance report (JSON + HTML)"),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def open_run(
+    spec_path: str | Path, data_root: str | Path | None = None, run_id: str | None = None, demo: bool = False
+) -> RunContext:
+    """Load the spec, create the zones and fetch the key: everything a stage needs, checked up front."""
+    spec = load_spec(spec_path)
+    root = Path(data_root) if data_root else spec.resolve(spec.data_root)
+    zones = Zones(root.resolve()).ensure()
+    key = load_key(demo_key_file=zones.root / DEMO_KEY_FILE if demo else None)
+    return RunContext(spec=spec, zones=zones, run_id=run_id or new_run_id(), secret_key=key)
+
+
+def _attach_run_log(ctx: RunContext) -> logging.Handler:
+    """Every run leaves its log under governance/logs/: counts, codes and paths only, never PHI."""
+    log_dir = ctx.zones.governance / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_dir / f"{ctx.run_id}.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    for name in ("medcurate", "pipelines", "governance"):
+        logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).setLevel(logging.INFO)
+    return handler
+
+
+def _detach_run_log(handler: logging.Handler) -> None:
+    for name in ("medcurate", "pipelines", "governance"):
+        logging.getLogger(name).removeHandler(handler)
+    handler.close()
+
+
+def run_stage(ctx: RunContext, name: str) -> StageReport:
+    """Run one stage and save its report; exceptions propagate (the caller decides how to fail)."""
+    stage = next((s for s in STAGES if s.name == name), None)
+    if stage is None:
+        raise ValueError(f"unknown stage '{name}'; stages: {', '.join(STAGE_NAMES)}")
+    handler = _attach_run_log(ctx)
+    try:
+        log.info("run %s: stage %s started", ctx.run_id, name)
+        started = time.perf_counter()
+        report = stage.function()(ctx)
+        report.details.setdefault("seconds", round(time.perf_counter() - started, 3))
+        report.save(ctx)
+        log.info(
+            "run %s: stage %s finished: %d in, %d out, removed %s",
+            ctx.run_id,
+            name,
+            report.total_input,
+            report.total_output,
+            dict(report.removed_by_reason),
+        )
+        return report
+    except Exception as exc:
+        log.error("run %s: stage %s failed: %s", ctx.run_id, name, type(exc).__name__)
+        raise
+    finally:
+        _detach_run_log(handler)
+
+
+def run_pipeline(ctx: RunContext, progress: Callable[[str], None] = print) -> list[StageReport]:
+    """All stages in order, sharing one Ray runtime; stops at the first failure."""
+    reports = []
+    with ray_session():
+        for index, stage in enumerate(STAGES, 1):
+            progress(f"[{index}/{len(STAGES)}] {stage.name}: {stage.purpose} ...")
+            report = run_stage(ctx, stage.name)
+            removed = report.removed_by_reason
+            progress(
+                f"      {report.total_input} in -> {report.total_output} out"
+                + (f", removed {sum(removed.values())} ({_top_reasons(removed)})" if removed else "")
+                + f" [{report.details['seconds']:.1f}s]"
+            )
+            reports.append(report)
+    return reports
+
+
+def _top_reasons(removed: dict[str, int], n: int = 3) -> str:
+    top = sorted(removed.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return ", ".join(f"{reason}: {count}" for reason, count in top)
+
+
+def summary_rows(reports: list[StageReport]) -> list[dict[str, Any]]:
+    return [
+        {
+            "stage": r.stage,
+            "input": r.total_input,
+            "output": r.total_output,
+            "removed": sum(r.removed_by_reason.values()),
+            "seconds": r.details.get("seconds", 0.0),
+        }
+        for r in reports
+    ]

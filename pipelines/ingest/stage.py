@@ -1,0 +1,257 @@
+"""The ingest stage: every source's input files -> raw zone Parquet in the shared document schema.
+
+Per source, files are read in sorted order by that kind's parser.  Each input file becomes one Parquet part
+(``raw/<source>/part-NNNNN.parquet``), written in row groups so a 2 GB PubMed file streams through.  A file
+the parser cannot read is quarantined whole (copied, with its reason) and the run goes on; a bad record
+inside a readable file is quarantined alone.  Documents that a later record supersedes (same ``doc_id``) or
+that a source deletes (PubMed ``DeleteCitation``) are removed at the end, with the reason counted.
+
+The raw zone holds PHI: its files are owner-only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from medcurate.context import RunContext, SourceCounts, StageReport
+from medcurate.hashing import sha256_file
+from medcurate.quarantine import QuarantineWriter
+from medcurate.schema import RAW_DOCUMENT_SCHEMA, Document, Provenance, documents_to_table, make_doc_id
+from medcurate.spec import SourceSpec
+from medcurate.zones import Zones, write_parquet
+from pipelines.ingest.base import BadInput, Deletion, Parser, RejectedRecord
+from pipelines.ingest.registry import PARSERS
+
+log = logging.getLogger(__name__)
+
+STAGE = "ingest"
+ROW_GROUP_DOCS = 2000
+
+
+@dataclass
+class _SourceState:
+    """What the stage remembers about a source while streaming it, to settle supersessions at the end."""
+
+    seq: int = 0
+    latest_add: dict[str, int] = field(default_factory=dict)  # doc_id -> seq of its latest version
+    latest_delete: dict[str, int] = field(default_factory=dict)  # doc_id -> seq of its latest deletion
+    part_seqs: dict[Path, list[int]] = field(default_factory=dict)  # part -> seq of each row, in order
+    part_ids: dict[Path, list[str]] = field(default_factory=dict)
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+
+class _PartWriter:
+    """Writes one Parquet part in row groups, under a temporary name until the whole file has parsed."""
+
+    def __init__(self, path: Path, provenance: Provenance) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.tmp")
+        self.provenance = provenance
+        self.buffer: list[Document] = []
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def add(self, doc: Document) -> None:
+        self.buffer.append(doc)
+        if len(self.buffer) >= ROW_GROUP_DOCS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.buffer:
+            return
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.tmp, RAW_DOCUMENT_SCHEMA, compression="zstd")
+            os.chmod(self.tmp, 0o600)
+        self.writer.write_table(documents_to_table(self.buffer, self.provenance))
+        self.rows += len(self.buffer)
+        self.buffer.clear()
+
+    def commit(self) -> bool:
+        """Finish the part; returns False (and writes nothing) when the file yielded no document."""
+        self._flush()
+        if self.writer is None:
+            return False
+        self.writer.close()
+        os.replace(self.tmp, self.path)
+        return True
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _ingest_file(
+    ctx: RunContext,
+    source: SourceSpec,
+    parser: Parser,
+    path: Path,
+    part: Path,
+    sha: str,
+    state: _SourceState,
+    counts: SourceCounts,
+    quarantine: QuarantineWriter,
+) -> tuple[str, str | None, int]:
+    """Parse one file into one part.  Returns (status, reason, documents written)."""
+    provenance = Provenance(
+        source.name, source.kind, path.resolve().as_uri(), sha, source.license, source.legal_basis, ctx.run_id
+    )
+    writer = _PartWriter(part, provenance)
+    seqs: list[int] = []
+    ids: list[str] = []
+    rejected: list[RejectedRecord] = []
+    deletions: list[tuple[str, int]] = []
+    try:
+        for item in parser.parse_file(path):
+            if isinstance(item, Document):
+                writer.add(item)
+                ids.append(make_doc_id(source.name, item.natural_key))
+                seqs.append(state.next_seq())
+            elif isinstance(item, RejectedRecord):
+                rejected.append(item)
+            elif isinstance(item, Deletion):
+                deletions.append((make_doc_id(source.name, item.natural_key), state.next_seq()))
+    except BadInput as exc:
+        writer.abort()
+        quarantine.add_file(source=source.name, path=path, sha256=sha, reason=exc.reason, detail=exc.detail)
+        log.warning("quarantined file %s of source %s: %s", path.name, source.name, exc.reason)
+        return "quarantined", exc.reason, 0
+    except Exception as exc:  # a parser bug must not take the whole run down, nor pass silently
+        writer.abort()
+        reason = "parser_error"
+        quarantine.add_file(
+            source=source.name, path=path, sha256=sha, reason=reason, detail=type(exc).__name__
+        )
+        log.exception("parser error on file %s of source %s", path.name, source.name)
+        return "quarantined", reason, 0
+
+    for record in rejected:
+        quarantine.add(
+            source=source.name,
+            source_uri=provenance.source_uri,
+            source_sha256=sha,
+            position=record.position,
+            reason=record.reason,
+            detail=record.detail,
+        )
+        counts.remove(record.reason)
+    counts.input += len(ids) + len(rejected)
+    for doc_id, seq in zip(ids, seqs, strict=True):
+        state.latest_add[doc_id] = seq
+    for doc_id, seq in deletions:
+        state.latest_delete[doc_id] = seq
+    if writer.commit():
+        state.part_seqs[part] = seqs
+        state.part_ids[part] = ids
+    return "ingested", None, len(ids)
+
+
+def _settle(state: _SourceState, counts: SourceCounts, zones: Zones) -> int:
+    """Drop superseded and deleted rows from the parts; returns the number of documents kept."""
+    kept_total = 0
+    for part, seqs in state.part_seqs.items():
+        ids = state.part_ids[part]
+        keep = [
+            state.latest_add[doc_id] == seq and state.latest_delete.get(doc_id, -1) < seq
+            for doc_id, seq in zip(ids, seqs, strict=True)
+        ]
+        for doc_id, seq, kept in zip(ids, seqs, keep, strict=True):
+            if not kept:
+                counts.remove("superseded" if state.latest_add[doc_id] != seq else "deleted_by_source")
+        kept_total += sum(keep)
+        if all(keep):
+            continue
+        table = pq.read_table(part).filter(pa.array(keep))
+        if table.num_rows:
+            write_parquet(table, part, zones)
+        else:
+            part.unlink()
+    return kept_total
+
+
+def ingest_source(
+    ctx: RunContext, source: SourceSpec, report: StageReport, quarantine: QuarantineWriter
+) -> list[dict]:
+    """Ingest one source; returns the input-file records (uri, sha256, size, status) for the catalog."""
+    counts = report.counts(source.name)
+    out_dir = ctx.zones.raw / source.name
+    # Re-running ingest replaces this source's raw parts: the stage is idempotent per source.
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True, mode=0o700)
+    parser = PARSERS[source.kind](source.options)
+    state = _SourceState()
+    files: list[dict] = []
+    shas: dict[Path, str] = {}
+    for index, path in enumerate(source.files(ctx.spec.base_dir)):
+        sha = sha256_file(path)
+        shas[path] = sha
+        part = out_dir / f"part-{index:05d}.parquet"
+        status, reason, n_docs = _ingest_file(ctx, source, parser, path, part, sha, state, counts, quarantine)
+        files.append(
+            {
+                "source": source.name,
+                "uri": path.resolve().as_uri(),
+                "sha256": sha,
+                "size": path.stat().st_size,
+                "status": status,
+                "reason": reason,
+                "documents": n_docs,
+            }
+        )
+    if not files:
+        log.warning("source %s: no input file matches %s", source.name, list(source.paths))
+
+    derived = [(path, doc) for path, doc in parser.finalize()]
+    if derived:
+        by_file: dict[Path, list[Document]] = {}
+        for path, doc in derived:
+            by_file.setdefault(path, []).append(doc)
+        tables = [
+            documents_to_table(
+                docs,
+                Provenance(
+                    source.name,
+                    source.kind,
+                    path.resolve().as_uri(),
+                    shas.get(path) or sha256_file(path),
+                    source.license,
+                    source.legal_basis,
+                    ctx.run_id,
+                ),
+            )
+            for path, docs in sorted(by_file.items())
+        ]
+        derived_part = out_dir / "part-derived.parquet"
+        write_parquet(pa.concat_tables(tables), derived_part, ctx.zones)
+        derived_ids = [make_doc_id(source.name, doc.natural_key) for _, doc in derived]
+        seqs = [state.next_seq() for _ in derived_ids]
+        state.part_seqs[derived_part] = seqs
+        state.part_ids[derived_part] = derived_ids
+        for doc_id, seq in zip(derived_ids, seqs, strict=True):
+            state.latest_add[doc_id] = seq
+        counts.input += len(derived_ids)
+
+    counts.output = _settle(state, counts, ctx.zones)
+    return files
+
+
+def run(ctx: RunContext) -> StageReport:
+    report = StageReport(STAGE, ctx.run_id)
+    quarantine = QuarantineWriter(ctx.zones, STAGE, ctx.run_id)
+    files: list[dict] = []
+    for source in ctx.spec.sources:
+        files.extend(ingest_source(ctx, source, report, quarantine))
+    quarantine.flush()
+    report.details["input_files"] = files
+    report.details["quarantined_files"] = sum(1 for f in files if f["status"] == "quarantined")
+    return report
