@@ -16,7 +16,6 @@ from medcurate.context import StageFailed
 from medcurate.keys import MissingKeyError
 from medcurate.spec import SpecError
 
-DEMO_DIR = Path("medcurate-demo")
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
@@ -34,6 +33,7 @@ def _fmt(value: object) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from medcurate.orchestration import DEMO_DIR
     from medcurate.runner import open_run, run_pipeline, summary_rows
 
     demo = args.spec is None

@@ -23,8 +23,8 @@ def prepare_run(spec: str, data_root: str | None, run_id: str) -> dict[str, Any]
     if demo:
         from medcurate.sample import generate_sample
 
-        base = Path(data_root) if data_root else DEMO_DIR
-        spec = str(generate_sample(base / "sample-corpus").resolve())
+        # Inputs beside the zones when a data root is given, else the same place as `medcurate run`'s demo.
+        spec = str(generate_sample(Path(data_root) / "sample-corpus" if data_root else DEMO_DIR).resolve())
     ctx = open_run(spec, data_root=data_root, run_id=safe_run_id(run_id), demo=demo)
     return {"spec": str(Path(spec).resolve()), "data_root": str(ctx.zones.root), "run_id": ctx.run_id, "demo": demo}
 
