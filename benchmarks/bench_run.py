@@ -75,7 +75,7 @@ def main() -> None:
         }
     docs = sum(s["input"] for s in stages["ingest"]["sources"].values())
     print(
-        f"sample: {args.patients} patients, {docs} documents parsed; peak RSS of the process tree {peak / 2**20:.0f} MiB"
+        f"sample: {args.patients} patients, {docs} documents parsed; peak RSS of process tree {peak / 2**20:.0f} MiB"
     )
     print("baseline: the ingest stage (parse only); 'x ingest' = how many times slower per document")
     print(f"{'stage':<16}{'docs in':>9}{'seconds':>9}{'docs/s':>10}{'x ingest':>10}")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from medcurate.schema import Document
+from medcurate.spec import SpecError
 from pipelines.ingest.base import BadInput, ParsedItem, Parser, RejectedRecord
 from pipelines.ingest.files import open_text
 
@@ -55,18 +56,18 @@ class NotesCsvParser(Parser):
         super().__init__(options)
         unknown = set(self.options) - {"columns", "delimiter"}
         if unknown:
-            raise ValueError(f"notes_csv options: unknown key(s) {sorted(unknown)}; allowed: columns, delimiter")
+            raise SpecError(f"notes_csv options: unknown key(s) {sorted(unknown)}; allowed: columns, delimiter")
         mapping = dict(self.options.get("columns") or {})
         unknown_columns = set(mapping) - set(DEFAULT_COLUMNS)
         if unknown_columns:
-            raise ValueError(
+            raise SpecError(
                 f"notes_csv options.columns: unknown field(s) {sorted(unknown_columns)}; "
                 f"allowed: {sorted(DEFAULT_COLUMNS)}"
             )
         self.columns = {**DEFAULT_COLUMNS, **{k: str(v) for k, v in mapping.items()}}
         self.delimiter = str(self.options.get("delimiter", ","))
         if len(self.delimiter) != 1:
-            raise ValueError("notes_csv options.delimiter must be a single character")
+            raise SpecError("notes_csv options.delimiter must be a single character")
         csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
 
     def parse_file(self, path: Path) -> Iterator[ParsedItem]:

@@ -16,9 +16,14 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from medcurate.schema import SOURCE_KINDS
+
+# The curated columns a split decision reads.
+SPLIT_KEY_COLUMNS = ["doc_id", "source_kind", "patient_pseudonym", "metadata"]
 
 
 @cache
@@ -56,3 +61,25 @@ def assign_split(key: str, fractions: Mapping[str, float]) -> str:
             return name
     # Float rounding can leave the cumulative sum a hair under 1: the last split with a share takes the rest.
     return [name for name, fraction in fractions.items() if fraction > 0][-1]
+
+
+def batch_splits(batch: pa.Table | pa.RecordBatch, fractions: Mapping[str, float]) -> list[str]:
+    """The split of every row of a curated batch (needs doc_id, source_kind, patient_pseudonym, metadata)."""
+    metadata = batch.column("metadata")
+    rows = zip(
+        batch.column("doc_id").to_pylist(),
+        batch.column("source_kind").to_pylist(),
+        batch.column("patient_pseudonym").to_pylist(),
+        pc.struct_field(metadata, "pmid").to_pylist(),
+        pc.struct_field(metadata, "pmcid").to_pylist(),
+        strict=True,
+    )
+    return [
+        assign_split(
+            split_key(
+                kind, {"doc_id": doc_id, "patient_pseudonym": patient, "metadata": {"pmid": pmid, "pmcid": pmcid}}
+            ),
+            fractions,
+        )
+        for doc_id, kind, patient, pmid, pmcid in rows
+    ]

@@ -2,14 +2,16 @@
 
 A trained tokenizer is a function of the curated text and the vocabulary size only: the text is streamed in
 sorted file order, and HF ``tokenizers`` training is deterministic for a given input, so a rebuild gives the
-same ``tokenizer.json`` bytes and therefore the same token ids.  Byte-level BPE has no unknown token: every
-document round-trips through ``decode``.
+same ``tokenizer.json`` bytes and therefore the same token ids.  It learns from the ``train`` split only (all
+text when the spec has no split of that name), so validation and test documents are not part of what the
+vocabulary was fitted to.  Byte-level BPE has no unknown token: every document round-trips through
+``decode``.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +19,13 @@ import pyarrow.parquet as pq
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from medcurate.context import StageFailed
-from medcurate.spec import TokenizerSpec
+from medcurate.spec import CorpusSpec
 from pipelines.shard.digest import sha256_file
+from pipelines.shard.splits import SPLIT_KEY_COLUMNS, batch_splits
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 SPECIAL_TOKENS = (BOS, EOS, PAD)
+TRAINING_SPLIT = "train"
 # Rows per Parquet read while streaming text into the trainer: bounds memory, not the result.
 _TEXT_BATCH_ROWS = 1024
 
@@ -38,18 +42,20 @@ class TokenizerInfo:
         return self.path.read_text(encoding="utf-8")
 
 
-def iter_texts(parquet_files: list[Path]) -> Iterator[str]:
-    """Document texts in file order, one Parquet batch in memory at a time."""
+def iter_training_texts(parquet_files: list[Path], fractions: Mapping[str, float]) -> Iterator[str]:
+    """Texts of the training split in file order, one Parquet batch in memory at a time."""
     for path in parquet_files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=_TEXT_BATCH_ROWS, columns=["text"]):
-            yield from batch.column("text").to_pylist()
+        batches = pq.ParquetFile(path).iter_batches(batch_size=_TEXT_BATCH_ROWS, columns=["text", *SPLIT_KEY_COLUMNS])
+        for batch in batches:
+            texts = batch.column("text").to_pylist()
+            if TRAINING_SPLIT not in fractions:
+                yield from texts
+                continue
+            splits = batch_splits(batch, fractions)
+            yield from (text for text, split in zip(texts, splits, strict=True) if split == TRAINING_SPLIT)
 
 
-def count_rows(parquet_files: list[Path]) -> int:
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in parquet_files)
-
-
-def train_bpe(texts: Iterator[str], vocab_size: int, length: int | None = None) -> Tokenizer:
+def train_bpe(texts: Iterator[str], vocab_size: int) -> Tokenizer:
     """A byte-level BPE with the special tokens at ids 0-2 (``<|bos|>``, ``<|eos|>``, ``<|pad|>``)."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -60,33 +66,34 @@ def train_bpe(texts: Iterator[str], vocab_size: int, length: int | None = None) 
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(texts, trainer=trainer, length=length)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
     return tokenizer
 
 
-def prepare_tokenizer(spec: TokenizerSpec, source_path: Path | None, curated_files: list[Path], out: Path) -> TokenizerInfo:
-    """Write the build's tokenizer to ``out``: a copy of ``source_path`` when given, else one trained here.
+def prepare_tokenizer(spec: CorpusSpec, curated_files: list[Path], out: Path) -> TokenizerInfo:
+    """Write the build's tokenizer to ``out``: a byte copy of ``spec.tokenizer.path`` when set, else trained.
 
     A given tokenizer must know ``<|bos|>`` / ``<|eos|>`` when the spec asks for them: guessing another
     tokenizer's conventions would silently produce documents without boundaries.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
-    if source_path is not None:
-        if not source_path.is_file():
-            raise StageFailed(f"tokenizer file not found: {source_path}")
-        shutil.copyfile(source_path, out)
+    if spec.tokenizer.path is not None:
+        source = spec.resolve(spec.tokenizer.path)
+        if not source.is_file():
+            raise StageFailed(f"tokenizer file not found: {source}")
+        shutil.copyfile(source, out)
         tokenizer = Tokenizer.from_file(str(out))
     else:
-        tokenizer = train_bpe(iter_texts(curated_files), spec.vocab_size, length=count_rows(curated_files))
+        tokenizer = train_bpe(iter_training_texts(curated_files, spec.splits), spec.tokenizer.vocab_size)
         tokenizer.save(str(out), pretty=True)
     bos_id, eos_id = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
-    for wanted, token, token_id in ((spec.add_bos, BOS, bos_id), (spec.add_eos, EOS, eos_id)):
+    for wanted, token, token_id in ((spec.tokenizer.add_bos, BOS, bos_id), (spec.tokenizer.add_eos, EOS, eos_id)):
         if wanted and token_id is None:
-            raise StageFailed(f"tokenizer {out.name} has no {token} token but the spec asks to add it")
+            raise StageFailed(f"the tokenizer has no {token} token but the spec asks to add it")
     return TokenizerInfo(
         path=out,
         sha256=sha256_file(out),
         vocab_size=tokenizer.get_vocab_size(with_added_tokens=True),
-        bos_id=bos_id if spec.add_bos else None,
-        eos_id=eos_id if spec.add_eos else None,
+        bos_id=bos_id if spec.tokenizer.add_bos else None,
+        eos_id=eos_id if spec.tokenizer.add_eos else None,
     )
