@@ -50,6 +50,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StageFailed as exc:
         print(f"error: stage failed: {exc}; nothing downstream was published", file=sys.stderr)
         return EXIT_FAILED
+    except Exception as exc:
+        log_path = ctx.zones.governance / "logs" / f"{ctx.run_id}.log"
+        print(
+            f"error: a stage crashed ({type(exc).__name__}); nothing downstream was published; see {log_path}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     print()
     _print_table(summary_rows(reports), ["stage", "input", "output", "removed", "seconds"])
     report = reports[-1].details

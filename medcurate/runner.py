@@ -12,6 +12,7 @@ import importlib
 import logging
 import secrets
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -108,7 +109,9 @@ def run_stage(ctx: RunContext, name: str) -> StageReport:
         )
         return report
     except Exception as exc:
-        log.error("run %s: stage %s failed: %s", ctx.run_id, name, type(exc).__name__)
+        # The frames say where it broke; the exception's message is left out because it may quote input.
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        log.error("run %s: stage %s failed: %s\n%s", ctx.run_id, name, type(exc).__name__, frames)
         raise
     finally:
         _detach_run_log(handler)

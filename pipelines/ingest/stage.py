@@ -129,9 +129,7 @@ def _ingest_file(
     except Exception as exc:  # a parser bug must not take the whole run down, nor pass silently
         writer.abort()
         reason = "parser_error"
-        quarantine.add_file(
-            source=source.name, path=path, sha256=sha, reason=reason, detail=type(exc).__name__
-        )
+        quarantine.add_file(source=source.name, path=path, sha256=sha, reason=reason, detail=type(exc).__name__)
         log.exception("parser error on file %s of source %s", path.name, source.name)
         return "quarantined", reason, 0
 
@@ -180,7 +178,7 @@ def _settle(state: _SourceState, counts: SourceCounts, zones: Zones) -> int:
 
 
 def ingest_source(
-    ctx: RunContext, source: SourceSpec, report: StageReport, quarantine: QuarantineWriter
+    ctx: RunContext, source: SourceSpec, parser: Parser, report: StageReport, quarantine: QuarantineWriter
 ) -> list[dict]:
     """Ingest one source; returns the input-file records (uri, sha256, size, status) for the catalog."""
     counts = report.counts(source.name)
@@ -188,7 +186,6 @@ def ingest_source(
     # Re-running ingest replaces this source's raw parts: the stage is idempotent per source.
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True, mode=0o700)
-    parser = PARSERS[source.kind](source.options)
     state = _SourceState()
     files: list[dict] = []
     shas: dict[Path, str] = {}
@@ -248,9 +245,11 @@ def ingest_source(
 def run(ctx: RunContext) -> StageReport:
     report = StageReport(STAGE, ctx.run_id)
     quarantine = QuarantineWriter(ctx.zones, STAGE, ctx.run_id)
+    # Every parser is built (and its options checked) before any source is read: a spec mistake fails fast.
+    parsers = {source.name: PARSERS[source.kind](source.options) for source in ctx.spec.sources}
     files: list[dict] = []
     for source in ctx.spec.sources:
-        files.extend(ingest_source(ctx, source, report, quarantine))
+        files.extend(ingest_source(ctx, source, parsers[source.name], report, quarantine))
     quarantine.flush()
     report.details["input_files"] = files
     report.details["quarantined_files"] = sum(1 for f in files if f["status"] == "quarantined")
