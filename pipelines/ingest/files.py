@@ -50,10 +50,7 @@ def _translated_errors() -> Iterator[None]:
 
 
 def read_text(path: Path) -> str:
-    """The whole file as text (for formats that need it whole, like a JSON document).
-
-    Line endings are kept as written: HL7 v2 separates segments with a bare carriage return.
-    """
+    """The whole file as text, line endings as written: for formats parsed whole, like a JSON document."""
     with _translated_errors():
         with _open_binary(path) as f:
             data = f.read()

@@ -10,7 +10,8 @@ record at a time, never loaded whole.  The column names of other exports are map
 One row becomes one ``clinical_note``: natural key = note_id, patient_key = subject_id, encounter_id = hadm_id,
 event_time = charttime, note_type as written.  ``storetime`` (an administrative timestamp) is not kept: it
 would only be one more date to shift.  The position is the physical line where the record starts, so a
-multi-line quoted note is found where an editor shows it.
+multi-line quoted note is found where an editor shows it.  A row without note_id, subject_id or text is
+rejected alone; a header without one of those columns makes the whole file unusable.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ class NotesCsvParser(Parser):
 
     def parse_file(self, path: Path) -> Iterator[ParsedItem]:
         with open_text(path) as f:
-            reader = csv.reader(f, delimiter=self.delimiter)
+            # strict: a stray or unterminated quote raises instead of silently merging notes (a file cut in
+            # the middle of a quoted note would otherwise swallow the rest of the file into one record).
+            reader = csv.reader(f, delimiter=self.delimiter, strict=True)
             header = self._read_header(reader)
             index = {field: header.index(name) for field, name in self.columns.items() if name in header}
             record_index = 0
@@ -112,6 +115,10 @@ class NotesCsvParser(Parser):
         note_id = cell("note_id")
         if not note_id:
             return RejectedRecord(position, record_index, "missing_note_id", "the note_id cell is empty")
+        subject_id = cell("subject_id")
+        if not subject_id:
+            # A note without its patient can be neither pseudonymized nor kept to one split per patient.
+            return RejectedRecord(position, record_index, "missing_subject_id", "the subject_id cell is empty")
         i = index["text"]
         text = row[i] if i < len(row) else ""
         if not text.strip():
@@ -123,7 +130,7 @@ class NotesCsvParser(Parser):
             record_index=record_index,
             doc_type="clinical_note",
             text=text,
-            patient_key=cell("subject_id") or None,
+            patient_key=subject_id,
             metadata={
                 "event_time": parse_charttime(charttime) if charttime else None,
                 "encounter_id": cell("hadm_id") or None,

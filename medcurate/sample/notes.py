@@ -1,0 +1,317 @@
+"""Synthetic clinical notes (MIMIC-IV-Note-style CSV) with gold PHI spans.
+
+Notes are rendered from templates in several house styles (ALL-CAPS nursing notes, discharge summaries,
+radiology reports, telegraphic progress notes).  A template marks PHI as ``{LABEL:key}`` and plain values as
+``{key}``; rendering records the character span of every PHI value, so the gold standard is exact by
+construction.  The same renderer builds the larger dev/test sets in ``pipelines.deid.synthetic``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import random
+import re
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from medcurate.sample.people import HOSPITALS, Patient, make_person
+
+PLACEHOLDER = re.compile(r"\{(?:([A-Z]+):)?(\w+)\}")
+
+# ---- templates: one string per note; "{LABEL:key}" is PHI, "{key}" is a plain value ----
+NURSING = """\
+NURSING PROGRESS NOTE {NAME:nurse_first_up} {NAME:nurse_last_up} RN  {DATE:date_mdy2}
+PT {NAME:pt_last_up}, {NAME:pt_first_up}  MRN {ID:mrn}
+NEURO: A&OX3, PERRLA, MAE. DENIES PAIN, PAIN {pain}/10 AT HS. GCS 15.
+CV: HR {hr} NSR, BP {sbp}/{dbp}, NO EDEMA. K {k} REPLETED PER SLIDING SCALE.
+RESP: LS CLEAR, SPO2 {spo2}% ON 2L NC. RR {rr}. O2 WEANED X3 ATTEMPTS.
+GI/GU: NPO AFTER MN FOR EGD. FOLEY DRAINING CLEAR YELLOW URINE, UO 40-60CC/HR. BS+ X4.
+SOCIAL: {REL:rel_up} {NAME:nok_first_up} {NAME:nok_last_up} VISITED, CAN BE REACHED AT {PHONE:phone}.
+PLAN: CONT LASIX 40MG IV BID, HEPARIN 5000 UNITS SC Q8H. CCU TEAM AWARE. DR {NAME:att_last_up} UPDATED.
+"""
+
+DISCHARGE = """\
+DISCHARGE SUMMARY
+
+Name: {NAME:pt_first} {NAME:pt_last}        Unit No: {ID:mrn}
+Admission Date: {DATE:admit_mdy}        Discharge Date: {DATE:disch_mdy}
+Date of Birth: {DATE:dob_mdy}        Sex: {sex}
+Service: MEDICINE
+Attending: {NAME:att_first} {NAME:att_last}, MD
+
+HISTORY OF PRESENT ILLNESS:
+{pt_title} {NAME:pt_last} is a {AGE:age_num}-year-old {sex_word} with CHF (EF 35%), HTN, DM2 and CKD stage 3
+who presented to {HOSPITAL:hospital} on {DATE:admit_text} with SOB and DOE x3 days.
+BP 158/92, HR 104, T 98.6 F, SpO2 91% on RA.
+CXR showed bilateral effusions. BNP 1450. Trop <0.01. Cr 1.8 (baseline 1.4). She was diuresed with Lasix 80 mg IV.
+
+HOSPITAL COURSE:
+1. Acute on chronic systolic CHF: diuresed 4 L, transitioned to torsemide 20 mg PO daily on {DATE:mid_md}.
+2. AKI: Cr peaked 2.1, improved to 1.5 with diuresis. Renal following.
+3. DM2: A1c 8.2%. Insulin sliding scale, metformin held.
+
+Labs on discharge: Na 137, K 4.2, Cl 101, HCO3 26, BUN 32, Cr 1.5, Glc 142, WBC 8.4, Hgb 10.9, Plt 212, INR 1.1.
+
+DISCHARGE MEDICATIONS: torsemide 20 mg PO daily, metoprolol succinate 50 mg PO daily, lisinopril 5 mg PO daily,
+ASA 81 mg, atorvastatin 40 mg qHS, insulin glargine 18 units SC qHS.
+
+DISPOSITION: Home with VNA services. Address on file: {ADDRESS:street}, {LOCATION:city}, {LOCATION:state} {ZIP:zip}.
+FOLLOW-UP: PCP Dr. {NAME:pcp_last} at {HOSPITAL:clinic} in 1-2 weeks, phone {PHONE:phone2}. Cardiology clinic in
+4 weeks. Questions: {EMAIL:email}.
+
+{NAME:att_first} {NAME:att_last}, MD    Electronically signed {DATE:disch_iso} 16:42
+"""
+
+RADIOLOGY = """\
+EXAMINATION: CHEST (PA AND LAT)    ACCESSION #: {ID:accession}
+DATE: {DATE:exam_text}    REFERRING: {NAME:ref_first_init} {NAME:ref_last}, MD
+INDICATION: {AGE:age_num} year old {sex_word} with fever and cough, eval for PNA.
+COMPARISON: Chest radiograph from {DATE:prior_text}.
+FINDINGS: The lungs are clear without focal consolidation. No pleural effusion or pneumothorax. Heart size is
+normal. Mediastinal contours are within normal limits. Degenerative changes of the T-spine. A 4 mm nodule in
+the RUL is unchanged. ETT tip 4.5 cm above the carina. NG tube courses below the diaphragm.
+IMPRESSION: No acute cardiopulmonary process.
+Dictated by: {NAME:rad_first} {NAME:rad_last}, M.D. (NPI {LICENSE:npi})
+Workstation: {IP:ip}   Report portal {URL:url}
+"""
+
+PROGRESS = """\
+Progress Note - MICU - {DATE:prog_date}
+S: {NAME:pt_first_low} {NAME:pt_last_low} c/o abd pain 6/10, N/V overnight. Tolerating clears. +BM.
+Wife {NAME:nok_first} at bedside.
+O: Tmax 100.4, Tc 99.1, HR 96, BP 112/68, RR 18, SpO2 96% 2L. I/O 1.2L/800cc.
+Gen: NAD, AOx3. CV: RRR, 2/6 SEM. Lungs: CTAB. Abd: soft, mild RUQ TTP, Murphy's sign neg. Ext: no edema.
+Labs: WBC 14.2 (from 11.8), Hct 31, Plt 188, Na 134, K 3.6, Cr 0.9, Lactate 1.9, LFTs wnl, lipase 45.
+A/P: {AGE:age_num} y/o w/ cholecystitis s/p perc chole on {DATE:proc_md}. Cont zosyn 4.5 g IV q6h (D3). Surgery
+(Dr. {NAME:surg_last}) following, f/u HIDA. DVT ppx: heparin SC. Code: Full. Dispo: floor when HD stable.
+Contact: {NAME:nok_first} {NAME:nok_last} ({REL:rel}) {PHONE:phone}. SSN on file {SSN:ssn}.
+-- {NAME:res_first} {NAME:res_last}, MD PGY-2, pager {PHONE:pager}
+"""
+
+CONSULT = """\
+GERIATRICS CONSULT   Pt: {NAME:pt_full}   DOB: {DATE:dob_iso}   Age: {AGE:age_num}
+Reason: falls, delirium. Referred by {ref_title} {NAME:ref_last} from {HOSPITAL:hospital}.
+{pt_title} {NAME:pt_last} is a very pleasant {AGE:age_num} yo {sex_word} who lives alone at {ADDRESS:street},
+{LOCATION:city} and was found down by her neighbor on {DATE:admit_text}. Daughter {NAME:nok_first} reports 3 falls
+since {DATE:month_only}. MMSE 22/30. Orthostatic: BP 142/80 -> 118/70 standing. Gait unsteady, uses walker.
+Meds reviewed: stop diphenhydramine, hold oxycodone 5 mg q4h prn. Vit D 25,000 IU weekly x8.
+Rec: PT/OT, delirium precautions, Beers list review, f/u in geriatrics clinic {DATE:fu_text}.
+Health plan member ID {ID:member_id}. Medicare # {ID:medicare}. Pacemaker serial {DEVICE:serial}.
+{NAME:geri_first} {NAME:geri_last}, NP
+"""
+
+STYLES: dict[str, str] = {
+    "Nursing": NURSING,
+    "Discharge summary": DISCHARGE,
+    "Radiology": RADIOLOGY,
+    "Progress": PROGRESS,
+    "Consult": CONSULT,
+}
+RELATIONS = ("wife", "husband", "daughter", "son", "sister", "brother", "niece", "friend")
+MONTHS = "January February March April May June July August September October November December".split()
+
+
+def render(template: str, values: dict[str, str]) -> tuple[str, list[dict]]:
+    """Fill a template; return the text and the gold span of every ``{LABEL:key}`` value.
+
+    ``REL`` marks a relation word that is not PHI: it is rendered without a span.
+    """
+    out: list[str] = []
+    spans: list[dict] = []
+    pos = 0
+    length = 0
+    for m in PLACEHOLDER.finditer(template):
+        literal = template[pos : m.start()]
+        out.append(literal)
+        length += len(literal)
+        label, key = m.group(1), m.group(2)
+        value = values[key]
+        if label and label != "REL" and value:
+            spans.append({"start": length, "end": length + len(value), "label": label})
+        out.append(value)
+        length += len(value)
+        pos = m.end()
+    out.append(template[pos:])
+    return "".join(out), spans
+
+
+def _age(birth: date, on: date) -> int:
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 11 <= n % 100 <= 13 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _text_date(d: date, rng: random.Random) -> str:
+    forms = (
+        f"{MONTHS[d.month - 1]} {d.day}, {d.year}",
+        f"{MONTHS[d.month - 1][:3]} {_ordinal(d.day)}",
+        f"{_ordinal(d.day)} of {MONTHS[d.month - 1]}",
+        f"{d.day:02d}-{MONTHS[d.month - 1][:3].upper()}-{d.year}",
+        f"{d.day} {MONTHS[d.month - 1]} {d.year}",
+        f"{d.month}/{d.day}/{d.year % 100:02d}",
+        f"{d.year}-{d.month:02d}-{d.day:02d}",
+    )
+    return rng.choice(forms)
+
+
+def note_values(
+    patient: Patient, charttime: datetime, rng: random.Random, hospitals: Sequence[str] = HOSPITALS
+) -> dict[str, str]:
+    """Every placeholder value for one note about ``patient`` written at ``charttime``."""
+    p = patient.person
+    day = charttime.date()
+    admit = day - timedelta(days=rng.randint(2, 9))
+    age = _age(patient.birth_date, day)
+    nurse, rad, surg, res, geri, pcp, ref = (make_person(rng) for _ in range(7))
+    title = {"M": "Mr.", "F": "Mrs."}[p.sex]
+    sex_word = {"M": "man", "F": "woman"}[p.sex]
+    values = {
+        "pt_first": p.first,
+        "pt_last": p.last,
+        "pt_full": p.full,
+        "pt_first_up": p.first.upper(),
+        "pt_last_up": p.last.upper(),
+        "pt_first_low": p.first.lower(),
+        "pt_last_low": p.last.lower(),
+        "pt_title": title,
+        "nurse_first_up": nurse.first.upper(),
+        "nurse_last_up": nurse.last.upper(),
+        "att_first": patient.attending.first,
+        "att_last": patient.attending.last,
+        "att_last_up": patient.attending.last.upper(),
+        "nok_first": patient.next_of_kin.first,
+        "nok_last": patient.next_of_kin.last,
+        "nok_first_up": patient.next_of_kin.first.upper(),
+        "nok_last_up": patient.next_of_kin.last.upper(),
+        "rel": rng.choice(RELATIONS),
+        "rad_first": rad.first,
+        "rad_last": rad.last,
+        "surg_last": surg.last,
+        "res_first": res.first,
+        "res_last": res.last,
+        "geri_first": geri.first,
+        "geri_last": geri.last,
+        "pcp_last": pcp.last,
+        "ref_first_init": ref.first[0] + ".",
+        "ref_last": ref.last,
+        "ref_title": rng.choice(("Dr.", "Dr", "Doctor")),
+        "mrn": patient.mrn,
+        "ssn": patient.ssn,
+        "phone": patient.phone,
+        "phone2": f"{rng.randint(201, 989)}-{rng.randint(200, 999)}-{rng.randint(0, 9999):04d}",
+        "pager": f"{rng.randint(10000, 99999)}",
+        "email": patient.email,
+        "street": patient.street,
+        "city": patient.city,
+        "state": patient.state,
+        "zip": patient.zip_code,
+        "hospital": patient.hospital,
+        "clinic": rng.choice(hospitals),
+        "accession": f"{rng.choice(('RAD', 'XR', 'A'))}{rng.randint(1_000_000, 9_999_999)}",
+        "npi": str(rng.randint(1_000_000_000, 1_999_999_999)),
+        "ip": f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+        "url": f"https://pacs.{patient.hospital.split()[0].lower().strip('.')}-health.org/viewer"
+        f"?id={rng.randint(1000, 99999)}",
+        "member_id": f"{rng.choice('ABCWXYZ')}{rng.choice('ABCDEFGH')}{rng.randint(100_000_000, 999_999_999)}",
+        "medicare": f"{rng.randint(1, 9)}EG{rng.randint(1, 9)}-TE{rng.randint(1, 9)}-MK{rng.randint(10, 99)}",
+        "serial": f"PJN{rng.randint(100_000, 999_999)}S",
+        "date_mdy2": f"{day.month:02d}/{day.day:02d}/{day.year % 100:02d}",
+        "admit_mdy": admit.strftime("%m/%d/%Y"),
+        "disch_mdy": day.strftime("%m/%d/%Y"),
+        "disch_iso": day.isoformat(),
+        "dob_mdy": patient.birth_date.strftime("%m/%d/%Y"),
+        "dob_iso": patient.birth_date.isoformat(),
+        "admit_text": _text_date(admit, rng),
+        "mid_md": f"{(admit + timedelta(days=1)).month}/{(admit + timedelta(days=1)).day}",
+        "exam_text": _text_date(day, rng),
+        "prior_text": _text_date(day - timedelta(days=rng.randint(30, 700)), rng),
+        "prog_date": day.strftime(rng.choice(("%m/%d/%Y", "%Y-%m-%d", "%b %d %Y", "%d.%m.%Y"))),
+        "proc_md": f"{admit.month}/{admit.day}",
+        "fu_text": rng.choice(("on ", "")) + _text_date(day + timedelta(days=rng.randint(7, 30)), rng),
+        "month_only": MONTHS[admit.month - 1],
+        "age_num": str(age),
+        "sex": p.sex,
+        "sex_word": sex_word,
+        "pain": str(rng.randint(0, 10)),
+        "hr": str(rng.randint(55, 120)),
+        "sbp": str(rng.randint(95, 170)),
+        "dbp": str(rng.randint(50, 100)),
+        "k": f"{rng.uniform(3.0, 5.2):.1f}",
+        "spo2": str(rng.randint(88, 100)),
+        "rr": str(rng.randint(12, 28)),
+        "rel_up": "",
+    }
+    values["rel_up"] = values["rel"].upper()
+    return values
+
+
+def make_note(
+    style: str, patient: Patient, charttime: datetime, rng: random.Random, templates: dict[str, str] | None = None
+) -> tuple[str, list[dict]]:
+    """One note in ``style``; spans label every PHI value.  Ages under 90 are not PHI and get no span."""
+    template = (templates or STYLES)[style]
+    values = note_values(patient, charttime, rng)
+    text, spans = render(template, values)
+    spans = [s for s in spans if not (s["label"] == "AGE" and int(text[s["start"] : s["end"]]) < 90)]
+    return text, spans
+
+
+def _csv_bytes(rows: list[dict]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue().encode("utf-8")
+
+
+def write(out_dir: Path, cohort: list[Patient], seed: int) -> list[str]:
+    """Write ~3-4 notes per patient as a CSV and a CSV.gz, a truncated .csv.gz, and the gold spans.
+
+    Returns every PHI string planted in the notes.
+    """
+    rng = random.Random(seed + 101)
+    notes_dir = out_dir / "incoming" / "notes"
+    gold_dir = out_dir / "gold"
+    notes_dir.mkdir(parents=True, exist_ok=True)
+    gold_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    gold: list[dict] = []
+    planted: set[str] = set()
+    styles = list(STYLES)
+    for index, patient in enumerate(cohort):
+        hadm_id = str(20_000_000 + rng.randint(0, 9_999_999))
+        base = datetime(2019, 1, 1, 8, 0) + timedelta(days=rng.randint(0, 700), minutes=rng.randint(0, 600))
+        chosen = rng.sample(styles, 3 + index % 2)
+        for seq, style in enumerate(chosen, start=1):
+            charttime = base + timedelta(hours=12 * seq)
+            text, spans = make_note(style, patient, charttime, rng)
+            note_id = f"{patient.mrn}-{style[:2].upper()}-{seq}"
+            rows.append(
+                {
+                    "note_id": note_id,
+                    "subject_id": patient.mrn,
+                    "hadm_id": hadm_id,
+                    "note_type": style,
+                    "note_seq": seq,
+                    "charttime": charttime.strftime("%Y-%m-%d %H:%M:%S"),
+                    "storetime": (charttime + timedelta(minutes=37)).strftime("%Y-%m-%d %H:%M:%S"),
+                    "text": text,
+                }
+            )
+            gold.append({"id": note_id, "text": text, "spans": spans})
+            planted.update(text[s["start"] : s["end"]] for s in spans if s["label"] not in {"AGE"})
+    half = len(rows) // 2
+    (notes_dir / "notes_part1.csv").write_bytes(_csv_bytes(rows[:half]))
+    (notes_dir / "notes_part2.csv.gz").write_bytes(gzip.compress(_csv_bytes(rows[half:]), mtime=0))
+    broken = gzip.compress(_csv_bytes(rows[:2]), mtime=0)
+    (notes_dir / "notes_truncated.csv.gz").write_bytes(broken[: len(broken) // 2])
+    with (gold_dir / "notes_gold.jsonl").open("w", encoding="utf-8") as fh:
+        for record in gold:
+            fh.write(json.dumps(record) + "\n")
+    return sorted(planted)
