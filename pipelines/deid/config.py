@@ -1,0 +1,172 @@
+"""Load the de-identification configuration (deid.yaml, names.yaml, the name gazetteers) into typed objects.
+
+Everything a reviewer may want to tune (patterns, scores, context words, allow-lists, operators) lives in the
+YAML files beside this module, so a change to what counts as PHI is a data change that shows up in review as
+such, not a code change.  Loading validates labels and operators up front so a typo fails at start-up.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import regex
+import yaml
+
+HERE = Path(__file__).parent
+DEFAULT_CONFIG = HERE / "deid.yaml"
+DEFAULT_NAMES = HERE / "names.yaml"
+OPERATORS = ("tag", "surrogate", "shift", "cap90")
+
+
+class DeidConfigError(ValueError):
+    """The de-identification configuration is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class PatternRule:
+    name: str
+    label: str
+    score: float
+    regex: str
+    negative_before: tuple[str, ...] = ()
+    negative_after: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NameRules:
+    titles: frozenset[str]
+    credentials: frozenset[str]
+    context_before: tuple[str, ...]
+    weak_context: frozenset[str]
+    stop_words: frozenset[str]
+    ambiguous_names: frozenset[str]
+    never_names: frozenset[str]
+    initials_regex: str
+    first_names: frozenset[str]
+    last_names: frozenset[str]
+
+
+@dataclass(frozen=True)
+class DeidConfig:
+    labels: tuple[str, ...]
+    spacy_model: str
+    spacy_disable: tuple[str, ...]
+    batch_size: int
+    entity_map: dict[str, str]
+    spacy_score: float
+    score_threshold: float
+    operators: dict[str, str]
+    date_shift_max_days: int
+    patterns: tuple[PatternRule, ...]
+    strip_leading_words: frozenset[str]
+    generic_facility_words: frozenset[str]
+    never_flag: frozenset[str]
+    text_source_kinds: frozenset[str]
+    extra_keep_keys: frozenset[str]
+    names: NameRules
+
+    def operator(self, label: str) -> str:
+        return self.operators.get(label, self.operators["default"])
+
+
+def _read_names(path: Path) -> frozenset[str]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return frozenset(row["name"].lower() for row in csv.DictReader(fh) if row["name"])
+
+
+def _expand(pattern: str, fragments: dict[str, str]) -> str:
+    for key, value in fragments.items():
+        pattern = pattern.replace("{" + key + "}", value)
+    return pattern
+
+
+def _parse_patterns(raw: list[dict[str, Any]], labels: tuple[str, ...], fragments: dict[str, str]):
+    rules = []
+    for item in raw:
+        name = item.get("name", "?")
+        if item.get("label") not in labels:
+            raise DeidConfigError(f"pattern '{name}': label '{item.get('label')}' is not one of {list(labels)}")
+        expanded = _expand(str(item["regex"]), fragments)
+        try:
+            regex.compile(expanded)
+        except regex.error as exc:
+            raise DeidConfigError(f"pattern '{name}': invalid regex ({exc})") from None
+        rules.append(
+            PatternRule(
+                name=name,
+                label=item["label"],
+                score=float(item["score"]),
+                regex=expanded,
+                negative_before=tuple(str(w) for w in item.get("negative_before", ())),
+                negative_after=tuple(str(w) for w in item.get("negative_after", ())),
+            )
+        )
+    return tuple(rules)
+
+
+def _parse_names(data: dict[str, Any]) -> NameRules:
+    def words(key: str) -> frozenset[str]:
+        return frozenset(str(w) for w in data.get(key, ()))
+
+    def lower(key: str) -> frozenset[str]:
+        return frozenset(str(w).lower() for w in data.get(key, ()))
+
+    return NameRules(
+        titles=words("titles"),
+        credentials=words("credentials"),
+        context_before=tuple(sorted({str(w).lower() for w in data["context_before"]}, key=len, reverse=True)),
+        weak_context=lower("weak_context"),
+        stop_words=lower("stop_words"),
+        ambiguous_names=lower("ambiguous_names"),
+        never_names=lower("never_names"),
+        initials_regex=str(data["initials_regex"]),
+        first_names=_read_names(HERE / "names_first.csv"),
+        last_names=_read_names(HERE / "names_last.csv"),
+    )
+
+
+def load_config(path: Path | None = None, names_path: Path | None = None) -> DeidConfig:
+    """Read and validate a configuration; ``None`` means the bundled defaults."""
+    data = yaml.safe_load((path or DEFAULT_CONFIG).read_text(encoding="utf-8"))
+    names = yaml.safe_load((names_path or DEFAULT_NAMES).read_text(encoding="utf-8"))
+    labels = tuple(data["labels"])
+    operators = {str(k): str(v) for k, v in data["operators"].items()}
+    if "default" not in operators:
+        raise DeidConfigError("operators: a 'default' entry is required")
+    for label, op in operators.items():
+        if label != "default" and label not in labels:
+            raise DeidConfigError(f"operators: unknown label '{label}'")
+        if op not in OPERATORS:
+            raise DeidConfigError(f"operators: '{op}' for {label} is not one of {list(OPERATORS)}")
+    spacy_cfg = data["spacy"]
+    entity_map = {str(k): str(v) for k, v in spacy_cfg["entity_map"].items()}
+    unknown = set(entity_map.values()) - set(labels)
+    if unknown:
+        raise DeidConfigError(f"spacy.entity_map: unknown label(s) {sorted(unknown)}")
+    return DeidConfig(
+        labels=labels,
+        spacy_model=str(spacy_cfg["model"]),
+        spacy_disable=tuple(spacy_cfg.get("disable", ())),
+        batch_size=int(spacy_cfg.get("batch_size", 16)),
+        entity_map=entity_map,
+        spacy_score=float(spacy_cfg.get("score", 0.55)),
+        score_threshold=float(data.get("score_threshold", 0.5)),
+        operators=operators,
+        date_shift_max_days=int(data.get("date_shift_max_days", 365)),
+        patterns=_parse_patterns(data["patterns"], labels, {k: str(v) for k, v in data["fragments"].items()}),
+        strip_leading_words=frozenset(str(w) for w in data.get("strip_leading_words", ())),
+        generic_facility_words=frozenset(str(w).lower() for w in data.get("generic_facility_words", ())),
+        never_flag=frozenset(str(w).lower() for w in data.get("never_flag", ())),
+        text_source_kinds=frozenset(data.get("text_source_kinds", ())),
+        extra_keep_keys=frozenset(data.get("extra_keep_keys", ())),
+        names=_parse_names(names),
+    )
+
+
+@lru_cache(maxsize=1)
+def default_config() -> DeidConfig:
+    return load_config()

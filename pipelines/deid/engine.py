@@ -1,0 +1,160 @@
+"""The text de-identification analyzer: Presidio configured offline with our recognizers and spaCy model.
+
+``DeidEngine`` is built once per process (Ray worker) and then finds PHI spans in batches of texts with
+spaCy's ``nlp.pipe``.  It never touches the network: the spaCy model is loaded by package name (Presidio's
+auto-download is bypassed), and no predefined Presidio recognizer (tldextract) is registered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import spacy
+from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
+from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+
+from pipelines.deid.config import DeidConfig, default_config
+from pipelines.deid.names import NameRecognizer
+from pipelines.deid.recognizers import NerLocationRecognizer, pattern_recognizers
+
+# spaCy labels we never use; listing them keeps Presidio from warning about unmapped labels.
+IGNORED_SPACY_LABELS = (
+    "ORG NORP FAC PRODUCT EVENT WORK_OF_ART LAW LANGUAGE DATE TIME PERCENT MONEY QUANTITY ORDINAL CARDINAL"
+).split()
+TRIM_CHARS = " \t\r\n.,;:()[]{}\"'"
+# Parts of speech whose lemma index lists ordinary English words (nouns are left out: they include names).
+ENGLISH_POS = ("adj", "adv", "verb")
+
+
+@dataclass(frozen=True, order=True)
+class PhiSpan:
+    """A PHI span in the original text (character offsets), with our label and the winning score."""
+
+    start: int
+    end: int
+    label: str
+    score: float = 1.0
+
+
+class OfflineSpacyNlpEngine(SpacyNlpEngine):
+    """Presidio's spaCy engine, but loading only the installed package and running only NER."""
+
+    def __init__(self, model: str, disable: Sequence[str], ner_config: NerModelConfiguration) -> None:
+        super().__init__(models=[{"lang_code": "en", "model_name": model}], ner_model_configuration=ner_config)
+        self._disable = list(disable)
+
+    def load(self) -> None:
+        name = self.models[0]["model_name"]
+        # Disabled (not excluded) so the lemmatizer's word lists stay available for english_words().
+        self.nlp = {"en": spacy.load(name, disable=self._disable)}
+
+
+def english_words(nlp: spacy.language.Language, names: frozenset[str]) -> frozenset[str]:
+    """Ordinary English words from the model's lemmatizer tables, lower-case.
+
+    Adjectives, adverbs and verbs as they are; nouns only when they are not also in the name gazetteers
+    (the noun index holds "john" and "smith").
+    """
+    if "lemmatizer" not in nlp.component_names:
+        return frozenset()
+    lookups = nlp.get_pipe("lemmatizer").lookups
+    if not lookups.has_table("lemma_index"):
+        return frozenset()
+    index = lookups.get_table("lemma_index")
+    words: set[str] = set()
+    for pos in ENGLISH_POS:
+        words.update(w.lower() for w in index.get(pos, ()) if w.isalpha())
+    words.update(w.lower() for w in index.get("noun", ()) if w.isalpha() and w.lower() not in names)
+    return frozenset(words)
+
+
+class DeidEngine:
+    """Find PHI spans.  ``analyze_batch`` is the fast path (nlp.pipe); ``analyze`` is for one text."""
+
+    def __init__(self, config: DeidConfig | None = None) -> None:
+        self.config = config or default_config()
+        ner_config = NerModelConfiguration(
+            model_to_presidio_entity_mapping=dict(self.config.entity_map),
+            labels_to_ignore=IGNORED_SPACY_LABELS,
+            default_score=self.config.spacy_score,
+        )
+        self.nlp_engine = OfflineSpacyNlpEngine(self.config.spacy_model, self.config.spacy_disable, ner_config)
+        self.nlp_engine.load()
+        names = self.config.names
+        english = english_words(self.nlp_engine.get_nlp("en"), names.first_names | names.last_names)
+        registry = RecognizerRegistry(supported_languages=["en"])
+        for recognizer in pattern_recognizers(self.config):
+            registry.add_recognizer(recognizer)
+        registry.add_recognizer(NerLocationRecognizer(self.config, english))
+        registry.add_recognizer(NameRecognizer(names, english, self.config.never_flag, score=0.85))
+        self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine, supported_languages=["en"])
+
+    def analyze(self, text: str) -> list[PhiSpan]:
+        return self.analyze_batch([text])[0]
+
+    def analyze_batch(self, texts: Sequence[str]) -> list[list[PhiSpan]]:
+        artifacts = self.nlp_engine.process_batch(list(texts), "en", batch_size=self.config.batch_size)
+        out = []
+        for text, nlp_artifacts in artifacts:
+            results = self.analyzer.analyze(
+                text=text,
+                language="en",
+                nlp_artifacts=nlp_artifacts,
+                score_threshold=self.config.score_threshold,
+            )
+            out.append(self._postprocess(text, results))
+        return out
+
+    # ---- post-processing: clean edges, drop generic matches, resolve overlaps ----
+    def _postprocess(self, text: str, results: list[RecognizerResult]) -> list[PhiSpan]:
+        spans = []
+        for r in results:
+            span = self._clean(text, PhiSpan(r.start, r.end, r.entity_type, r.score))
+            if span is not None:
+                spans.append(span)
+        return merge_overlaps(spans)
+
+    def _clean(self, text: str, span: PhiSpan) -> PhiSpan | None:
+        start, end = span.start, span.end
+        while start < end and text[start] in TRIM_CHARS and not (text[start] == "(" and ")" in text[start:end]):
+            start += 1
+        while end > start and text[end - 1] in TRIM_CHARS and not _keeps_final_period(text, start, end, span):
+            end -= 1
+        if span.label in {"HOSPITAL", "LOCATION"}:
+            words = text[start:end].split(" ")
+            while len(words) > 1 and words[0] in self.config.strip_leading_words:
+                start += len(words[0]) + 1
+                words = words[1:]
+            if span.label == "HOSPITAL" and all(
+                w.lower().strip(".,") in self.config.generic_facility_words for w in words
+            ):
+                return None
+        if end <= start:
+            return None
+        return PhiSpan(start, end, span.label, span.score)
+
+
+def _keeps_final_period(text: str, start: int, end: int, span: PhiSpan) -> bool:
+    """Keep the period of an abbreviation inside the span ("Dr." is not in a span, but "J." or "St." is)."""
+    if text[end - 1] != ".":
+        return False
+    word = text[start : end - 1].split()[-1] if text[start : end - 1].split() else ""
+    return span.label in {"NAME", "ADDRESS", "HOSPITAL"} and len(word) <= 3 and word[:1].isupper()
+
+
+def merge_overlaps(spans: list[PhiSpan]) -> list[PhiSpan]:
+    """Union overlapping spans; the merged span takes the label of its highest-scoring part.
+
+    Coverage wins over label purity: dropping the weaker of two overlapping matches could leave PHI characters
+    unredacted, while a slightly wrong label only changes a tag.
+    """
+    merged: list[PhiSpan] = []
+    for span in sorted(spans, key=lambda s: (s.start, -s.end)):
+        if merged and span.start < merged[-1].end:
+            last = merged[-1]
+            best = last if last.score >= span.score else span
+            merged[-1] = PhiSpan(last.start, max(last.end, span.end), best.label, max(last.score, span.score))
+        else:
+            merged.append(span)
+    return merged

@@ -1,0 +1,380 @@
+"""Person names in clinical text: evidence rules over spaCy tokens, then propagation within the document.
+
+Stock NER misses a third of the names in clinical notes (ALL-CAPS nursing notes, "SMITH, JOHN", signature
+lines, lower-case "pt john") and calls drugs and eponyms persons.  So a token becomes a name on explicit
+evidence (title, credential, field label, relation word, gazetteer first+last pair, unambiguous gazetteer
+name, spaCy PERSON); clinical vocabulary and eponyms ("Murphy's sign") veto; and a word confirmed once is
+redacted at its every other occurrence in the same document, because notes repeat names in other forms.
+"""
+
+from __future__ import annotations
+
+import regex
+from presidio_analyzer import EntityRecognizer, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts
+from spacy.tokens import Doc, Token
+
+from pipelines.deid.config import NameRules
+
+WORD = regex.compile(r"^[A-Za-z][A-Za-z'\-]*[A-Za-z]$|^[A-Z]$")
+INITIAL = regex.compile(r"^[A-Z]\.?$|^(?:[A-Z]\.){2,3}$")
+# A following noun that makes the name an eponym ("Murphy's sign", "Foley catheter", "Wells score").
+EPONYM_NOUNS = frozenset(
+    "sign signs disease syndrome fracture cyst palsy test maneuver manoeuvre criteria score scale "
+    "classification catheter drain tube procedure operation esophagus ulcer node phenomenon triad reflex "
+    "lymphoma sarcoma tumor tumour law rule formula position solution stain stockings bag valve mask "
+    "ring repair incision approach protocol method equation's equation grade stage type shunt".split()
+)
+
+STRONG, CONTEXT, GAZETTEER, NER = 4, 3, 2, 1
+RELATIONS = frozenset(
+    "wife husband spouse partner son daughter mother father mom dad sister brother aunt uncle niece nephew "
+    "cousin grandson granddaughter grandmother grandfather friend neighbor caregiver fiance fiancee".split()
+)
+ENGLISH_SUFFIXES = ("s", "es", "ed", "d", "ing", "ly", "er")
+
+
+class NameRecognizer(EntityRecognizer):
+    """Presidio recognizer for NAME; needs the spaCy tokens and entities from the NLP artifacts."""
+
+    def __init__(
+        self, rules: NameRules, english_words: frozenset[str], clinical: frozenset[str], score: float = 0.85
+    ) -> None:
+        super().__init__(supported_entities=["NAME"], name="names", supported_language="en")
+        self.rules = rules
+        self.english = english_words
+        self.clinical = clinical
+        self.score = score
+        self._initials = regex.compile(rules.initials_regex)
+        self._context = [tuple(phrase.split()) for phrase in rules.context_before]
+        self._strong_credentials = frozenset(
+            c for c in rules.credentials if len(c.replace(".", "")) >= 3 or c in {"MD", "RN", "NP", "M.D."}
+        )
+
+    def load(self) -> None:
+        """Nothing to load: gazetteers come with the rules."""
+
+    # ---- token classification ----
+    def _is_word(self, tok: Token) -> bool:
+        return bool(WORD.match(tok.text)) or bool(INITIAL.match(tok.text))
+
+    def _candidate(self, tok: Token, strong: bool = False) -> bool:
+        low = tok.text.lower()
+        return (
+            self._is_word(tok)
+            and low not in self.rules.stop_words
+            and low not in self.rules.never_names
+            and tok.text not in self.rules.titles
+            and (strong or low not in self.clinical)
+        )
+
+    def _is_english(self, word: str) -> bool:
+        """An ordinary word, also in inflected form ("visited", "brings") that the lemma index lacks."""
+        low = word.lower()
+        if low in self.english:
+            return True
+        return any(low.endswith(x) and low[: -len(x)] in self.english for x in ENGLISH_SUFFIXES)
+
+    def _in_gazetteer(self, text: str) -> bool:
+        low = text.lower()
+        return low in self.rules.first_names or low in self.rules.last_names
+
+    def _ambiguous(self, text: str) -> bool:
+        return text.lower() in self.rules.ambiguous_names or self._is_english(text)
+
+    @staticmethod
+    def _capitalized(tok: Token) -> bool:
+        return tok.text[:1].isupper()
+
+    # ---- main ----
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        if nlp_artifacts is None or nlp_artifacts.tokens is None:
+            return []
+        doc: Doc = nlp_artifacts.tokens
+        toks = list(doc)
+        n = len(toks)
+        evidence = [0] * n
+        caps_line = self._caps_lines(toks)
+
+        def mark(i: int, level: int) -> None:
+            evidence[i] = max(evidence[i], level)
+
+        self._titles(toks, caps_line, mark)
+        self._credentials(toks, mark)
+        self._context_labels(toks, caps_line, mark)
+        self._gazetteer(toks, caps_line, mark)
+        self._ner(nlp_artifacts, doc, caps_line, mark)
+        self._eponyms(toks, evidence)
+        self._extend_to_unknown_words(toks, caps_line, evidence)
+        self._initials_next_to_names(toks, evidence)
+        self._propagate(toks, evidence)
+        spans = self._merge(toks, evidence)
+        for m in self._initials.finditer(text):
+            spans.append((m.start(), m.end()))
+        return [RecognizerResult("NAME", s, e, self.score) for s, e in spans]
+
+    def _caps_lines(self, toks: list[Token]) -> list[bool]:
+        """Per token: is its line written in capitals (where capitalization says nothing about names)?"""
+        flags = [False] * len(toks)
+        line: list[int] = []
+
+        def close() -> None:
+            words = [toks[j] for j in line if toks[j].text.isalpha() and len(toks[j].text) > 1]
+            upper = sum(1 for w in words if w.text.isupper())
+            caps = len(words) >= 3 and upper / len(words) >= 0.7
+            for j in line:
+                flags[j] = caps
+
+        for i, tok in enumerate(toks):
+            if "\n" in tok.text or "\n" in tok.whitespace_:
+                line.append(i)
+                close()
+                line = []
+            else:
+                line.append(i)
+        close()
+        return flags
+
+    def _run_after(self, toks: list[Token], i: int, limit: int, need_capital: bool, strong: bool = False) -> list[int]:
+        """Name-like tokens starting at ``i`` (stopping at a line break or non-name token)."""
+        out: list[int] = []
+        j = i
+        while j < len(toks) and len(out) < limit:
+            tok = toks[j]
+            if tok.is_space or "\n" in tok.text:
+                break
+            if tok.text in {".", "-"} and out and INITIAL.match(toks[j - 1].text + tok.text):
+                j += 1
+                continue
+            if not self._candidate(tok, strong) or (need_capital and not self._capitalized(tok)):
+                break
+            if tok.text in self.rules.credentials:
+                break
+            out.append(j)
+            if "\n" in tok.whitespace_:
+                break
+            j += 1
+        return out
+
+    def _titles(self, toks: list[Token], caps_line: list[bool], mark) -> None:
+        for i, tok in enumerate(toks):
+            if tok.text not in self.rules.titles and tok.text + "." not in self.rules.titles:
+                continue
+            j = i + 1
+            if j < len(toks) and toks[j].text == ".":
+                j += 1
+            run = self._run_after(toks, j, 3, need_capital=False, strong=True)
+            if run and not self._capitalized(toks[run[0]]) and self._ambiguous(toks[run[0]].text):
+                continue
+            for k, idx in enumerate(run):
+                later = k > 0
+                if later and (not self._capitalized(toks[idx]) or self._ambiguous(toks[idx].text)):
+                    break
+                if later and caps_line[idx] and not self._in_gazetteer(toks[idx].text):
+                    break
+                mark(idx, STRONG)
+
+    def _credentials(self, toks: list[Token], mark) -> None:
+        for i, tok in enumerate(toks):
+            if tok.text not in self.rules.credentials:
+                continue
+            j = i - 1
+            comma = j >= 0 and toks[j].text == ","
+            if comma:
+                j -= 1
+            if not comma and tok.text not in self._strong_credentials:
+                continue
+            taken = 0
+            while j >= 0 and taken < 4:
+                prev = toks[j]
+                if "\n" in prev.whitespace_ or prev.is_space:
+                    break
+                if prev.text == "." and j > 0 and INITIAL.match(toks[j - 1].text + "."):
+                    j -= 1
+                    continue
+                if not self._candidate(prev) or not self._capitalized(prev):
+                    break
+                if prev.text in self.rules.credentials:
+                    break
+                mark(j, STRONG)
+                taken += 1
+                j -= 1
+
+    def _context_labels(self, toks: list[Token], caps_line: list[bool], mark) -> None:
+        lows = [t.text.lower() for t in toks]
+        for i in range(len(toks)):
+            for phrase in self._context:
+                k = len(phrase)
+                if tuple(lows[i : i + k]) != phrase:
+                    continue
+                if i > 0 and toks[i - 1].text.lower() in {"no", "denies"}:
+                    break
+                j = i + k
+                colon = j < len(toks) and toks[j].text in {":", "-", "=", "#"}
+                if colon:
+                    j += 1
+                key = " ".join(phrase)
+                weak = key in self.rules.weak_context and not colon
+                relation = key in RELATIONS
+                run = self._run_after(toks, j, 4, need_capital=weak)
+                # "LAST, FIRST" after a label: accepted when both are gazetteer names.
+                end = run[-1] + 1 if run else j
+                if run and end + 1 < len(toks) and toks[end].text == ",":
+                    tail = self._run_after(toks, end + 1, 2, need_capital=weak)
+                    if colon or (
+                        tail
+                        and self._in_gazetteer(toks[run[-1]].text)
+                        and (self._in_gazetteer(toks[tail[0]].text) or not self._is_english(toks[tail[0]].text))
+                    ):
+                        for idx in run + tail:
+                            mark(idx, CONTEXT)
+                        break
+                for idx in run:
+                    word = toks[idx].text
+                    if weak and relation and not self._is_english(word) and word.lower() not in self.clinical:
+                        mark(idx, CONTEXT)
+                        continue
+                    if weak and (self._ambiguous(word) or caps_line[idx]) and not self._in_gazetteer(word):
+                        break
+                    if weak and not self._in_gazetteer(word) and self._is_english(word):
+                        break
+                    if colon and not weak and self._ambiguous(word) and not self._in_gazetteer(word):
+                        if not self._capitalized(toks[idx]):
+                            break
+                    mark(idx, CONTEXT)
+                break
+
+    def _gazetteer(self, toks: list[Token], caps_line: list[bool], mark) -> None:
+        for i, tok in enumerate(toks):
+            if not self._candidate(tok) or not self._capitalized(tok) or not self._in_gazetteer(tok.text):
+                continue
+            nxt = i + 1
+            while nxt < len(toks) and toks[nxt].text == "," and "\n" not in toks[nxt].whitespace_:
+                nxt += 1
+            pair = (
+                nxt < len(toks)
+                and "\n" not in tok.whitespace_
+                and self._candidate(toks[nxt])
+                and self._capitalized(toks[nxt])
+                and self._in_gazetteer(toks[nxt].text)
+            )
+            if pair:
+                first_amb = self._ambiguous(tok.text)
+                second_amb = self._ambiguous(toks[nxt].text)
+                if caps_line[i] and (first_amb or second_amb):
+                    continue
+                if first_amb and second_amb:
+                    continue
+                mark(i, GAZETTEER)
+                mark(nxt, GAZETTEER)
+            elif not caps_line[i] and not self._ambiguous(tok.text) and not tok.text.isupper() and len(tok.text) >= 3:
+                mark(i, GAZETTEER)
+        self._lower_case_pairs(toks, mark)
+
+    def _lower_case_pairs(self, toks: list[Token], mark) -> None:
+        """ "john smith" in lower case: a gazetteer first name then last name, neither an ordinary word."""
+        for i in range(len(toks) - 1):
+            a, b = toks[i], toks[i + 1]
+            if not (a.text.islower() and b.text.islower() and a.whitespace_ == " "):
+                continue
+            if a.text in self.rules.first_names and b.text in self.rules.last_names:
+                if not any(self._ambiguous(t.text) or not self._candidate(t) for t in (a, b)):
+                    mark(i, GAZETTEER)
+                    mark(i + 1, GAZETTEER)
+
+    def _ner(self, nlp_artifacts: NlpArtifacts, doc: Doc, caps_line: list[bool], mark) -> None:
+        for ent in nlp_artifacts.entities:
+            if ent.label_ != "NAME":
+                continue
+            idxs = [t.i for t in doc[ent.start : ent.end] if self._candidate(t) and self._capitalized(t)]
+            if not idxs:
+                continue
+            if any(caps_line[i] for i in idxs) and not any(self._in_gazetteer(doc[i].text) for i in idxs):
+                continue
+            known = [i for i in idxs if self._in_gazetteer(doc[i].text) and not self._ambiguous(doc[i].text)]
+            unknown = [i for i in idxs if not self._in_gazetteer(doc[i].text) and not self._is_english(doc[i].text)]
+            header = ent.end < len(doc) and doc[ent.end].text == ":"
+            if header or not (known or (unknown and len(doc[unknown[0]].text) >= 3)):
+                continue
+            for i in known + unknown:
+                mark(i, NER)
+
+    def _eponyms(self, toks: list[Token], evidence: list[int]) -> None:
+        for i in range(len(toks)):
+            if evidence[i] and evidence[i] < STRONG and self._eponym(toks, i):
+                evidence[i] = 0
+
+    @staticmethod
+    def _eponym(toks: list[Token], i: int) -> bool:
+        j = i + 1
+        if j < len(toks) and toks[j].text in {"'s", "'", "’s"}:
+            j += 1
+        return j < len(toks) and toks[j].text.lower() in EPONYM_NOUNS
+
+    def _extend_to_unknown_words(self, toks: list[Token], caps_line: list[bool], evidence: list[int]) -> None:
+        """A capitalized word right after a name that is no ordinary word is its surname ("Kimberly Yamamoto")."""
+        for i in range(len(toks) - 1):
+            nxt = toks[i + 1]
+            if not evidence[i] or evidence[i + 1] or toks[i].whitespace_ != " ":
+                continue
+            if not self._candidate(nxt) or not self._capitalized(nxt) or len(nxt.text) < 3:
+                continue
+            if nxt.text in self.rules.credentials or self._is_english(nxt.text) or self._eponym(toks, i + 1):
+                continue
+            if not caps_line[i + 1] and nxt.text.isupper():
+                continue
+            evidence[i + 1] = evidence[i]
+
+    def _initials_next_to_names(self, toks: list[Token], evidence: list[int]) -> None:
+        for i, tok in enumerate(toks):
+            if evidence[i] or not INITIAL.match(tok.text) or tok.text in self.rules.credentials:
+                continue
+            nxt = i + 1
+            if nxt < len(toks) and toks[nxt].text == ".":
+                nxt += 1
+            before = i > 0 and evidence[i - 1] and "\n" not in toks[i - 1].whitespace_
+            after = nxt < len(toks) and evidence[nxt] and "\n" not in tok.whitespace_
+            if before or after:
+                evidence[i] = CONTEXT
+
+    def _propagate(self, toks: list[Token], evidence: list[int]) -> None:
+        confirmed = {toks[i].text.lower() for i, e in enumerate(evidence) if e and len(toks[i].text) >= 3}
+        confirmed -= self.rules.stop_words
+        for i, tok in enumerate(toks):
+            low = tok.text.lower()
+            if evidence[i] or low not in confirmed or not self._is_word(tok):
+                continue
+            if not self._capitalized(tok) and (self._ambiguous(tok.text) or low in self.english):
+                continue
+            if low in self.rules.never_names or self._eponym(toks, i):
+                continue
+            evidence[i] = GAZETTEER
+
+    @staticmethod
+    def _merge(toks: list[Token], evidence: list[int]) -> list[tuple[int, int]]:
+        spans: list[tuple[int, int]] = []
+        i = 0
+        while i < len(toks):
+            if not evidence[i]:
+                i += 1
+                continue
+            start = toks[i].idx
+            end = toks[i].idx + len(toks[i].text)
+            j = i + 1
+            while j < len(toks):
+                gap_ok = toks[j - 1].whitespace_ in {"", " "}
+                if evidence[j] and gap_ok:
+                    end = toks[j].idx + len(toks[j].text)
+                    j += 1
+                elif toks[j].text in {".", "-", "'"} and gap_ok and j + 1 < len(toks) and evidence[j + 1]:
+                    j += 1
+                elif toks[j].text == "." and INITIAL.match(toks[j - 1].text + ".") and evidence[j - 1]:
+                    end = toks[j].idx + 1
+                    j += 1
+                else:
+                    break
+            spans.append((start, end))
+            i = j
+        return spans

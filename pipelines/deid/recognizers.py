@@ -1,0 +1,103 @@
+"""Presidio recognizers built from deid.yaml: regex patterns with negative context, and the spaCy NER filter.
+
+Presidio's own predefined recognizers are not used: EmailRecognizer/UrlRecognizer call tldextract, which
+fetches the public-suffix list over the network, and the generic ones flag clinical abbreviations.  Each
+recognizer here is small and testable alone (``recognizer.analyze(text, [label])``).
+"""
+
+from __future__ import annotations
+
+import regex
+from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts
+
+from pipelines.deid.config import DeidConfig, PatternRule
+
+# Look-behind/ahead windows for negative context words (characters).
+NEGATIVE_BEFORE_CHARS = 25
+NEGATIVE_AFTER_CHARS = 15
+
+
+def _word_alternation(words: tuple[str, ...]) -> str:
+    """Literal words; a trailing ``s?`` (``tabs?``) means an optional plural."""
+    parts = [regex.escape(w[:-2]) + "s?" if w.endswith("s?") else regex.escape(w) for w in words]
+    return "|".join(sorted(parts, key=len, reverse=True))
+
+
+class ConfiguredPatternRecognizer(PatternRecognizer):
+    """One deid.yaml pattern; drops matches whose surroundings say "this is a vital sign / score / dose"."""
+
+    def __init__(self, rule: PatternRule) -> None:
+        super().__init__(
+            supported_entity=rule.label,
+            name=f"pattern:{rule.name}",
+            patterns=[Pattern(name=rule.name, regex=rule.regex, score=rule.score)],
+            # Case sensitivity is decided per pattern with an inline (?i); MULTILINE for ^/$ in patterns.
+            global_regex_flags=regex.MULTILINE,
+        )
+        self.rule = rule
+        self._negative_before = (
+            regex.compile(rf"(?i)(?<![a-z])(?:{_word_alternation(rule.negative_before)})[\s:#=.,(]*$")
+            if rule.negative_before
+            else None
+        )
+        self._negative_after = (
+            regex.compile(rf"(?i)^[\s:#=.,)]*(?:{_word_alternation(rule.negative_after)})(?![a-z])")
+            if rule.negative_after
+            else None
+        )
+
+    def analyze(
+        self,
+        text: str,
+        entities: list[str],
+        nlp_artifacts: NlpArtifacts | None = None,
+        regex_flags: int | None = None,
+    ) -> list[RecognizerResult]:
+        results = super().analyze(text, entities, nlp_artifacts, regex.MULTILINE)
+        return [r for r in results if not self._negated(text, r.start, r.end)]
+
+    def _negated(self, text: str, start: int, end: int) -> bool:
+        if self._negative_before is not None:
+            if self._negative_before.search(text[max(0, start - NEGATIVE_BEFORE_CHARS) : start]):
+                return True
+        if self._negative_after is not None:
+            if self._negative_after.search(text[end : end + NEGATIVE_AFTER_CHARS]):
+                return True
+        return False
+
+
+class NerLocationRecognizer(EntityRecognizer):
+    """spaCy GPE/LOC entities (already mapped to LOCATION by the NLP engine), minus clinical vocabulary."""
+
+    def __init__(self, config: DeidConfig, english_words: frozenset[str]) -> None:
+        super().__init__(supported_entities=["LOCATION"], name="spacy-location", supported_language="en")
+        self.config = config
+        self.english = english_words
+
+    def load(self) -> None:
+        """Nothing to load: the NLP engine runs the model."""
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        if nlp_artifacts is None:
+            return []
+        results = []
+        for ent in nlp_artifacts.entities:
+            if ent.label_ != "LOCATION":
+                continue
+            words = ent.text.strip()
+            if words.lower() in self.config.never_flag or len(words) < 3 or not words[0].isupper():
+                continue
+            if words.isupper() and len(words) <= 4:
+                # Short ALL-CAPS "places" in clinical text are nearly always abbreviations (CXR, LLE).
+                continue
+            if " " not in words and words.lower() in self.english:
+                continue
+            results.append(RecognizerResult("LOCATION", ent.start_char, ent.end_char, self.config.spacy_score))
+        return results
+
+
+def pattern_recognizers(config: DeidConfig) -> list[ConfiguredPatternRecognizer]:
+    return [ConfiguredPatternRecognizer(rule) for rule in config.patterns]

@@ -1,0 +1,129 @@
+"""Text de-identification engine: each HIPAA kind, clinical text without PHI, surrogates, dates, no network."""
+
+from __future__ import annotations
+
+import re
+import socket
+from datetime import datetime
+
+import pytest
+
+from pipelines.deid.config import default_config
+from pipelines.deid.dates import shift_date_text
+from pipelines.deid.engine import DeidEngine
+from pipelines.deid.evaluate import deidentify_text
+from pipelines.deid.surrogates import Replacer
+
+KEY = b"test-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def engine() -> DeidEngine:
+    return DeidEngine()
+
+
+def found(engine: DeidEngine, text: str) -> dict[str, str]:
+    return {text[s.start : s.end]: s.label for s in engine.analyze(text)}
+
+
+@pytest.mark.parametrize(
+    ("text", "phi", "label"),
+    [
+        ("Seen by Dr. Okafor today.", "Okafor", "NAME"),
+        ("PT: kowalski, anna", "kowalski", "NAME"),
+        ("WIFE MARY AT BEDSIDE", "MARY", "NAME"),
+        ("Electronically signed by Jane Roe, MD", "Jane Roe", "NAME"),
+        ("Admitted 07-22-2019 for CHF.", "07-22-2019", "DATE"),
+        ("CT on 2019-07-22 was negative.", "2019-07-22", "DATE"),
+        ("Follow up Jan 3rd in clinic.", "Jan 3rd", "DATE"),
+        ("Surgery on the 3rd of January, 2019.", "3rd of January, 2019", "DATE"),
+        ("Labs drawn 7/22 showed K 3.1.", "7/22", "DATE"),
+        ("A 93 y/o woman with dementia.", "93", "AGE"),
+        ("Call (555) 123-4567 with results.", "(555) 123-4567", "PHONE"),
+        ("Email anna.k@example.org for records.", "anna.k@example.org", "EMAIL"),
+        ("SSN 123-45-6789 on file.", "123-45-6789", "SSN"),
+        ("MRN: 48213377, acct # 99812", "48213377", "ID"),
+        ("Prescriber DEA AB1234563.", "AB1234563", "LICENSE"),
+        ("Pacemaker serial PJN123456S checked.", "PJN123456S", "DEVICE"),
+        ("Portal: https://portal.example.org/x?id=3", "https://portal.example.org/x?id=3", "URL"),
+        ("Accessed from 10.12.1.44 overnight.", "10.12.1.44", "IP"),
+        ("Lives at 42 Maple Street, Springfield, IL 62704.", "42 Maple Street", "ADDRESS"),
+        ("Lives at 42 Maple Street, Springfield, IL 62704.", "Springfield", "LOCATION"),
+        ("Lives at 42 Maple Street, Springfield, IL 62704.", "62704", "ZIP"),
+        ("Transferred from Riverside General Hospital.", "Riverside General Hospital", "HOSPITAL"),
+    ],
+)
+def test_each_hipaa_kind_is_found(engine, text, phi, label):
+    assert found(engine, text).get(phi) == label
+
+
+CLINICAL_NO_PHI = """\
+BP 120/80, HR 88, RR 16, T 98.6 F, SpO2 97% on 2L NC. GCS 15. Pain 7/10. Strength 5/5 in all extremities.
+Na 138, K 4.1, Cl 101, HCO3 24, BUN 22, Cr 1.2, Glc 143. WBC 11.2, Hgb 9.8, Plt 250. INR 1.1.
+GI consulted for NPO status; transfer to CCU. Lasix 40 mg IV BID, metoprolol 25 mg PO q6h, heparin 5000
+units SC q8h, 1/2 tab qHS. A&Ox3, PERRLA, MAE x4. CXR: no PNA. 2/6 SEM at LUSB. 2/2 pneumonia.
+Murphy's sign negative. Foley catheter in place. Parkinson's disease, stable. In 2019 she had a CABG.
+"""
+
+
+def test_clinical_text_without_phi_is_left_alone(engine):
+    assert found(engine, CLINICAL_NO_PHI) == {}
+
+
+def test_bare_year_is_not_phi(engine):
+    assert found(engine, "Diagnosed in 2015, treated 2016-2017.") == {}
+
+
+def test_no_network_during_engine_creation_and_analysis(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    engine = DeidEngine()
+    spans = engine.analyze("Dr. Lee emailed lee@example.com from www.example.com on 3/4/2020.")
+    assert {s.label for s in spans} >= {"NAME", "EMAIL", "URL", "DATE"}
+
+
+@pytest.mark.parametrize(
+    ("original", "shifted"),
+    [
+        ("07/22/2019", "07/12/2019"),
+        ("7/22/19", "7/12/19"),
+        ("2019-07-22 14:30", "2019-07-12 14:30"),
+        ("Jan 3rd", "Dec 24th"),
+        ("3rd of January 2020", "24th of December 2019"),
+        ("22-JUL-2019", "12-JUL-2019"),
+        ("March 2019", "March 2019"),
+    ],
+)
+def test_dates_shift_in_their_own_format(original, shifted):
+    assert shift_date_text(original, -10) == shifted
+
+
+def test_non_calendar_dates_fall_back_to_none():
+    assert shift_date_text("Christmas", -10) is None
+
+
+def test_surrogates_are_consistent_per_patient_and_preserve_intervals(engine):
+    replacer = Replacer(KEY, default_config())
+    note1 = "Dr. Okafor saw Anna Kowalski on 07/01/2019."
+    note2 = "ANNA KOWALSKI returned 07/11/2019; Okafor aware."
+    out1 = replacer.apply(note1, engine.analyze(note1), "patient-1").text
+    out2 = replacer.apply(note2, engine.analyze(note2), "patient-1").text
+    other = replacer.apply(note1, engine.analyze(note1), "patient-2").text
+    for name in ("Okafor", "Anna", "Kowalski", "ANNA", "KOWALSKI"):
+        assert name not in out1 + out2
+    surrogate_last = out1.split()[3]
+    assert surrogate_last.upper() in out2
+    d1 = datetime.strptime(re.search(r"\d\d/\d\d/\d{4}", out1).group(0), "%m/%d/%Y")
+    d2 = datetime.strptime(re.search(r"\d\d/\d\d/\d{4}", out2).group(0), "%m/%d/%Y")
+    assert (d2 - d1).days == 10
+    assert other != out1
+
+
+def test_deidentify_text_tags_without_key_and_caps_old_ages_with_key():
+    text = deidentify_text("Mrs. Kowalski, 93 y/o, MRN 48213377, seen 7/22/2019.")
+    assert text == "Mrs. [NAME], [AGE] y/o, MRN [ID], seen [DATE]."
+    keyed = deidentify_text("Mrs. Kowalski is 93 y/o.", key=KEY, patient="p")
+    assert "90+ y/o" in keyed and "Kowalski" not in keyed
