@@ -142,9 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    # The run log under governance/logs/ always gets INFO; the terminal only gets it with --verbose.
+    console = logging.StreamHandler()
+    console.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[console])
+    if not args.verbose:
+        logging.getLogger("ray").setLevel(logging.WARNING)
     try:
         return args.func(args)
     except (SpecError, MissingKeyError) as exc:

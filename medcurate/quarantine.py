@@ -13,17 +13,23 @@ from collections import defaultdict
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from medcurate.schema import QUARANTINE_SCHEMA
 from medcurate.zones import Zones, write_parquet
 
 
 class QuarantineWriter:
+    """Collects one stage's quarantine records.  Creating it clears that stage's earlier records: a retried
+    stage rewrites its own quarantine, and stale records of a failed attempt must not linger."""
+
     def __init__(self, zones: Zones, stage: str, run_id: str) -> None:
         self.zones = zones
         self.stage = stage
         self.run_id = run_id
         self._rows: dict[str, list[dict]] = defaultdict(list)
+        for stale in (zones.quarantine / stage).glob("*.parquet"):
+            stale.unlink()
 
     def add(
         self,
@@ -71,3 +77,16 @@ class QuarantineWriter:
             table = pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
             written.append(write_parquet(table, self.zones.quarantine / self.stage / f"{source}.parquet", self.zones))
         return written
+
+
+def quarantined_doc_ids(zones: Zones, exclude_stage: str) -> set[str]:
+    """doc_ids that stages other than ``exclude_stage`` quarantined; later stages skip them.
+
+    Only the ``doc_id`` column is read, so no quarantined text is loaded.
+    """
+    found: set[str] = set()
+    for path in sorted(zones.quarantine.glob("*/*.parquet")):
+        if path.parent.name in ("files", exclude_stage) or path.name.startswith("."):
+            continue
+        found.update(d for d in pq.read_table(path, columns=["doc_id"]).column("doc_id").to_pylist() if d)
+    return found

@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 def ray_session(num_cpus: int | None = None) -> Iterator[None]:
     import ray
 
+    # Ray Data narrates every execution at INFO on the console; the stages report their own counts.
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     if ray.is_initialized():
         yield
         return

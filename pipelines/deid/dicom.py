@@ -53,10 +53,10 @@ from pipelines.deid.dicom_descriptors import clean_descriptor
 from pipelines.deid.dicom_profile import Profile, load_profile
 from pipelines.deid.dicom_uids import is_registered_uid, remap_uid
 from pipelines.ingest.dicom import (
-    _quiet_pydicom,
     dataset_from_json,
     dataset_to_json,
     instance_text,
+    quiet_pydicom,
     study_text,
 )
 
@@ -77,9 +77,7 @@ DATE_VRS = frozenset({"DA", "DT", "TM"})
 TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
 STRING_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC"})
 STRING_VRS |= frozenset({"UI", "UR", "UT"})
-NUMBER_VRS = frozenset(
-    {"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "US or SS", "US or OW", "US or SS or OW"}
-)
+NUMBER_VRS = frozenset({"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV", "US or SS", "US or OW", "US or SS or OW"})
 DUMMY_TEXT = "ANONYMIZED"
 DUMMY_BY_VR = {"AS": "000Y", "DA": "19000101", "DT": "19000101000000", "TM": "000000", "DS": "0", "IS": "0"}
 DUMMY_BYTES = b"\x00" * 8
@@ -163,7 +161,7 @@ class DicomDeidentifier:
         """De-identifies ``ds`` in place (its file meta too, if any) and returns the action counts."""
         counts: Counter[str] = Counter()
         # Quiet: pydicom's validation warnings quote the (identifying) values they complain about.
-        with _quiet_pydicom():
+        with quiet_pydicom():
             offset = date_offset(self._key, _patient_key(ds), self._max_shift_days)
             shifter = DateShifter(offset)
             file_meta = getattr(ds, "file_meta", None)
@@ -178,7 +176,7 @@ class DicomDeidentifier:
         parsed = json.loads(dicom_json)
         is_study = isinstance(parsed, list)
         datasets = [dataset_from_json(json.dumps(item)) for item in (parsed if is_study else [parsed])]
-        with _quiet_pydicom():
+        with quiet_pydicom():
             burned_in = any(possible_burned_in_text(ds) for ds in datasets)
         counts: Counter[str] = Counter()
         for ds in datasets:
@@ -192,7 +190,7 @@ class DicomDeidentifier:
 
     def deidentify_file(self, src: Path, dst: Path) -> DicomDeidResult:
         """A de-identified copy of one DICOM file; pixels are copied untouched (hence the burned-in flag)."""
-        with _quiet_pydicom():
+        with quiet_pydicom():
             ds = pydicom.dcmread(src)
             burned_in = possible_burned_in_text(ds)
             counts = self.deidentify_dataset(ds)
@@ -272,9 +270,7 @@ class DicomDeidentifier:
             del ds[element.tag]
             counts[REMOVE] += 1
         elif action == REMAP or (action == DUMMY and vr == "UI"):
-            _store(
-                element, [v if is_registered_uid(v) else remap_uid(self._key, v) for v in _values(element)]
-            )
+            _store(element, [v if is_registered_uid(v) else remap_uid(self._key, v) for v in _values(element)])
             counts[REMAP] += 1
         elif action == DUMMY:
             element.value = _dummy_value(vr)
@@ -295,12 +291,7 @@ class DicomDeidentifier:
                 continue
             partner_keyword = _time_partner(element.keyword) if element.VR == "DA" else None
             partner = ds.data_element(partner_keyword) if partner_keyword and partner_keyword in ds else None
-            if (
-                partner is not None
-                and partner.tag in pending
-                and partner.VR == "TM"
-                and not _is_empty(partner)
-            ):
+            if partner is not None and partner.tag in pending and partner.VR == "TM" and not _is_empty(partner):
                 pending.discard(partner.tag)
                 pair = shifter.shift_date_time(str(element.value), str(partner.value))
                 if element.VM == 1 and partner.VM == 1 and pair is not None:

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from medcurate.context import RunContext, StageFailed, StageReport
 from medcurate.keys import pseudonym
-from medcurate.quarantine import QuarantineWriter
+from medcurate.quarantine import QuarantineWriter, quarantined_doc_ids
 from medcurate.ray_runtime import ray_session
 from medcurate.schema import DEID_DOCUMENT_SCHEMA, RAW_DOCUMENT_SCHEMA
 from medcurate.zones import write_parquet
@@ -67,20 +67,6 @@ class _RayTextAnalyzer:
         for result in self.pool.map(lambda a, batch: a.analyze.remote(batch), batches):
             out.extend([PhiSpan(*s) for s in spans] for spans in result)
         return out
-
-
-def _quarantined_doc_ids(ctx: RunContext) -> set[str]:
-    ids: set[str] = set()
-    root = ctx.zones.quarantine
-    if not root.exists():
-        return ids
-    for path in sorted(root.rglob("*.parquet")):
-        if path.name.startswith(".") or path.relative_to(root).parts[0] in ("files", STAGE):
-            continue
-        table = pq.read_table(path)
-        if "doc_id" in table.column_names:
-            ids.update(v for v in table.column("doc_id").to_pylist() if v)
-    return ids
 
 
 def _raw_parts(ctx: RunContext) -> Iterator[tuple[str, Path]]:
@@ -242,7 +228,7 @@ class DeidStage:
 
     # ---- whole stage ----
     def run(self) -> StageReport:
-        skip = _quarantined_doc_ids(self.ctx)
+        skip = quarantined_doc_ids(self.ctx.zones, STAGE)
         written: set[Path] = set()
         with ray_session():
             for source_dir, path in _raw_parts(self.ctx):

@@ -49,9 +49,16 @@ class Replacer:
 
     @cached_property
     def _pools(self) -> tuple[list[str], list[str]]:
-        """Surrogate name pools: gazetteer names that are not also ordinary or clinical words."""
+        """Surrogate name pools: gazetteer names that are not also ordinary or clinical words.
+
+        The names the bundled synthetic sample gives its patients are left out too, so that in the sample any
+        of them found in the output is a leak, never a surrogate that happens to coincide.
+        """
+        from medcurate.sample.people import FIRST_NAMES, LAST_NAMES
+
         names = self.config.names
-        banned = names.ambiguous_names | names.never_names | names.stop_words
+        reserved = {n.lower() for n in (*FIRST_NAMES, *LAST_NAMES)}
+        banned = names.ambiguous_names | names.never_names | names.stop_words | reserved
 
         def pool(words: frozenset[str]) -> list[str]:
             return sorted(w.capitalize() for w in words if len(w) >= 3 and w.isalpha() and w not in banned)
@@ -105,7 +112,10 @@ class Replacer:
         first_pool, last_pool = self._pools
         names = self.config.names
         pool = first_pool if word.lower() in names.first_names and word.lower() not in names.last_names else last_pool
-        surrogate = pool[int(digest[:12], 16) % len(pool)]
+        index = int(digest[:12], 16) % len(pool)
+        surrogate = pool[index]
+        if surrogate.lower() == word.lower():  # a surrogate must never be the name it hides
+            surrogate = pool[(index + 1) % len(pool)]
         if word.isupper():
             return surrogate.upper()
         if word.islower():

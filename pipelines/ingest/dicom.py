@@ -107,7 +107,7 @@ SR_MAX_DEPTH = 8
 
 
 @contextmanager
-def _quiet_pydicom() -> Iterator[None]:
+def quiet_pydicom() -> Iterator[None]:
     """No value validation (its warnings quote values, i.e. PHI) and no pydicom warnings at all."""
     with config.disable_value_validation(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -146,13 +146,13 @@ def _json_dict(ds: Dataset) -> dict[str, Any]:
 
 def dataset_to_json(ds: Dataset) -> str:
     """The header as DICOM JSON (PS3.18 F.2), bulk data and unrepresentable values left out."""
-    with _quiet_pydicom():
+    with quiet_pydicom():
         return json.dumps(_json_dict(ds), separators=(",", ":"))
 
 
 def dataset_from_json(text: str) -> Dataset:
     """Rebuild a header ``Dataset`` from ``dataset_to_json`` output (one instance, not a study array)."""
-    with _quiet_pydicom():
+    with quiet_pydicom():
         return Dataset.from_json(text)
 
 
@@ -250,7 +250,7 @@ def _report_lines(items: Any, depth: int = 0) -> list[str]:
 
 def instance_text(ds: Dataset) -> str:
     """A readable summary of one instance's header (whatever identifying values it still holds)."""
-    with _quiet_pydicom():
+    with quiet_pydicom():
         modality = _format(ds, "Modality") or "unknown modality"
         lines = [f"DICOM {modality} instance"]
         for fields in (PATIENT_FIELDS, STUDY_FIELDS, SERIES_FIELDS, INSTANCE_FIELDS):
@@ -264,7 +264,7 @@ def instance_text(ds: Dataset) -> str:
 
 def study_text(datasets: list[Dataset]) -> str:
     """A readable summary of a study: patient and study attributes once, then each series and its instances."""
-    with _quiet_pydicom():
+    with quiet_pydicom():
         series: dict[str, list[Dataset]] = {}
         for ds in datasets:
             series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
@@ -350,7 +350,7 @@ def _check_complete(fp: BinaryIO, size: int, ds: Dataset) -> None:
 def read_header(path: Path) -> Dataset:
     """The file's header (no pixels), or ``BadInput`` when it is not DICOM, cut short, or unreadable."""
     size = path.stat().st_size
-    with path.open("rb") as fp, _quiet_pydicom():
+    with path.open("rb") as fp, quiet_pydicom():
         try:
             ds = pydicom.dcmread(fp, stop_before_pixels=True)
             _check_complete(fp, size, ds)
@@ -430,7 +430,7 @@ def study_document(study_uid: str, headers: list[str]) -> Document:
     datasets = [dataset_from_json(h) for h in headers]
     burned = [_burned_in(ds) for ds in datasets]
     modalities = sorted({m for ds in datasets if (m := str(ds.get("Modality", "") or "").strip())})
-    with _quiet_pydicom():
+    with quiet_pydicom():
         metadata = {
             "modality": ",".join(modalities) or None,
             "study_uid": study_uid,
@@ -476,7 +476,7 @@ class DicomParser(Parser):
 
     def parse_file(self, path: Path) -> Iterator[ParsedItem]:
         ds = read_header(path)
-        with _quiet_pydicom():
+        with quiet_pydicom():
             sop_uid = _uid(ds, "SOPInstanceUID")
             study_uid = _uid(ds, "StudyInstanceUID")
             document = instance_document(ds) if sop_uid else None

@@ -37,10 +37,7 @@ def open_context(governance: Path) -> FileDataContext:
     """The GX project at ``governance/gx``: quiet (no progress bars, no analytics), created on first use."""
     governance.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(governance))
-    if (
-        context.variables.progress_bars != QUIET_PROGRESS_BARS
-        or context.config.analytics_enabled is not False
-    ):
+    if context.variables.progress_bars != QUIET_PROGRESS_BARS or context.config.analytics_enabled is not False:
         context.variables.progress_bars = ProgressBarsConfig(**QUIET_PROGRESS_BARS)
         context.config.analytics_enabled = False
         context.variables.save()

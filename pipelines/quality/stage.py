@@ -24,14 +24,13 @@ import pyarrow.compute as pc
 from great_expectations.data_context import FileDataContext
 
 from medcurate.context import RunContext, StageFailed, StageReport
-from medcurate.quarantine import QuarantineWriter
+from medcurate.quarantine import QuarantineWriter, quarantined_doc_ids
 from medcurate.schema import DEID_DOCUMENT_SCHEMA, LEGAL_BASES, RAW_DOCUMENT_SCHEMA, SOURCE_KINDS
 from medcurate.zones import write_parquet
 from pipelines.quality.frames import document_frame, shard_frame
 from pipelines.quality.gx_context import ValidationOutcome, data_docs_index, open_context, validate_frame
 from pipelines.quality.suites import SuiteConfig, load_suites
 from pipelines.quality.zone_io import (
-    quarantined_doc_ids,
     read_parts,
     read_shard_rows,
     relaxed,
@@ -65,9 +64,7 @@ def _triage(outcome: ValidationOutcome, suite: SuiteConfig) -> tuple[dict[int, t
         detail = "failed " + ", ".join(f"{etype}({column})" for etype, column in ordered)
         rows[row] = (ordered[0][0], detail)
     if outcome.evaluated and len(rows) / outcome.evaluated > suite.max_failed_fraction:
-        failed = sorted(
-            {f"{etype}({column})" for fs in outcome.row_failures.values() for etype, column in fs}
-        )
+        failed = sorted({f"{etype}({column})" for fs in outcome.row_failures.values() for etype, column in fs})
         problems.append(
             f"{len(rows)} of {outcome.evaluated} rows failed (more than {suite.max_failed_fraction:.0%}): "
             + ", ".join(failed)
@@ -77,21 +74,11 @@ def _triage(outcome: ValidationOutcome, suite: SuiteConfig) -> tuple[dict[int, t
 
 def _fail_if(stage: str, problems: dict[str, list[str]]) -> None:
     if problems:
-        listed = "; ".join(
-            f"source '{source}': {', '.join(items)}" for source, items in sorted(problems.items())
-        )
+        listed = "; ".join(f"source '{source}': {', '.join(items)}" for source, items in sorted(problems.items()))
         raise StageFailed(f"{stage}: batch-level validation failed, nothing published: {listed}")
 
 
-def _clear_own_quarantine(ctx: RunContext, stage: str) -> None:
-    """A retried stage rewrites its quarantine records; stale ones from an earlier attempt must not linger."""
-    for path in (ctx.zones.quarantine / stage).glob("*.parquet"):
-        path.unlink()
-
-
-def _quarantine_rows(
-    writer: QuarantineWriter, source: str, table: pa.Table, rows: dict[int, tuple[str, str]]
-) -> None:
+def _quarantine_rows(writer: QuarantineWriter, source: str, table: pa.Table, rows: dict[int, tuple[str, str]]) -> None:
     for row, (reason, detail) in sorted(rows.items()):
         writer.add(
             source=source,
@@ -115,7 +102,6 @@ def validate_raw(ctx: RunContext) -> StageReport:
     report = StageReport(stage=stage, run_id=ctx.run_id)
     suite = load_suites()["raw"]
     context = open_context(ctx.zones.governance)
-    _clear_own_quarantine(ctx, stage)
     writer = QuarantineWriter(ctx.zones, stage, ctx.run_id)
     outcomes, problems = [], {}
     for source in ctx.spec.sources:
@@ -154,7 +140,6 @@ def curate(ctx: RunContext) -> StageReport:
     report = StageReport(stage=stage, run_id=ctx.run_id)
     suite = load_suites()["deid"]
     context = open_context(ctx.zones.governance)
-    _clear_own_quarantine(ctx, stage)
     skip = quarantined_doc_ids(ctx.zones, exclude_stage=stage)
     skip_ids = pa.array(sorted(skip), pa.string())
     writer = QuarantineWriter(ctx.zones, stage, ctx.run_id)

@@ -13,7 +13,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medcurate.context import StageFailed
-from medcurate.zones import Zones
 
 SHARD_COLUMNS = ("doc_id", "source", "split", "input_ids", "n_tokens")
 # The columns validate_shards reads; token ids may be uint16 or uint32 per tokenizer, so types are promoted.
@@ -43,9 +42,7 @@ def _schema_problems(table: pa.Table, expected: pa.Schema) -> list[str]:
     actual = table.schema
     missing = [f.name for f in expected if f.name not in actual.names]
     unexpected = [name for name in actual.names if name not in expected.names]
-    wrong_type = [
-        f.name for f in expected if f.name in actual.names and not actual.field(f.name).type.equals(f.type)
-    ]
+    wrong_type = [f.name for f in expected if f.name in actual.names and not actual.field(f.name).type.equals(f.type)]
     nulls = [
         f.name
         for f in expected
@@ -75,8 +72,7 @@ def read_parts(directory: Path, schema: pa.Schema, stage: str) -> list[tuple[Pat
         problems = _schema_problems(table, schema)
         if problems:
             raise StageFailed(
-                f"{stage}: {part.name} in {directory.name}/ does not match the zone schema: "
-                + "; ".join(problems)
+                f"{stage}: {part.name} in {directory.name}/ does not match the zone schema: " + "; ".join(problems)
             )
         tables.append((part, table.select(schema.names).cast(relaxed(schema))))
     return tables
@@ -88,15 +84,6 @@ def _doc_ids(paths: Iterable[Path]) -> set[str]:
     for path in paths:
         found.update(d for d in pq.read_table(path, columns=["doc_id"]).column("doc_id").to_pylist() if d)
     return found
-
-
-def quarantined_doc_ids(zones: Zones, exclude_stage: str) -> set[str]:
-    """doc_ids other stages quarantined (``quarantine/<stage>/<source>.parquet``; ``files/`` holds copies)."""
-    return _doc_ids(
-        path
-        for path in sorted(zones.quarantine.glob("*/*.parquet"))
-        if path.parent.name not in ("files", exclude_stage) and not path.name.startswith(".")
-    )
 
 
 def zone_doc_ids(directory: Path) -> set[str]:

@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from medcurate.context import StageFailed
+from medcurate.hashing import sha256_file
 from medcurate.spec import CorpusSpec
-from pipelines.shard.digest import sha256_file
 from pipelines.shard.splits import SPLIT_KEY_COLUMNS, batch_splits
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"

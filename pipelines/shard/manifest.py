@@ -1,0 +1,108 @@
+"""``shards/manifest.json``: what a trainer needs to trust and use a shard set without opening it.
+
+The manifest is a pure function of the shards, the tokenizer, the spec and the run id: no timestamps, keys
+sorted, fixed indentation.  Two builds of the same curated data with the same spec and run id are
+byte-identical; the run id is recorded (not hashed into anything) so a build can be traced to its run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from medcurate.hashing import merkle_root
+from medcurate.spec import CorpusSpec
+from pipelines.shard.hf_layout import ShardFile
+from pipelines.shard.tokenizer import TokenizerInfo
+
+MANIFEST_VERSION = 1
+MERKLE_CONSTRUCTION = (
+    "RFC 6962 Merkle tree hash (SHA-256) over the raw sha256 digests of the shard files sorted by path"
+)
+
+
+def code_version() -> str:
+    """The installed medcurate version, so a shard set can be traced to the code that built it."""
+    try:
+        return metadata.version("medcurate")
+    except metadata.PackageNotFoundError:
+        return "unknown (medcurate not installed)"
+
+
+def _totals(shards: list[ShardFile]) -> dict[str, Any]:
+    by_split: dict[str, Counter[str]] = {}
+    docs_by_source: Counter[str] = Counter()
+    tokens_by_source: Counter[str] = Counter()
+    for shard in shards:
+        split = by_split.setdefault(shard.split, Counter())
+        split["documents"] += shard.documents
+        split["tokens"] += shard.tokens
+        docs_by_source.update(shard.documents_by_source)
+        tokens_by_source.update(shard.tokens_by_source)
+    return {
+        "documents": sum(s.documents for s in shards),
+        "tokens": sum(s.tokens for s in shards),
+        "by_split": {name: dict(counts) for name, counts in by_split.items()},
+        "by_source": {
+            source: {"documents": docs_by_source[source], "tokens": tokens_by_source[source]}
+            for source in docs_by_source
+        },
+    }
+
+
+def build_manifest(
+    *,
+    spec: CorpusSpec,
+    run_id: str,
+    root: Path,
+    shards: list[ShardFile],
+    tokenizer: TokenizerInfo,
+    token_dtype: str,
+) -> dict[str, Any]:
+    """The manifest as a dict; shard and tokenizer paths are relative to ``root`` (the shards directory)."""
+    entries = sorted(
+        (
+            {
+                "path": shard.path.relative_to(root).as_posix(),
+                "split": shard.split,
+                "sha256": shard.sha256,
+                "documents": shard.documents,
+                "tokens": shard.tokens,
+                "documents_by_source": shard.documents_by_source,
+                "tokens_by_source": shard.tokens_by_source,
+            }
+            for shard in shards
+        ),
+        key=lambda entry: entry["path"],
+    )
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "corpus": spec.name,
+        "mode": spec.shard.mode,
+        "run_id": run_id,
+        "code_version": code_version(),
+        "spec_config_hash": spec.config_hash(),
+        "splits": {name: {"fraction": fraction, "path": name} for name, fraction in spec.splits.items()},
+        "token_dtype": token_dtype,
+        "tokenizer": {
+            "path": tokenizer.path.relative_to(root).as_posix(),
+            "sha256": tokenizer.sha256,
+            "vocab_size": tokenizer.vocab_size,
+            "bos_id": tokenizer.bos_id,
+            "eos_id": tokenizer.eos_id,
+        },
+        "shards": entries,
+        "totals": _totals(shards),
+        "merkle": {
+            "construction": MERKLE_CONSTRUCTION,
+            "root": merkle_root({entry["path"]: entry["sha256"] for entry in entries}),
+        },
+    }
+
+
+def write_manifest(manifest: dict[str, Any], path: Path) -> Path:
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
