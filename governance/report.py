@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from medcurate.context import RunContext, StageReport, load_stage_reports
+from medcurate.runner import STAGE_NAMES
 from medcurate.zones import PHI_ZONES
 
 STAGE = "report"
@@ -52,7 +53,8 @@ def _funnel(reports: dict[str, StageReport], sources: list[str]) -> list[dict[st
 
 
 def build_report(ctx: RunContext) -> dict[str, Any]:
-    reports = load_stage_reports(ctx.zones)
+    loaded = load_stage_reports(ctx.zones)
+    reports = {name: loaded[name] for name in STAGE_NAMES if name in loaded}
     sources = [s.name for s in ctx.spec.sources]
     manifest_path = ctx.zones.shards / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
@@ -119,7 +121,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1100px;
 color:#1d2733;padding:0 1rem}h1{margin-bottom:.2rem}h2{border-bottom:2px solid #dfe6ee;padding-bottom:.2rem;
 margin-top:2rem}table{border-collapse:collapse;margin:.5rem 0 1rem}td,th{border:1px solid #dfe6ee;padding:.25rem
-.6rem;text-align:right}th{background:#f3f6f9}td:first-child,th:first-child{text-align:left}.meta{color:#5a6b7d}
+.6rem;text-align:left}th{background:#f3f6f9}td.num{text-align:right}.meta{color:#5a6b7d}
 .ok{color:#1b7f3b;font-weight:600}.bad{color:#b42318;font-weight:600}code{font-size:.85em;word-break:break-all}
 .cards{display:flex;gap:1rem;flex-wrap:wrap}.card{border:1px solid #dfe6ee;border-radius:8px;padding:.6rem 1rem;
 min-width:150px}.card b{display:block;font-size:1.5rem}
@@ -130,9 +132,15 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def _cell(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f'<td class="num">{value:,}</td>'
+    return f"<td>{_e(value)}</td>"
+
+
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -249,7 +257,7 @@ def render_html(report: dict[str, Any]) -> str:
         + "</section>",
         '<section id="shards"><h2>Shards</h2>'
         + (
-            f"<p>Merkle root <code>{_e(manifest.get('merkle_root'))}</code> · tokenizer sha256 "
+            f"<p>Merkle root <code>{_e((manifest.get('merkle') or {}).get('root'))}</code> · tokenizer sha256 "
             f"<code>{_e((manifest.get('tokenizer') or {}).get('sha256'))}</code></p>"
             + _table(
                 ["shard", "split", "documents", "tokens", "sha256"],
