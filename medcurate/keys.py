@@ -16,6 +16,8 @@ import os
 import secrets
 from pathlib import Path
 
+from medcurate.zones import make_private_dir
+
 log = logging.getLogger(__name__)
 
 KEY_ENV = "MEDCURATE_PSEUDONYM_KEY"
@@ -36,7 +38,7 @@ def load_key(*, demo_key_file: Path | None = None) -> bytes:
     if demo_key_file is not None:
         if not demo_key_file.exists():
             log.warning("no %s set: this demo run uses a throwaway key; do not use its output", KEY_ENV)
-            demo_key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_private_dir(demo_key_file.parent)
             fd = os.open(demo_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medcurate.schema import QUARANTINE_SCHEMA
-from medcurate.zones import Zones, write_parquet
+from medcurate.zones import Zones, make_private_dir, write_parquet
 
 
 class QuarantineWriter:
@@ -59,7 +59,7 @@ class QuarantineWriter:
     def add_file(self, *, source: str, path: Path, sha256: str, reason: str, detail: str = "") -> None:
         """Quarantine a whole input file: keep a copy beside the reason so it can be fixed and replayed."""
         target_dir = self.zones.quarantine / "files" / source
-        target_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(target_dir)
         target = target_dir / f"{sha256[:16]}-{path.name}"
         shutil.copyfile(path, target)
         target.chmod(0o600)

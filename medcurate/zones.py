@@ -61,17 +61,33 @@ class Zones:
         return any(resolved.is_relative_to((self.root / z).resolve()) for z in PHI_ZONES)
 
 
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` and any missing parents owner-only (0700): for directories that will hold PHI."""
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700)
+        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+    return path
+
+
 def write_parquet(table: pa.Table, path: Path, zones: Zones | None = None) -> Path:
     """Write a table atomically (temp name, then rename), owner-only when it lands in a PHI zone.
 
     A stage that dies half-way never leaves a truncated Parquet file that a later stage would read.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    phi = zones is not None and zones.is_phi_path(path)
+    if phi:
+        make_private_dir(path.parent)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp, compression="zstd")
-    if zones is not None and zones.is_phi_path(path):
+    if phi:
         os.chmod(tmp, 0o600)
-        os.chmod(path.parent, 0o700)
     os.replace(tmp, path)
     return path
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -84,5 +85,7 @@ def test_airflow_dags_test_curates_the_sample(tmp_path: Path):
         text=True,
         check=True,
     ).stdout
-    states = [run["state"] for run in json.loads(runs[runs.index("[") :])]
+    listing = re.search(r"^\[(\{|\])", runs, re.MULTILINE)  # the CLI logs warnings before its JSON
+    assert listing, runs[-2000:]
+    states = [run["state"] for run in json.loads(runs[listing.start() :].splitlines()[0])]
     assert states == ["success"]

@@ -127,3 +127,36 @@ def test_deidentify_text_tags_without_key_and_caps_old_ages_with_key():
     assert text == "Mrs. [NAME], [AGE] y/o, MRN [ID], seen [DATE]."
     keyed = deidentify_text("Mrs. Kowalski is 93 y/o.", key=KEY, patient="p")
     assert "90+ y/o" in keyed and "Kowalski" not in keyed
+
+
+# ---- names in the shapes real notes use ----
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("NURSING PROGRESS NOTE NEHEMIAH ADEYEMI RN  08/06/18\nPT YAMAMOTO, KAREN  MRN 12345678\nNEURO: A&OX3",
+         {"NEHEMIAH ADEYEMI", "YAMAMOTO", "KAREN"}),
+        ("PT IVANOVA, VIRGINIA  MRN 54297435\n", {"IVANOVA", "VIRGINIA"}),
+        ("Progress Note - MICU - 2018-08-06\nS: karen yamamoto c/o abd pain 6/10", {"karen yamamoto"}),
+        ("S: joe munoz c/o abd pain overnight.", {"joe munoz"}),
+        ("S: sharon hicks c/o nausea.", {"sharon hicks"}),
+        ("seen with his son mike at bedside", {"mike"}),
+        ("Mr. Pavlović flew home on Monday.", {"Pavlović"}),
+        ("Directed By: Jana Vítková", {"Jana Vítková"}),
+    ],
+)
+def test_names_in_clinical_shapes(engine, text, names):
+    got = {k for k, v in found(engine, text).items() if v == "NAME"}
+    assert names <= got
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Pt denies chest pain. She reports nausea. Nursing reports good UOP. pt c/o pain.",
+        "Wife states he fell. Nephrology reports Cr up. son will call back.",
+        "PT STABLE, ALERT. PT AFEBRILE, HR 80. PT NPO, IVF. PT EDEMA, SEPSIS.",
+        "will page covering team. mark site. grace period over. pt c/o sob.",
+    ],
+)
+def test_name_rules_leave_clinical_phrases_alone(engine, text):
+    assert found(engine, text) == {}

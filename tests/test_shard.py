@@ -8,7 +8,6 @@ from pathlib import Path
 import datasets
 import pyarrow as pa
 import pytest
-import ray
 from tokenizers import Tokenizer
 
 from medcurate.context import RunContext, StageFailed
@@ -96,14 +95,7 @@ def _context(root: Path, **overrides) -> RunContext:
 
 
 @pytest.fixture(scope="module")
-def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def build(ray_instance, tmp_path_factory):
+def build(ray_local, tmp_path_factory):
     ctx = _context(tmp_path_factory.mktemp("build_a"))
     return ctx, run(ctx)
 
@@ -231,7 +223,7 @@ def test_given_tokenizer_is_used_as_is(build, tmp_path):
     )
 
 
-def test_tokenizer_without_bos_is_refused(ray_instance, tmp_path):
+def test_tokenizer_without_bos_is_refused(ray_local, tmp_path):
     other = Tokenizer.from_str(
         json.dumps({"version": "1.0", "model": {"type": "WordLevel", "vocab": {"[UNK]": 0}, "unk_token": "[UNK]"}})
     )

@@ -25,7 +25,7 @@ from medcurate.hashing import sha256_file
 from medcurate.quarantine import QuarantineWriter
 from medcurate.schema import RAW_DOCUMENT_SCHEMA, Document, Provenance, documents_to_table, make_doc_id
 from medcurate.spec import SourceSpec
-from medcurate.zones import Zones, write_parquet
+from medcurate.zones import Zones, make_private_dir, write_parquet
 from pipelines.ingest.base import BadInput, Deletion, Parser, RejectedRecord
 from pipelines.ingest.registry import PARSERS
 
@@ -185,7 +185,7 @@ def ingest_source(
     out_dir = ctx.zones.raw / source.name
     # Re-running ingest replaces this source's raw parts: the stage is idempotent per source.
     shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True, mode=0o700)
+    make_private_dir(out_dir)
     state = _SourceState()
     files: list[dict] = []
     shas: dict[Path, str] = {}
