@@ -8,6 +8,7 @@ they are created owner-only (0700 directories, 0600 files).  ``deid/``, ``curate
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,3 +102,17 @@ def read_zone(directory: Path, schema: pa.Schema | None = None) -> pa.Table:
         return schema.empty_table()
     tables = [pq.read_table(p, schema=schema) if schema is not None else pq.read_table(p) for p in parts]
     return pa.concat_tables(tables)
+
+
+def publish_dir(staging: Path, target: Path) -> None:
+    """Swap a finished build in for the previous one: two renames, then the old set is removed.
+
+    Readers see either the old complete set or the new complete set, never a half-written one.
+    """
+    staging.mkdir(parents=True, exist_ok=True)
+    previous = target.with_name(f".{target.name}-previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if target.exists():
+        os.replace(target, previous)
+    os.replace(staging, target)
+    shutil.rmtree(previous, ignore_errors=True)

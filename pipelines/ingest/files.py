@@ -28,7 +28,8 @@ def _is_gzip(path: Path) -> bool:
         return f.read(2) == GZIP_MAGIC
 
 
-def _open_binary(path: Path) -> BinaryIO:
+def open_binary(path: Path) -> BinaryIO:
+    """The file's bytes, gunzipped when the content (not the name) says gzip; an empty file is BadInput."""
     if path.stat().st_size == 0:
         raise BadInput("empty_file", "the file has no bytes")
     if _is_gzip(path):
@@ -37,7 +38,7 @@ def _open_binary(path: Path) -> BinaryIO:
 
 
 @contextmanager
-def _translated_errors() -> Iterator[None]:
+def read_errors_as_bad_input() -> Iterator[None]:
     """Turn decompression and decoding errors into BadInput, whatever code is reading."""
     try:
         yield
@@ -51,8 +52,8 @@ def _translated_errors() -> Iterator[None]:
 
 def read_text(path: Path) -> str:
     """The whole file as text, line endings as written: for formats parsed whole, like a JSON document."""
-    with _translated_errors():
-        with _open_binary(path) as f:
+    with read_errors_as_bad_input():
+        with open_binary(path) as f:
             data = f.read()
         text = data.decode(ENCODING)
     if not text.strip():
@@ -68,8 +69,8 @@ def open_text(path: Path) -> Iterator[TextIO]:
     Every decoding error raised inside the ``with`` block is reported as the file's, so a parser that decodes
     embedded content itself (base64 attachments) catches its own errors.
     """
-    with _translated_errors():
-        with _open_binary(path) as binary:
+    with read_errors_as_bad_input():
+        with open_binary(path) as binary:
             if not binary.peek(1):  # type: ignore[attr-defined]
                 raise BadInput("empty_file", "the decompressed file has no bytes")
             yield io.TextIOWrapper(binary, encoding=ENCODING, newline="")

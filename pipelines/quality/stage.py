@@ -13,10 +13,8 @@ Two kinds of failure, handled differently:
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -26,7 +24,7 @@ from great_expectations.data_context import FileDataContext
 from medcurate.context import RunContext, StageFailed, StageReport
 from medcurate.quarantine import QuarantineWriter, quarantined_doc_ids
 from medcurate.schema import DEID_DOCUMENT_SCHEMA, LEGAL_BASES, RAW_DOCUMENT_SCHEMA, SOURCE_KINDS
-from medcurate.zones import write_parquet
+from medcurate.zones import publish_dir, write_parquet
 from pipelines.quality.frames import document_frame, shard_frame
 from pipelines.quality.gx_context import ValidationOutcome, data_docs_index, open_context, validate_frame
 from pipelines.quality.suites import SuiteConfig, load_suites
@@ -184,20 +182,9 @@ def curate(ctx: RunContext) -> StageReport:
     if problems:
         shutil.rmtree(staging, ignore_errors=True)
         _fail_if(stage, problems)
-    _publish(staging, ctx.zones.curated)
+    publish_dir(staging, ctx.zones.curated)
     report.details["curated"] = str(ctx.zones.curated)
     return report
-
-
-def _publish(staging: Path, target: Path) -> None:
-    """Replace ``target`` with ``staging`` (which may not exist when no source had documents)."""
-    staging.mkdir(parents=True, exist_ok=True)
-    retired = target.with_name(f".{target.name}.old")
-    shutil.rmtree(retired, ignore_errors=True)
-    if target.exists():
-        os.replace(target, retired)
-    os.replace(staging, target)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def validate_shards(ctx: RunContext) -> StageReport:

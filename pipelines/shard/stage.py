@@ -15,7 +15,6 @@ spec and run id give byte-identical output: Ray's scheduling order is removed by
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -26,6 +25,7 @@ import pyarrow.compute as pc
 
 from medcurate.context import RunContext, StageFailed, StageReport
 from medcurate.ray_runtime import ray_session
+from medcurate.zones import publish_dir
 from pipelines.shard.hf_layout import ShardFile, SplitWriter
 from pipelines.shard.manifest import build_manifest, write_manifest
 from pipelines.shard.ray_tokenize import BATCH_ROWS, document_schema, token_id_type, tokenized_documents
@@ -96,16 +96,6 @@ def write_documents(
 MODES: dict[str, Callable[..., tuple[list[ShardFile], pa.DataType]]] = {"documents": write_documents}
 
 
-def _publish(staging: Path, target: Path) -> None:
-    """Swap the finished build in for the previous one (two renames; the old set is removed after)."""
-    previous = target.with_name(f".{target.name}-previous")
-    shutil.rmtree(previous, ignore_errors=True)
-    if target.exists():
-        os.replace(target, previous)
-    os.replace(staging, target)
-    shutil.rmtree(previous, ignore_errors=True)
-
-
 def run(ctx: RunContext) -> StageReport:
     report = StageReport(stage=STAGE, run_id=ctx.run_id)
     write_mode = MODES.get(ctx.spec.shard.mode)
@@ -126,7 +116,7 @@ def run(ctx: RunContext) -> StageReport:
         spec=ctx.spec, run_id=ctx.run_id, root=staging, shards=shards, tokenizer=tokenizer, token_dtype=str(id_type)
     )
     write_manifest(manifest, staging / "manifest.json")
-    _publish(staging, ctx.zones.shards)
+    publish_dir(staging, ctx.zones.shards)
 
     totals = manifest["totals"]
     report.details = {
