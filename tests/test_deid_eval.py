@@ -65,6 +65,8 @@ def test_presidio_research_conversion(tmp_path):
     assert len(records) == 1500
     labels = {s["label"] for r in records for s in r["spans"]}
     assert {"NAME", "ADDRESS", "PHONE", "EMAIL"} <= labels and "ORGANIZATION" not in labels
+    years = [r["text"][s["start"] : s["end"]] for r in records for s in r["spans"] if s["label"] == "DATE"]
+    assert years and not any(y.isdigit() and len(y) == 4 for y in years)  # a bare year is not PHI
     first = records[0]
     for s in first["spans"]:
         assert 0 <= s["start"] < s["end"] <= len(first["text"])

@@ -133,8 +133,10 @@ def test_deidentify_text_tags_without_key_and_caps_old_ages_with_key():
 @pytest.mark.parametrize(
     ("text", "names"),
     [
-        ("NURSING PROGRESS NOTE NEHEMIAH ADEYEMI RN  08/06/18\nPT YAMAMOTO, KAREN  MRN 12345678\nNEURO: A&OX3",
-         {"NEHEMIAH ADEYEMI", "YAMAMOTO", "KAREN"}),
+        (
+            "NURSING PROGRESS NOTE NEHEMIAH ADEYEMI RN  08/06/18\nPT YAMAMOTO, KAREN  MRN 12345678\nNEURO: A&OX3",
+            {"NEHEMIAH ADEYEMI", "YAMAMOTO", "KAREN"},
+        ),
         ("PT IVANOVA, VIRGINIA  MRN 54297435\n", {"IVANOVA", "VIRGINIA"}),
         ("Progress Note - MICU - 2018-08-06\nS: karen yamamoto c/o abd pain 6/10", {"karen yamamoto"}),
         ("S: joe munoz c/o abd pain overnight.", {"joe munoz"}),
@@ -160,3 +162,63 @@ def test_names_in_clinical_shapes(engine, text, names):
 )
 def test_name_rules_leave_clinical_phrases_alone(engine, text):
     assert found(engine, text) == {}
+
+
+CLINICAL_NO_PHI_2 = """\
+BP 120/80 HR 72 RR 18 T 37.2 SpO2 98% RA. GCS 15. A&Ox3, MAE x3. Morphine 2 mg IV q6h prn. Tylenol 650 mg PO q6h.
+Murphy's sign negative. Foley in place, draining clear urine. Hx Parkinson disease and Wilson's disease.
+Baker's cyst on US.
+Started vancomycin 1 g IV q12h, zosyn 4.5 g q8h, metoprolol 25 mg bid, lisinopril 10 mg daily, atorvastatin 40 mg qhs.
+Given 2 units PRBC. Heparin gtt at 1200 units/hr. Insulin sliding scale. K 3.4 repleted with 40 mEq KCl. Mg 1.8.
+PLAN: CONTINUE LASIX 40 MG IV BID, MONITOR I/O, DAILY WEIGHTS. NEURO: A&OX3. CV: RRR. RESP: CTAB. GI: SOFT, NT/ND.
+s: pt c/o abd pain 6/10, denies n/v. o: afebrile, vss. a/p: sepsis likely uti, cont ceftriaxone 1 g q24h.
+Chest x-ray 2 views. EKG NSR 72. Echo EF 55%. Weight 82.5 kg. FEV1 2.1 L (65%). INR 2.3. Plt 150 000.
+Transferred to 5 North. Room 12. Stage 2 pressure ulcer sacrum. Wound vac 125 mmHg. Braden 14. Morse 45.
+Given 2 Tylenol 325 at 10 pm.
+At 2 Zyvox 600 mg
+Pain improved
+"""
+
+
+@pytest.mark.parametrize("case", [str, str.upper, str.lower])
+def test_clinical_text_without_phi_in_any_case_is_left_alone(engine, case):
+    assert found(engine, case(CLINICAL_NO_PHI_2)) == {}
+
+
+# ---- contact details, addresses and places in international formats ----
+@pytest.mark.parametrize(
+    ("text", "phi", "label"),
+    [
+        ("Fax: +46 (0)15 123 45 67 today", "+46 (0)15 123 45 67", "PHONE"),
+        ("Call +44 20 7946 0958 ext. 12", "+44 20 7946 0958 ext. 12", "PHONE"),
+        ("Mobile: 0688 843 79 56", "0688 843 79 56", "PHONE"),
+        ("Can someone call me on 01.84.17.61.18?", "01.84.17.61.18", "PHONE"),
+        ("Phone:\n9469 9966\n", "9469 9966", "PHONE"),
+        ("Call 555.123.4567 ext. 22 back", "555.123.4567 ext. 22", "PHONE"),
+        ("My IBAN is GB28JHYZ70389205223963", "GB28JHYZ70389205223963", "ID"),
+        ("My zip code is 3910", "3910", "ZIP"),
+        ("Lives at 10 Downing St, London SW1A 2AA", "SW1A 2AA", "ZIP"),
+        ("Mailing 20148-1234 stays", "20148-1234", "ZIP"),
+        ("Moved to 12 rue de la Paix in June.", "12 rue de la Paix", "ADDRESS"),
+        ("The bus station is on Vesterskovvej 79", "Vesterskovvej 79", "ADDRESS"),
+        ("Send it to PSC 6477, Box 2981", "PSC 6477, Box 2981", "ADDRESS"),
+        ("Mail goes to Suite 210 now.", "Suite 210", "ADDRESS"),
+        ("I'm originally from Iceland", "Iceland", "LOCATION"),
+        ("FAMILY IN NEW YORK CITY", "NEW YORK CITY", "LOCATION"),
+        ("visiting family in Turkey last year", "Turkey", "LOCATION"),
+    ],
+)
+def test_international_contact_and_place_formats(engine, text, phi, label):
+    assert found(engine, text).get(phi) == label
+
+
+def test_address_block_lines_under_a_street_line(engine):
+    text = "Send to:\n91215 Harjukuja 54\nSuite 318\nSEINÄJOKI\nFinland 38524\nThanks"
+    spans = found(engine, text)
+    for part in ("91215 Harjukuja 54", "Suite 318", "SEINÄJOKI", "Finland 38524"):
+        assert part in spans
+    assert "Thanks" not in spans
+
+
+def test_ambiguous_place_names_need_a_place_preposition(engine):
+    assert found(engine, "Turkey sandwich for lunch, Guinea pig bite.") == {}

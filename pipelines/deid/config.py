@@ -19,6 +19,7 @@ import yaml
 HERE = Path(__file__).parent
 DEFAULT_CONFIG = HERE / "deid.yaml"
 DEFAULT_NAMES = HERE / "names.yaml"
+DEFAULT_PLACES = HERE / "places.yaml"
 OPERATORS = ("tag", "surrogate", "shift", "cap90")
 
 
@@ -51,6 +52,15 @@ class NameRules:
 
 
 @dataclass(frozen=True)
+class PlaceRules:
+    """Place gazetteer (places.yaml): names as written, and the ones that are also ordinary words."""
+
+    countries: frozenset[str]
+    cities: frozenset[str]
+    ambiguous: frozenset[str]
+
+
+@dataclass(frozen=True)
 class DeidConfig:
     labels: tuple[str, ...]
     spacy_model: str
@@ -68,6 +78,7 @@ class DeidConfig:
     text_source_kinds: frozenset[str]
     extra_keep_keys: frozenset[str]
     names: NameRules
+    places: PlaceRules
 
     def operator(self, label: str) -> str:
         return self.operators.get(label, self.operators["default"])
@@ -129,10 +140,20 @@ def _parse_names(data: dict[str, Any]) -> NameRules:
     )
 
 
-def load_config(path: Path | None = None, names_path: Path | None = None) -> DeidConfig:
+def _parse_places(data: dict[str, Any]) -> PlaceRules:
+    def words(key: str) -> frozenset[str]:
+        return frozenset(str(w) for w in data.get(key, ()))
+
+    return PlaceRules(countries=words("countries"), cities=words("cities"), ambiguous=words("ambiguous"))
+
+
+def load_config(
+    path: Path | None = None, names_path: Path | None = None, places_path: Path | None = None
+) -> DeidConfig:
     """Read and validate a configuration; ``None`` means the bundled defaults."""
     data = yaml.safe_load((path or DEFAULT_CONFIG).read_text(encoding="utf-8"))
     names = yaml.safe_load((names_path or DEFAULT_NAMES).read_text(encoding="utf-8"))
+    places = yaml.safe_load((places_path or DEFAULT_PLACES).read_text(encoding="utf-8"))
     labels = tuple(data["labels"])
     operators = {str(k): str(v) for k, v in data["operators"].items()}
     if "default" not in operators:
@@ -164,6 +185,7 @@ def load_config(path: Path | None = None, names_path: Path | None = None) -> Dei
         text_source_kinds=frozenset(data.get("text_source_kinds", ())),
         extra_keep_keys=frozenset(data.get("extra_keep_keys", ())),
         names=_parse_names(names),
+        places=_parse_places(places),
     )
 
 

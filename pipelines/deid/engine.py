@@ -14,8 +14,10 @@ import spacy
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
 from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
 
+from pipelines.deid.addresses import AddressBlockRecognizer
 from pipelines.deid.config import DeidConfig, default_config
 from pipelines.deid.names import NameRecognizer
+from pipelines.deid.places import PlaceRecognizer
 from pipelines.deid.recognizers import NerLocationRecognizer, pattern_recognizers
 
 # spaCy labels we never use; listing them keeps Presidio from warning about unmapped labels.
@@ -69,6 +71,26 @@ def english_words(nlp: spacy.language.Language, names: frozenset[str]) -> frozen
     return frozenset(words)
 
 
+def noun_only_words(nlp: spacy.language.Language) -> frozenset[str]:
+    """Words the lemmatizer knows only as nouns, lower-case.
+
+    The noun index is WordNet's and holds proper nouns ("yamamoto", "waugh"), so a noun-only word is weak
+    evidence against a name: name rules with strong positional evidence accept it as a surname.
+    """
+    if "lemmatizer" not in nlp.component_names:
+        return frozenset()
+    lookups = nlp.get_pipe("lemmatizer").lookups
+    if not lookups.has_table("lemma_index"):
+        return frozenset()
+    index = lookups.get_table("lemma_index")
+    other = {w.lower() for pos in ENGLISH_POS for w in index.get(pos, ())}
+    if lookups.has_table("lemma_exc"):
+        for table in lookups.get_table("lemma_exc").values():
+            other.update(w.lower() for w in table)
+            other.update(lemma.lower() for lemmas in table.values() for lemma in lemmas)
+    return frozenset(w.lower() for w in index.get("noun", ()) if w.isalpha() and w.lower() not in other)
+
+
 class DeidEngine:
     """Find PHI spans.  ``analyze_batch`` is the fast path (nlp.pipe); ``analyze`` is for one text."""
 
@@ -82,12 +104,17 @@ class DeidEngine:
         self.nlp_engine = OfflineSpacyNlpEngine(self.config.spacy_model, self.config.spacy_disable, ner_config)
         self.nlp_engine.load()
         names = self.config.names
-        english = english_words(self.nlp_engine.get_nlp("en"), names.first_names | names.last_names)
+        nlp = self.nlp_engine.get_nlp("en")
+        english = english_words(nlp, names.first_names | names.last_names)
         registry = RecognizerRegistry(supported_languages=["en"])
         for recognizer in pattern_recognizers(self.config):
             registry.add_recognizer(recognizer)
         registry.add_recognizer(NerLocationRecognizer(self.config, english))
-        registry.add_recognizer(NameRecognizer(names, english, self.config.never_flag, score=0.85))
+        registry.add_recognizer(PlaceRecognizer(self.config.places))
+        registry.add_recognizer(AddressBlockRecognizer(self.config, english))
+        registry.add_recognizer(
+            NameRecognizer(names, english, noun_only_words(nlp), self.config.never_flag, score=0.85)
+        )
         self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine, supported_languages=["en"])
 
     def analyze(self, text: str) -> list[PhiSpan]:

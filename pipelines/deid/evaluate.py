@@ -10,7 +10,8 @@ text:
   and per predicted label; ``char_precision``: the share of predicted characters that are gold PHI.
 
 ``convert_presidio_research`` maps the presidio-research synthetic set to this format (PII kinds that are not
-HIPAA identifiers, such as organisations, titles and nationalities, are left out; ages only from 90).
+HIPAA identifiers, such as organisations, titles and nationalities, are left out; ages only from 90; a bare year
+is no identifier under Safe Harbor, so DATE spans that are only a year are left out too).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ PRESIDIO_LABELS = {
     "US_DRIVER_LICENSE": "LICENSE",
 }
 BATCH = 32
+BARE_YEAR = re.compile(r"(?:19|20)\d{2}")
 
 _engine: DeidEngine | None = None
 
@@ -167,6 +169,8 @@ def convert_presidio_research(src: str | Path, dst: str | Path) -> Path:
                 if label is None:
                     continue
                 if label == "AGE" and not _age_at_least_90(s["entity_value"]):
+                    continue
+                if label == "DATE" and BARE_YEAR.fullmatch(s["entity_value"].strip()):
                     continue
                 spans.append({"start": s["start_position"], "end": s["end_position"], "label": label})
             fh.write(json.dumps({"id": f"presidio-{i}", "text": item["full_text"], "spans": spans}) + "\n")

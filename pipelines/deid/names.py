@@ -16,8 +16,9 @@ from spacy.tokens import Doc, Token
 
 from pipelines.deid.config import NameRules
 
-WORD = regex.compile(r"^[A-Za-z][A-Za-z'\-]*[A-Za-z]$|^[A-Z]$")
-INITIAL = regex.compile(r"^[A-Z]\.?$|^(?:[A-Z]\.){2,3}$")
+# Letters of any script: names in notes are often not English ("Šárka Ottová", "Nyström").
+WORD = regex.compile(r"^\p{L}[\p{L}'’\-]*\p{L}$|^\p{Lu}$")
+INITIAL = regex.compile(r"^\p{Lu}\.?$|^(?:\p{Lu}\.){2,3}$")
 # A following noun that makes the name an eponym ("Murphy's sign", "Foley catheter", "Wells score").
 EPONYM_NOUNS = frozenset(
     "sign signs disease syndrome fracture cyst palsy test maneuver manoeuvre criteria score scale "
@@ -32,17 +33,27 @@ RELATIONS = frozenset(
     "cousin grandson granddaughter grandmother grandfather friend neighbor caregiver fiance fiancee".split()
 )
 ENGLISH_SUFFIXES = ("s", "es", "ed", "d", "ing", "ly", "er")
+# Verbs whose subject in a note is a person ("yuki chen c/o ...", "Mr Adeyemi reports ...").
+REPORT_VERB = regex.compile(
+    r"(?i)(?<=\S[ \t]+)(?:c/o|complains|reports|states|denies|endorses|presents|presented|admits)\b"
+)
 
 
 class NameRecognizer(EntityRecognizer):
     """Presidio recognizer for NAME; needs the spaCy tokens and entities from the NLP artifacts."""
 
     def __init__(
-        self, rules: NameRules, english_words: frozenset[str], clinical: frozenset[str], score: float = 0.85
+        self,
+        rules: NameRules,
+        english_words: frozenset[str],
+        noun_only: frozenset[str],
+        clinical: frozenset[str],
+        score: float = 0.85,
     ) -> None:
         super().__init__(supported_entities=["NAME"], name="names", supported_language="en")
         self.rules = rules
         self.english = english_words
+        self.noun_only = noun_only
         self.clinical = clinical
         self.score = score
         self._initials = regex.compile(rules.initials_regex)
@@ -75,6 +86,15 @@ class NameRecognizer(EntityRecognizer):
             return True
         return any(low.endswith(x) and low[: -len(x)] in self.english for x in ENGLISH_SUFFIXES)
 
+    def _is_common(self, word: str) -> bool:
+        """An ordinary word that is not only a noun: WordNet's noun-only words include surnames ("yamamoto")."""
+        low = word.lower()
+
+        def common(w: str) -> bool:
+            return w in self.english and w not in self.noun_only
+
+        return common(low) or any(low.endswith(x) and common(low[: -len(x)]) for x in ENGLISH_SUFFIXES)
+
     def _in_gazetteer(self, text: str) -> bool:
         low = text.lower()
         return low in self.rules.first_names or low in self.rules.last_names
@@ -106,6 +126,7 @@ class NameRecognizer(EntityRecognizer):
         self._context_labels(toks, caps_line, mark)
         self._gazetteer(toks, caps_line, mark)
         self._ner(nlp_artifacts, doc, caps_line, mark)
+        self._report_subjects(doc, toks, mark)
         self._eponyms(toks, evidence)
         self._extend_to_unknown_words(toks, caps_line, evidence)
         self._initials_next_to_names(toks, evidence)
@@ -218,16 +239,15 @@ class NameRecognizer(EntityRecognizer):
                 key = " ".join(phrase)
                 weak = key in self.rules.weak_context and not colon
                 relation = key in RELATIONS
-                run = self._run_after(toks, j, 4, need_capital=weak)
-                # "LAST, FIRST" after a label: accepted when both are gazetteer names.
+                # After a relation word a lower-case word counts too when it is a known given name ("son mike").
+                run = self._run_after(toks, j, 4, need_capital=weak and not relation)
+                if relation and weak:
+                    run = self._relation_run(toks, run)
+                # "LAST, FIRST" after a label ("PT YAMAMOTO, KAREN"): both words must look like names.
                 end = run[-1] + 1 if run else j
                 if run and end + 1 < len(toks) and toks[end].text == ",":
                     tail = self._run_after(toks, end + 1, 2, need_capital=weak)
-                    if colon or (
-                        tail
-                        and self._in_gazetteer(toks[run[-1]].text)
-                        and (self._in_gazetteer(toks[tail[0]].text) or not self._is_english(toks[tail[0]].text))
-                    ):
+                    if tail and (colon or self._surname_first(toks[run[-1]].text, toks[tail[0]].text)):
                         for idx in run + tail:
                             mark(idx, CONTEXT)
                         break
@@ -274,15 +294,57 @@ class NameRecognizer(EntityRecognizer):
         self._lower_case_pairs(toks, mark)
 
     def _lower_case_pairs(self, toks: list[Token], mark) -> None:
-        """ "john smith" in lower case: a gazetteer first name then last name, neither an ordinary word."""
+        """ "john smith" in lower case: a given name then a surname, where the surname is a gazetteer name or
+        no ordinary word ("karen yamamoto"), and not both are ordinary words ("will page")."""
         for i in range(len(toks) - 1):
             a, b = toks[i], toks[i + 1]
             if not (a.text.islower() and b.text.islower() and a.whitespace_ == " "):
                 continue
-            if a.text in self.rules.first_names and b.text in self.rules.last_names:
-                if not any(self._ambiguous(t.text) or not self._candidate(t) for t in (a, b)):
-                    mark(i, GAZETTEER)
-                    mark(i + 1, GAZETTEER)
+            if not (self._candidate(a) and self._candidate(b)) or a.text not in self.rules.first_names:
+                continue
+            if b.text in self.rules.first_names or b.text in self.rules.last_names:
+                accept = not (self._ambiguous(a.text) and self._ambiguous(b.text))
+            else:
+                accept = not self._ambiguous(a.text) and len(b.text) >= 3 and not self._is_common(b.text)
+            if accept:
+                mark(i, GAZETTEER)
+                mark(i + 1, GAZETTEER)
+
+    def _report_subjects(self, doc: Doc, toks: list[Token], mark) -> None:
+        """The one or two words before "c/o", "reports", "denies" ... are the person reporting: a name when
+        they look like one ("S: yuki chen c/o abd pain"), whatever their case."""
+        for m in REPORT_VERB.finditer(doc.text):
+            end = m.start()
+            run = [t.i for t in doc.char_span(0, end, alignment_mode="contract") or ()][-2:] if end else []
+            while run and not self._candidate(toks[run[0]]):
+                run = run[1:]
+            if not run or any(not self._candidate(toks[k]) or "\n" in toks[k].whitespace_ for k in run[:-1]):
+                continue
+            words = [toks[k].text for k in run]
+            if any(not self._in_gazetteer(w) and (self._is_common(w) or len(w) < 3) for w in words):
+                continue
+            known = any(self._in_gazetteer(w) and not self._ambiguous(w) for w in words)
+            if known or (len(words) == 2 and not any(self._in_gazetteer(w) or self._is_english(w) for w in words)):
+                for k in run:
+                    mark(k, GAZETTEER)
+
+    def _surname_first(self, last: str, first: str) -> bool:
+        """ "LAST, FIRST" after a label: both gazetteer names or no ordinary words, at least one a known name,
+        not both ambiguous ("STABLE, ALERT" is no name)."""
+        words = (last, first)
+        if any(w.lower() in self.clinical or (not self._in_gazetteer(w) and self._is_common(w)) for w in words):
+            return False
+        return any(self._in_gazetteer(w) for w in words) and not all(self._ambiguous(w) for w in words)
+
+    def _relation_run(self, toks: list[Token], run: list[int]) -> list[int]:
+        """After a relation word: capitalized words, or a lower-case known given name that is no ordinary word."""
+        out = []
+        for idx in run:
+            word = toks[idx].text
+            if not self._capitalized(toks[idx]) and (word not in self.rules.first_names or self._ambiguous(word)):
+                break
+            out.append(idx)
+        return out
 
     def _ner(self, nlp_artifacts: NlpArtifacts, doc: Doc, caps_line: list[bool], mark) -> None:
         for ent in nlp_artifacts.entities:
@@ -309,7 +371,7 @@ class NameRecognizer(EntityRecognizer):
     @staticmethod
     def _eponym(toks: list[Token], i: int) -> bool:
         j = i + 1
-        if j < len(toks) and toks[j].text in {"'s", "'", "’s"}:
+        if j < len(toks) and toks[j].text.lower() in {"'s", "'", "’s"}:
             j += 1
         return j < len(toks) and toks[j].text.lower() in EPONYM_NOUNS
 

@@ -93,7 +93,8 @@ class NerLocationRecognizer(EntityRecognizer):
             if words.isupper() and len(words) <= 4:
                 # Short ALL-CAPS "places" in clinical text are nearly always abbreviations (CXR, LLE).
                 continue
-            if " " not in words and words.lower() in self.english:
+            if all(w.lower() in self.english or w.lower() in self.config.never_flag for w in words.split()):
+                # Made of ordinary or clinical words only ("Echo EF"): not a place name.
                 continue
             results.append(RecognizerResult("LOCATION", ent.start_char, ent.end_char, self.config.spacy_score))
         return results
