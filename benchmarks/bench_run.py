@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 
+from medcurate.runner import STAGE_NAMES
 from medcurate.sample import generate_sample
 
 
@@ -70,9 +71,8 @@ def main() -> None:
         wall = time.perf_counter() - started
         if code != 0:
             sys.exit(f"medcurate run failed with exit code {code}")
-        stages = {
-            p.stem: json.loads(p.read_text()) for p in sorted((data_root / "governance" / "stages").glob("*.json"))
-        }
+        stage_dir = data_root / "governance" / "stages"
+        stages = {name: json.loads((stage_dir / f"{name}.json").read_text()) for name in STAGE_NAMES}
     docs = sum(s["input"] for s in stages["ingest"]["sources"].values())
     print(
         f"sample: {args.patients} patients, {docs} documents parsed; peak RSS of process tree {peak / 2**20:.0f} MiB"
@@ -81,7 +81,9 @@ def main() -> None:
     print(f"{'stage':<16}{'docs in':>9}{'seconds':>9}{'docs/s':>10}{'x ingest':>10}")
     ingest_rate = None
     for name, rep in stages.items():
-        n = sum(s["input"] for s in rep["sources"].values()) or docs
+        n = sum(s["input"] for s in rep["sources"].values())
+        if not n:  # the report stage reads no documents
+            continue
         sec = rep["details"].get("seconds", 0.0)
         rate = n / sec if sec else float("inf")
         if name == "ingest":
