@@ -58,6 +58,18 @@ def pseudonym(key: bytes, patient_key: str, namespace: str = "patient") -> str:
     return "P" + keyed_hash(key, namespace, patient_key)[:20]
 
 
+DATE_SHIFT_NAMESPACE = "date-shift"
+
+
+def date_shift_days(key: bytes, patient_key: str, max_days: int) -> int:
+    """Days to move one patient's dates back: 1..max_days, fixed by key and patient.
+
+    The one formula for every modality (note text, structured records, DICOM headers), so a CT, the FHIR
+    Observation and the note that discuss the same event all land on the same shifted day.
+    """
+    return 1 + int(keyed_hash(key, DATE_SHIFT_NAMESPACE, patient_key)[:12], 16) % max_days
+
+
 def key_fingerprint(key: bytes) -> str:
     """A short, non-reversible fingerprint so audit records can tell which key was used without holding it."""
     return hashlib.sha256(b"medcurate-key-fingerprint\x00" + key).hexdigest()[:12]

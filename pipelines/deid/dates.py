@@ -25,7 +25,10 @@ NO_YEAR = 2000
 
 FORMS = [
     regex.compile(r"^(?P<y>\d{4})(?P<s>[-/.])(?P<m>\d{1,2})(?P=s)(?P<d>\d{1,2})(?P<rest>(?:[T ].*)?)$"),
-    regex.compile(r"^(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})$"),
+    # Compact dates, and HL7 TS values whose time of day and zone ride along unchanged ("20190722143000-0500").
+    regex.compile(r"^(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})(?P<rest>(?:\d{2}){0,3}(?:\.\d{1,4})?(?:[+-]\d{4})?)$"),
+    # FHIR partial dates ("2019-07"): shifted from the middle of the month, written back as year-month.
+    regex.compile(r"^(?P<y>\d{4})-(?P<m>0[1-9]|1[0-2])$"),
     regex.compile(r"^(?P<m>\d{1,2})(?P<s>[-/.])(?P<d>\d{1,2})(?P=s)" + _YEAR + "$"),
     regex.compile(r"^(?P<m>\d{1,2})/(?P<d>\d{1,2})$"),
     regex.compile(r"^" + _MONTH + r"[ \t,/-]*'?" + _YEAR + "$"),

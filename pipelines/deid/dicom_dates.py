@@ -2,11 +2,10 @@
 
 Every date and time of one patient moves back by the same offset, so intervals (days between a baseline and a
 follow-up scan, seconds between two series) survive while the calendar dates do not.  The offset is keyed on
-the patient: the whole days are exactly those the free-text engine moves the same patient's note dates by
-(``pipelines.deid.surrogates``: 1..``date_shift_max_days`` of deid.yaml, from HMAC(key, "date-shift",
-patient)), so a CT and the note that discusses it still fall on the same shifted day; on top come 1..3599
-seconds, so times of day change too.  An instant in the first hour after midnight may thereby land one day
-before its note's shifted date.  Without the key the offset cannot be recomputed.
+the patient: the whole days come from the one formula every modality uses (``medcurate.keys.date_shift_days``:
+1..``date_shift_max_days`` of deid.yaml), so a CT and the note that discusses it still fall on the same shifted
+day; on top come 1..3599 seconds, so times of day change too.  An instant in the first hour after midnight may
+thereby land one day before its note's shifted date.  Without the key the offset cannot be recomputed.
 
 DICOM splits many instants into a DA and a TM element (StudyDate + StudyTime); shifting them separately would
 lose the day carried over when the time crosses midnight, so a pair is shifted as one instant.  A lone DA is
@@ -20,9 +19,8 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta
 
-from medcurate.keys import keyed_hash
+from medcurate.keys import DATE_SHIFT_NAMESPACE, date_shift_days, keyed_hash
 
-DATE_SHIFT_NAMESPACE = "date-shift"
 MAX_TIME_SHIFT_SECONDS = 3599
 SECONDS_PER_DAY = 86400
 AGE_CEILING_YEARS = 90
@@ -35,9 +33,8 @@ _AGE_YEARS = re.compile(r"(\d{3})Y")
 
 def date_offset(key: bytes, patient_key: str, max_days: int) -> timedelta:
     """The patient's (negative) offset: the text engine's 1..max_days whole days plus 1..3599 seconds."""
-    digest = keyed_hash(key, DATE_SHIFT_NAMESPACE, patient_key)
-    days = 1 + int(digest[:12], 16) % max_days
-    seconds = 1 + int(digest[12:24], 16) % MAX_TIME_SHIFT_SECONDS
+    days = date_shift_days(key, patient_key, max_days)
+    seconds = 1 + int(keyed_hash(key, DATE_SHIFT_NAMESPACE, patient_key)[12:24], 16) % MAX_TIME_SHIFT_SECONDS
     return -timedelta(days=days, seconds=seconds)
 
 

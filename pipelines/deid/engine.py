@@ -91,6 +91,18 @@ def noun_only_words(nlp: spacy.language.Language) -> frozenset[str]:
     return frozenset(w.lower() for w in index.get("noun", ()) if w.isalpha() and w.lower() not in other)
 
 
+class ContextFreeAnalyzerEngine(AnalyzerEngine):
+    """Presidio's analyzer without its context-word score boost.
+
+    Our patterns carry their context in look-behinds and negative windows (deid.yaml), and the name rules
+    read the tokens themselves; Presidio's per-recognizer, per-result context pass changes no score of ours
+    and costs about a tenth of the analysis time.
+    """
+
+    def _enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):
+        return raw_results
+
+
 class DeidEngine:
     """Find PHI spans.  ``analyze_batch`` is the fast path (nlp.pipe); ``analyze`` is for one text."""
 
@@ -115,7 +127,9 @@ class DeidEngine:
         registry.add_recognizer(
             NameRecognizer(names, english, noun_only_words(nlp), self.config.never_flag, score=0.85)
         )
-        self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine, supported_languages=["en"])
+        self.analyzer = ContextFreeAnalyzerEngine(
+            registry=registry, nlp_engine=self.nlp_engine, supported_languages=["en"]
+        )
 
     def analyze(self, text: str) -> list[PhiSpan]:
         return self.analyze_batch([text])[0]

@@ -33,6 +33,8 @@ RELATIONS = frozenset(
     "cousin grandson granddaughter grandmother grandfather friend neighbor caregiver fiance fiancee".split()
 )
 ENGLISH_SUFFIXES = ("s", "es", "ed", "d", "ing", "ly", "er")
+# Labels that open an identifier field in a patient banner line.
+ID_LABELS = frozenset("mrn mr mr# dob d.o.b. acct account fin csn id ssn".split())
 # Verbs whose subject in a note is a person ("yuki chen c/o ...", "Mr Adeyemi reports ...").
 REPORT_VERB = regex.compile(
     r"(?i)(?<=\S[ \t]+)(?:c/o|complains|reports|states|denies|endorses|presents|presented|admits)\b"
@@ -57,7 +59,11 @@ class NameRecognizer(EntityRecognizer):
         self.clinical = clinical
         self.score = score
         self._initials = regex.compile(rules.initials_regex)
-        self._context = [tuple(phrase.split()) for phrase in rules.context_before]
+        # Context phrases by first word (longest first), so a token is compared only with phrases it can start.
+        self._context: dict[str, list[tuple[str, ...]]] = {}
+        for phrase in rules.context_before:
+            words = tuple(phrase.split())
+            self._context.setdefault(words[0], []).append(words)
         self._strong_credentials = frozenset(
             c for c in rules.credentials if len(c.replace(".", "")) >= 3 or c in {"MD", "RN", "NP", "M.D."}
         )
@@ -226,7 +232,7 @@ class NameRecognizer(EntityRecognizer):
     def _context_labels(self, toks: list[Token], caps_line: list[bool], mark) -> None:
         lows = [t.text.lower() for t in toks]
         for i in range(len(toks)):
-            for phrase in self._context:
+            for phrase in self._context.get(lows[i], ()):
                 k = len(phrase)
                 if tuple(lows[i : i + k]) != phrase:
                     continue
@@ -247,7 +253,11 @@ class NameRecognizer(EntityRecognizer):
                 end = run[-1] + 1 if run else j
                 if run and end + 1 < len(toks) and toks[end].text == ",":
                     tail = self._run_after(toks, end + 1, 2, need_capital=weak)
-                    if tail and (colon or self._surname_first(toks[run[-1]].text, toks[tail[0]].text)):
+                    if tail and (
+                        colon
+                        or self._id_label_follows(toks, tail[-1] + 1)
+                        or self._surname_first(toks[run[-1]].text, toks[tail[0]].text)
+                    ):
                         for idx in run + tail:
                             mark(idx, CONTEXT)
                         break
@@ -335,6 +345,16 @@ class NameRecognizer(EntityRecognizer):
         if any(w.lower() in self.clinical or (not self._in_gazetteer(w) and self._is_common(w)) for w in words):
             return False
         return any(self._in_gazetteer(w) for w in words) and not all(self._ambiguous(w) for w in words)
+
+    @staticmethod
+    def _id_label_follows(toks: list[Token], i: int) -> bool:
+        """An identifier label right after "LAST, FIRST" on the same line ("PT LEE, RANDY  MRN 9196"): a patient
+        banner, so the two words are the patient's name even when they are also ordinary words."""
+        while i < len(toks) and toks[i].is_space and "\n" not in toks[i].text:
+            i += 1
+        if i >= len(toks) or "\n" in toks[i - 1].whitespace_ or "\n" in toks[i - 1].text:
+            return False
+        return toks[i].text.lower().rstrip(":#") in ID_LABELS
 
     def _relation_run(self, toks: list[Token], run: list[int]) -> list[int]:
         """After a relation word: capitalized words, or a lower-case known given name that is no ordinary word."""

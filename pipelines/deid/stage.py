@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from governance.catalog import DEID_EVENTS_FILE, DEID_EVENTS_SCHEMA
 from medcurate.context import RunContext, StageFailed, StageReport
 from medcurate.keys import pseudonym
 from medcurate.quarantine import QuarantineWriter, quarantined_doc_ids
@@ -50,16 +51,17 @@ class _Analyzer:
         return [[(s.start, s.end, s.label, s.score) for s in spans] for spans in self.engine.analyze_batch(texts)]
 
 
-class _RayTextAnalyzer:
-    """Spread batches of texts over an actor pool sized to the Ray cluster's CPUs."""
+class RayTextAnalyzer:
+    """Spread batches of texts over an actor pool, by default one actor per CPU of the Ray cluster."""
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int | None = None) -> None:
         import ray
         from ray.util import ActorPool
 
-        n = max(1, int(ray.available_resources().get("CPU", 1)))
+        n = workers or max(1, int(ray.available_resources().get("CPU", 1)))
         actor = ray.remote(num_cpus=1)(_Analyzer)
-        self.pool = ActorPool([actor.remote() for _ in range(n)])
+        self.actors = [actor.remote() for _ in range(n)]
+        self.pool = ActorPool(self.actors)
 
     def analyze(self, texts: list[str]) -> list[list[PhiSpan]]:
         batches = [texts[i : i + BATCH_DOCS] for i in range(0, len(texts), BATCH_DOCS)]
@@ -89,7 +91,9 @@ class DeidStage:
         self.dicom_actions: Counter[str] = Counter()
         self.extra_dropped: Counter[str] = Counter()
         self.review: list[dict[str, Any]] = []
-        self.analyzer: _RayTextAnalyzer | None = None
+        # Per document and entity type, what was replaced and how: the catalog's deid_events (counts only).
+        self.events: list[dict[str, Any]] = []
+        self.analyzer: RayTextAnalyzer | None = None
         self._dicom = None
 
     # ---- per part ----
@@ -123,14 +127,16 @@ class DeidStage:
             return []
         titles = [(row["metadata"] or {}).get("title") or "" for row in rows]
         if self.analyzer is None:
-            self.analyzer = _RayTextAnalyzer()
+            self.analyzer = RayTextAnalyzer()
         spans = self.analyzer.analyze([row["text"] for row in rows] + titles)
         out = []
         for i, row in enumerate(rows):
             patient = row["patient_key"] or ""
             text_spans, title_spans = spans[i], spans[len(rows) + i]
             deid = self.replacer.apply(row["text"], text_spans, patient)
-            self.phi_by_source[row["source"]].update(s.label for s in text_spans + title_spans)
+            labels = Counter(s.label for s in text_spans + title_spans)
+            self.phi_by_source[row["source"]].update(labels)
+            self._record_events(row, {label: (n, self.config.operator(label)) for label, n in labels.items()})
             metadata = self._clinical_metadata(row["metadata"], patient)
             if metadata.get("title"):
                 metadata["title"] = self.replacer.apply(metadata["title"], title_spans, patient).text
@@ -174,6 +180,8 @@ class DeidStage:
         if not result.publishable:
             self._quarantine(row, result.reason or BURNED_IN, "pixel data may contain burned-in text")
             return None
+        changed = {f"DICOM_{action}": (n, f"annex_e_{action}") for action, n in result.actions.items() if action != "K"}
+        self._record_events(row, changed)
         patient = row["patient_key"] or ""
         if metadata.get("event_time") is not None:
             metadata["event_time"] = self.replacer.shift_datetime(metadata["event_time"], patient)
@@ -188,6 +196,12 @@ class DeidStage:
             n for action, n in result.actions.items() if action != "K"
         )
         return self._finish(row, result.text, metadata)
+
+    def _record_events(self, row: dict, counts: dict[str, tuple[int, str]]) -> None:
+        self.events.extend(
+            {"doc_id": row["doc_id"], "source": row["source"], "entity_type": label, "count": n, "operator": op}
+            for label, (n, op) in sorted(counts.items())
+        )
 
     def _quarantine(self, row: dict, reason: str, detail: str) -> None:
         self.quarantine.add(
@@ -238,6 +252,9 @@ class DeidStage:
                 stale.unlink()
         self.quarantine.flush()
         self._write_review()
+        write_parquet(
+            pa.Table.from_pylist(self.events, schema=DEID_EVENTS_SCHEMA), self.ctx.zones.governance / DEID_EVENTS_FILE
+        )
         phi_by_type: Counter[str] = Counter()
         for counts in self.phi_by_source.values():
             phi_by_type.update(counts)

@@ -15,7 +15,7 @@ from functools import cached_property
 
 import regex
 
-from medcurate.keys import keyed_hash
+from medcurate.keys import date_shift_days, keyed_hash
 from pipelines.deid.config import DeidConfig
 from pipelines.deid.dates import shift_date_text
 from pipelines.deid.engine import PhiSpan
@@ -67,7 +67,7 @@ class Replacer:
 
     def date_offset_days(self, patient: str) -> int:
         """Days to move this patient's dates back: 1..date_shift_max_days, fixed by key and patient."""
-        return 1 + int(keyed_hash(self.key, "date-shift", patient)[:12], 16) % self.config.date_shift_max_days
+        return date_shift_days(self.key, patient, self.config.date_shift_max_days)
 
     def shift_datetime(self, value: datetime, patient: str) -> datetime:
         return value - timedelta(days=self.date_offset_days(patient))
