@@ -1,4 +1,5 @@
-"""The quality layer: Great Expectations validation of the raw, de-identified and shard zones.
+"""The quality layer: Great Expectations validation of every zone, and the curate steps between the
+de-identified and curated zones (residual-PHI gate, filters, deduplication, benchmark decontamination).
 
 GX logs at INFO while it is being imported and has no analytics opt-out in code that runs before import, so
 both are set here, before any submodule imports it.

@@ -63,3 +63,13 @@ def shard_frame(table: pa.Table, curated_doc_ids: set[str]) -> pd.DataFrame:
             "has_curated_parent": has_parent.to_pandas().astype(bool),
         }
     )
+
+
+def curated_frame(table: pa.Table, raw_doc_ids: set[str]) -> pd.DataFrame:
+    """Documents about to be published -> the document frame plus licence, word count and raw-parent flag."""
+    frame = document_frame(table)
+    has_parent = pc.fill_null(pc.is_in(table.column("doc_id"), pa.array(sorted(raw_doc_ids), pa.string())), False)
+    frame["license"] = table.column("license").to_pandas()
+    frame["n_words"] = _nullable_ints(pc.list_value_length(pc.utf8_split_whitespace(table.column("text"))))
+    frame["has_raw_parent"] = has_parent.to_pandas().astype(bool)
+    return frame

@@ -25,8 +25,13 @@ from medcurate.context import RunContext, StageFailed, StageReport
 from medcurate.quarantine import QuarantineWriter, quarantined_doc_ids
 from medcurate.schema import DEID_DOCUMENT_SCHEMA, LEGAL_BASES, RAW_DOCUMENT_SCHEMA, SOURCE_KINDS
 from medcurate.zones import publish_dir, write_parquet
-from pipelines.quality.frames import document_frame, shard_frame
+from pipelines.quality.curate_pipeline import build_pipeline, minimum_rows, previous_counts, save_counts
+from pipelines.quality.curation_config import curation_config
+from pipelines.quality.dedup import published_entries
+from pipelines.quality.dedup_index import PublishedIndex, index_path, save_index
+from pipelines.quality.frames import curated_frame, document_frame, shard_frame
 from pipelines.quality.gx_context import ValidationOutcome, data_docs_index, open_context, validate_frame
+from pipelines.quality.steps import Ledger, run_steps
 from pipelines.quality.suites import SuiteConfig, load_suites
 from pipelines.quality.zone_io import (
     read_parts,
@@ -128,62 +133,122 @@ def validate_raw(ctx: RunContext) -> StageReport:
     return report
 
 
+def _live_deid_docs(ctx: RunContext, source: str, skip: set[str], report: StageReport) -> pa.Table:
+    """A source's de-identified documents minus those an earlier stage quarantined (counted as such)."""
+    counts = report.counts(source)
+    skip_ids = pa.array(sorted(skip), pa.string())
+    tables = [relaxed(DEID_DOCUMENT_SCHEMA).empty_table()]
+    for _, table in read_parts(ctx.zones.deid / source, DEID_DOCUMENT_SCHEMA, "curate"):
+        counts.input += table.num_rows
+        kept = table.filter(pc.invert(pc.fill_null(pc.is_in(table["doc_id"], skip_ids), False)))
+        if kept.num_rows < table.num_rows:
+            counts.remove(QUARANTINED_EARLIER, table.num_rows - kept.num_rows)
+        tables.append(kept)
+    return pa.concat_tables(tables)
+
+
+def _validate_docs(
+    ledger: Ledger,
+    step: str,
+    docs: list[dict],
+    outcome: ValidationOutcome,
+    suite: SuiteConfig,
+) -> tuple[list[dict], list[str]]:
+    """Quarantine the rows a suite failed (through the ledger); return the passing rows and batch problems."""
+    rows, problems = _triage(outcome, suite)
+    for row, (reason, detail) in sorted(rows.items()):
+        ledger.drop(docs[row], step, reason, detail)
+    passing = [doc for index, doc in enumerate(docs) if index not in rows]
+    ledger.count(step, docs, passing)
+    return passing, problems
+
+
 def curate(ctx: RunContext) -> StageReport:
-    """Validate the de-identified zone with the "deid" suite and publish the passing rows to ``curated/``.
+    """De-identified zone -> curated zone, through the curate steps, each accounting for what it drops.
+
+    1. GX "deid" suite per source (record failures quarantined, broken batches fail the stage);
+    2. residual-PHI gate, 3. filters, 4. exact / near / copy-forward dedup, 5. benchmark decontamination
+       (curate_pipeline.py), every drop quarantined with its step and reason;
+    6. GX "curated" suite on what would be published: schema facts, bounds, value sets, a raw parent for
+       every document, and no source falling by more than ``quality.max_source_drop`` from the last run.
 
     Output is written to a staging directory and swapped in only when every source passed, so a failed
-    batch publishes nothing and a crash never leaves a half-written curated zone.
+    batch publishes nothing and a crash never leaves a half-written curated zone.  The dedup index and the
+    per-source counts under ``governance/`` are updated only after publishing.
     """
     stage = "curate"
+    config = curation_config(ctx.spec)
     report = StageReport(stage=stage, run_id=ctx.run_id)
-    suite = load_suites()["deid"]
+    suites = load_suites()
     context = open_context(ctx.zones.governance)
     skip = quarantined_doc_ids(ctx.zones, exclude_stage=stage)
-    skip_ids = pa.array(sorted(skip), pa.string())
     writer = QuarantineWriter(ctx.zones, stage, ctx.run_id)
+    ledger = Ledger(writer, report)
     staging = ctx.zones.root / f".curated.{ctx.run_id}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    outcomes, problems = [], {}
+    parameters = _document_parameters(ctx)
+    outcomes, problems, validated, docs = [], {}, [], []
     for source in ctx.spec.sources:
-        source_dir = ctx.zones.deid / source.name
-        counts = report.counts(source.name)
-        kept_parts = []
-        for path, table in read_parts(source_dir, DEID_DOCUMENT_SCHEMA, stage):
-            counts.input += table.num_rows
-            kept = table.filter(pc.invert(pc.fill_null(pc.is_in(table["doc_id"], skip_ids), False)))
-            if kept.num_rows < table.num_rows:
-                counts.remove(QUARANTINED_EARLIER, table.num_rows - kept.num_rows)
-            kept_parts.append((path.relative_to(source_dir), kept))
-        table = pa.concat_tables([relaxed(DEID_DOCUMENT_SCHEMA).empty_table(), *(t for _, t in kept_parts)])
+        table = _live_deid_docs(ctx, source.name, skip, report)
         # Nothing to curate is fine when every raw document of the source is accounted for in quarantine;
         # an empty table while raw documents are still live means they were lost: the suite fails it.
         if table.num_rows == 0 and not zone_doc_ids(ctx.zones.raw / source.name) - skip:
             continue
-        outcome = validate_frame(
-            context, suite, source.name, document_frame(table), _document_parameters(ctx), ctx.run_id
-        )
+        outcome = validate_frame(context, suites["deid"], source.name, document_frame(table), parameters, ctx.run_id)
         outcomes.append(outcome)
-        rows, source_problems = _triage(outcome, suite)
+        passing, source_problems = _validate_docs(ledger, "gx_deid", table.to_pylist(), outcome, suites["deid"])
         if source_problems:
             problems[source.name] = source_problems
-        _quarantine_rows(writer, source.name, table, rows)
-        for reason, _ in rows.values():
-            counts.remove(reason)
-        offset = 0
-        for relative, part in kept_parts:
-            passing = [offset + i not in rows for i in range(part.num_rows)]
-            offset += part.num_rows
-            published = part.filter(pa.array(passing, pa.bool_())).cast(DEID_DOCUMENT_SCHEMA)
-            counts.output += published.num_rows
-            write_parquet(published, staging / source.name / relative)
+        validated.append(source.name)
+        docs.extend(passing)
+
+    published: dict[str, list[dict]] = {}
+    pipeline = None
+    if not problems:
+        previous = PublishedIndex.load(ctx.zones.governance, config.dedup, {d["doc_id"] for d in docs})
+        pipeline = build_pipeline(ctx, config, previous)
+        docs = run_steps(pipeline.steps, docs, ledger)
+        earlier = previous_counts(ctx.zones.governance)
+        licenses = sorted({s.license for s in ctx.spec.sources})
+        for name in validated:
+            source_docs = [d for d in docs if d["source"] == name]
+            table = pa.Table.from_pylist(source_docs, schema=relaxed(DEID_DOCUMENT_SCHEMA))
+            frame = curated_frame(table, zone_doc_ids(ctx.zones.raw / name))
+            bound = {
+                **parameters,
+                "licenses": licenses,
+                "min_rows": minimum_rows(earlier.get(name), config.max_source_drop),
+            }
+            outcome = validate_frame(context, suites["curated"], name, frame, bound, ctx.run_id)
+            outcomes.append(outcome)
+            published[name], source_problems = _validate_docs(
+                ledger, "gx_curated", source_docs, outcome, suites["curated"]
+            )
+            if source_problems:
+                problems[name] = source_problems
     writer.flush()
     _finish(report, context, outcomes)
-    log.info("%s: %d documents in, %d curated", stage, report.total_input, report.total_output)
+    report.details["curation_steps"] = ledger.steps_summary()
+    if pipeline is not None:
+        report.details.update(pipeline.details())
     if problems:
-        shutil.rmtree(staging, ignore_errors=True)
+        log.info("%s: batch failed for %d source(s), nothing published", stage, len(problems))
         _fail_if(stage, problems)
+    for name, source_docs in published.items():
+        report.counts(name).output = len(source_docs)
+        write_parquet(
+            pa.Table.from_pylist(source_docs, schema=DEID_DOCUMENT_SCHEMA), staging / name / "part-00000.parquet"
+        )
     publish_dir(staging, ctx.zones.curated)
+    all_published = [d for source_docs in published.values() for d in source_docs]
+    entries = published_entries(all_published, pipeline.exact, pipeline.near, ctx.run_id)
+    report.details["dedup_index"] = {
+        "path": str(index_path(ctx.zones.governance)),
+        "entries": save_index(ctx.zones.governance, config.dedup, previous, entries),
+    }
+    save_counts(ctx.zones.governance, ctx.run_id, {name: len(d) for name, d in published.items()})
     report.details["curated"] = str(ctx.zones.curated)
+    log.info("%s: %d documents in, %d curated", stage, report.total_input, report.total_output)
     return report
 
 

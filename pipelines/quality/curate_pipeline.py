@@ -1,0 +1,90 @@
+"""The curate stage's step list, and the per-source counts a run leaves for the next one's distribution check.
+
+Order matters and is the point of this module: the residual-PHI gate first (a document with PHI must not even
+be a dedup "kept twin" whose id a report names), then repairs and filters (so dedup compares cleaned text),
+exact before near dedup (cheap first), copy-forward on the survivors, decontamination last (on the text that
+would be published).  The GX "curated" suite then checks the result (stage.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medcurate.context import RunContext
+from pipelines.quality.curation_config import CurationConfig
+from pipelines.quality.decontam import BenchmarkNgrams, Decontaminator
+from pipelines.quality.dedup import CopyForwardDedup, ExactDedup, NearDedup
+from pipelines.quality.dedup_index import PublishedIndex
+from pipelines.quality.filters import filter_steps
+from pipelines.quality.phi_gate import RawPatientIndex, ResidualPhiGate, load_gate_config
+from pipelines.quality.steps import Doc, Step
+
+COUNTS_FILE = "curated_counts.json"
+
+
+@dataclass
+class CuratePipeline:
+    gate: ResidualPhiGate
+    filters: list[Step]
+    exact: ExactDedup
+    near: NearDedup
+    copy_forward: CopyForwardDedup
+    decontamination: Decontaminator
+
+    @property
+    def steps(self) -> list[Step]:
+        return [self.gate, *self.filters, self.exact, self.near, self.copy_forward, self.decontamination]
+
+    def details(self) -> dict[str, Any]:
+        """The StageReport details the report shows: PHI gate hits, filter facts, dedup, decontamination."""
+        return {
+            "residual_phi": self.gate.summary(),
+            "filters": {s.name: s.summary() for s in self.filters if s.summary()},
+            "dedup": {
+                "exact": self.exact.summary(),
+                "near": self.near.summary(),
+                "copy_forward": self.copy_forward.summary(),
+            },
+            "decontamination": self.decontamination.summary(),
+        }
+
+
+def build_pipeline(ctx: RunContext, config: CurationConfig, previous: PublishedIndex) -> CuratePipeline:
+    order = {source.name: index for index, source in enumerate(ctx.spec.sources)}
+
+    def order_key(doc: Doc) -> tuple:
+        return order[doc["source"]], doc["doc_id"]
+
+    gate_config = load_gate_config()
+    n = config.decontamination_ngram
+    return CuratePipeline(
+        gate=ResidualPhiGate(RawPatientIndex.from_raw_zone(ctx.zones, ctx.spec, gate_config), gate_config),
+        filters=filter_steps(config.filters),
+        exact=ExactDedup(previous, order_key),
+        near=NearDedup(config.dedup, previous, order_key),
+        copy_forward=CopyForwardDedup(config.dedup),
+        decontamination=Decontaminator([BenchmarkNgrams.load(b, n) for b in config.benchmarks], n),
+    )
+
+
+def counts_path(governance: Path) -> Path:
+    return governance / COUNTS_FILE
+
+
+def previous_counts(governance: Path) -> dict[str, int]:
+    path = counts_path(governance)
+    return json.loads(path.read_text())["sources"] if path.exists() else {}
+
+
+def save_counts(governance: Path, run_id: str, counts: dict[str, int]) -> None:
+    path = counts_path(governance)
+    path.write_text(json.dumps({"run_id": run_id, "sources": dict(sorted(counts.items()))}, indent=2))
+
+
+def minimum_rows(previous: int | None, max_drop: float) -> int:
+    """At least one row, and no fewer than the previous count minus the allowed drop."""
+    return max(1, math.ceil((previous or 0) * (1.0 - max_drop)))

@@ -1,0 +1,96 @@
+"""What earlier runs published, for deduplication across runs: ``governance/dedup/published.parquet``.
+
+One row per published document: doc_id, source, run id, the exact-text hash and the MinHash signature.  A
+later run loads it before deduplicating, so a document already published by an earlier run is the kept twin
+and the new copy is dropped.  Rows whose doc_id is curated again in this run are left out of the comparison
+(a re-run or a corrected record replaces its own earlier version instead of colliding with it) and replaced
+when this run publishes.  The MinHash parameters are stored in the file's metadata: an index made with other
+parameters cannot be compared with this run's signatures, so it is set aside (``skipped`` says how many
+entries) and replaced by this run's.  Holds hashes and ids only, never text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from medcurate.zones import write_parquet
+from pipelines.quality.curation_config import DedupConfig
+
+INDEX_SCHEMA = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("exact_key", pa.string(), nullable=False),
+        pa.field("minhash", pa.list_(pa.uint64()), nullable=False),
+    ]
+)
+PARAMS_KEY = b"medcurate.minhash"
+
+
+def index_path(governance: Path) -> Path:
+    return governance / "dedup" / "published.parquet"
+
+
+def minhash_params(config: DedupConfig) -> dict[str, int]:
+    return {"num_perm": config.num_perm, "seed": config.seed, "shingle_words": config.shingle_words}
+
+
+@dataclass(frozen=True)
+class PublishedEntry:
+    doc_id: str
+    source: str
+    run_id: str
+    exact_key: str
+    minhash: np.ndarray
+
+
+@dataclass(frozen=True)
+class PublishedIndex:
+    entries: tuple[PublishedEntry, ...]
+    # Entries of an index built with other MinHash parameters, set aside.
+    skipped: int = 0
+
+    @classmethod
+    def load(cls, governance: Path, config: DedupConfig, exclude_doc_ids: set[str]) -> PublishedIndex:
+        path = index_path(governance)
+        if not path.exists():
+            return cls(())
+        table = pq.read_table(path)
+        stored = json.loads((table.schema.metadata or {}).get(PARAMS_KEY, b"{}"))
+        if stored != minhash_params(config):
+            return cls((), skipped=table.num_rows)
+        table = table.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
+        keep = pc.invert(pc.is_in(table["doc_id"], pa.array(sorted(exclude_doc_ids), pa.string())))
+        rows = table.filter(keep).to_pylist()
+        entries = tuple(
+            PublishedEntry(r["doc_id"], r["source"], r["run_id"], r["exact_key"], np.array(r["minhash"], np.uint64))
+            for r in rows
+        )
+        return cls(entries)
+
+
+def save_index(
+    governance: Path,
+    config: DedupConfig,
+    previous: PublishedIndex,
+    published: Iterable[PublishedEntry],
+) -> int:
+    """Earlier entries (minus those replaced) plus this run's published documents; returns the row count."""
+    rows = [
+        {"doc_id": e.doc_id, "source": e.source, "run_id": e.run_id, "exact_key": e.exact_key, "minhash": e.minhash}
+        for e in (*previous.entries, *published)
+    ]
+    table = pa.Table.from_pylist(rows, schema=INDEX_SCHEMA).replace_schema_metadata(
+        {PARAMS_KEY: json.dumps(minhash_params(config), sort_keys=True).encode()}
+    )
+    write_parquet(table.sort_by("doc_id"), index_path(governance))
+    return table.num_rows

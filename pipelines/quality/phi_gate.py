@@ -1,0 +1,188 @@
+"""The residual-PHI gate: an independent check of every de-identified document before it can be published.
+
+De-identification is a model and misses things.  The gate does not reuse its detections; it looks again:
+
+* pattern scans (phi_gate.yaml): SSN, phone, e-mail, MRN-like numbers after a record-number label;
+* the patient's own identifiers from the raw zone (raw_identifiers.py: names, MRN and other ids, birth date,
+  address parts, phone, e-mail), searched verbatim, case-insensitively, as whole words, in that patient's
+  de-identified documents.  Raw and de-identified documents are joined by ``doc_id``, which every zone keeps;
+* full dates that survived unshifted: a date written identically in a document's raw and de-identified
+  text that is not the shifted form of one of its raw dates.
+
+Any hit blocks the document (quarantine reason ``residual_phi:<kind>``, detail: hit counts by kind).  The
+counts go to the report; the matched strings are never logged, recorded or returned.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import yaml
+
+from medcurate.spec import CorpusSpec
+from medcurate.zones import Zones
+from pipelines.deid.dates import shift_date_text
+from pipelines.quality.raw_identifiers import identifiers
+from pipelines.quality.steps import Doc, Ledger, Step
+
+GATE_FILE = Path(__file__).with_name("phi_gate.yaml")
+RAW_COLUMNS = ["doc_id", "source_kind", "doc_type", "patient_key", "text", "metadata"]
+# Order of precedence when one document has hits of several kinds: its quarantine reason is the first.
+KIND_ORDER = ("name", "identifier", "birth_date", "address", "phone", "email", "ssn", "mrn", "unshifted_date")
+MIN_IDENTIFIER_CHARS = 3
+# A short all-digit identifier ("4471") is indistinguishable from a lab value or a dose.
+MIN_NUMERIC_IDENTIFIER_DIGITS = 5
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    source_kinds: frozenset[str]
+    patterns: dict[str, re.Pattern[str]]
+    full_date: re.Pattern[str]
+
+
+@cache
+def load_gate_config(path: Path = GATE_FILE) -> GateConfig:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return GateConfig(
+        source_kinds=frozenset(data["source_kinds"]),
+        patterns={name: re.compile(rx) for name, rx in data["patterns"].items()},
+        full_date=re.compile(data["full_date"]),
+    )
+
+
+@dataclass(frozen=True)
+class RawDoc:
+    patient_key: str | None
+    dates: frozenset[str]
+    event_time: datetime | None
+
+
+@dataclass
+class RawPatientIndex:
+    """What the gate needs from the raw zone: identifiers per patient key, and per document its patient,
+    its full-date strings and its event time.  No text is kept."""
+
+    identifiers: dict[str, dict[str, set[str]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(set)))
+    docs: dict[str, RawDoc] = field(default_factory=dict)
+
+    def add(self, row: dict[str, Any], full_date: re.Pattern[str]) -> None:
+        key = row.get("patient_key")
+        if key:
+            for kind, value in identifiers(row):
+                if _searchable(value):
+                    self.identifiers[key][kind].add(value)
+        metadata = row.get("metadata") or {}
+        self.docs[row["doc_id"]] = RawDoc(
+            patient_key=key,
+            dates=frozenset(_matches(full_date, row.get("text") or "")),
+            event_time=metadata.get("event_time"),
+        )
+
+    @classmethod
+    def from_raw_zone(cls, zones: Zones, spec: CorpusSpec, config: GateConfig) -> RawPatientIndex:
+        index = cls()
+        for source in spec.sources:
+            if source.kind not in config.source_kinds:
+                continue
+            for part in sorted(p for p in (zones.raw / source.name).rglob("*.parquet") if not p.name.startswith(".")):
+                for row in pq.read_table(part, columns=RAW_COLUMNS).to_pylist():
+                    index.add(row, config.full_date)
+        return index
+
+
+def _searchable(value: str) -> bool:
+    value = value.strip()
+    if len(value) < MIN_IDENTIFIER_CHARS:
+        return False
+    return not (value.isdigit() and len(value) < MIN_NUMERIC_IDENTIFIER_DIGITS)
+
+
+def _matches(pattern: re.Pattern[str], text: str) -> list[str]:
+    return [m.group(0) for m in pattern.finditer(text)]
+
+
+def _whole_word(values: set[str]) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(v) for v in sorted(values, key=lambda v: (-len(v), v)))
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+
+
+class ResidualPhiGate(Step):
+    name = "residual_phi_gate"
+
+    def __init__(self, index: RawPatientIndex, config: GateConfig) -> None:
+        self.index = index
+        self.config = config
+        self._patient_patterns: dict[str, dict[str, re.Pattern[str]]] = {}
+        self.scanned = 0
+        self.hits: Counter[str] = Counter()
+        self.blocked: Counter[str] = Counter()
+
+    def _patterns_of(self, patient_key: str) -> dict[str, re.Pattern[str]]:
+        if patient_key not in self._patient_patterns:
+            found = self.index.identifiers.get(patient_key, {})
+            self._patient_patterns[patient_key] = {kind: _whole_word(values) for kind, values in found.items()}
+        return self._patient_patterns[patient_key]
+
+    def _date_offsets(self, docs: list[Doc]) -> dict[str, int]:
+        """Each patient's date shift in days, read from raw vs de-identified event times (most common)."""
+        seen: dict[str, Counter[int]] = defaultdict(Counter)
+        for doc in docs:
+            raw = self.index.docs.get(doc["doc_id"])
+            shifted = (doc.get("metadata") or {}).get("event_time")
+            if raw and raw.patient_key and raw.event_time and shifted:
+                seen[raw.patient_key][(raw.event_time.date() - shifted.date()).days] += 1
+        return {key: counts.most_common(1)[0][0] for key, counts in seen.items()}
+
+    def scan(self, doc: Doc, offsets: dict[str, int]) -> Counter[str]:
+        """Hit counts by kind in one de-identified document."""
+        text = doc["text"] or ""
+        hits: Counter[str] = Counter()
+        for kind, pattern in self.config.patterns.items():
+            hits[kind] += sum(1 for _ in pattern.finditer(text))
+        raw = self.index.docs.get(doc["doc_id"])
+        if raw is not None and raw.patient_key:
+            for kind, pattern in self._patterns_of(raw.patient_key).items():
+                hits[kind] += sum(1 for _ in pattern.finditer(text))
+            hits["unshifted_date"] += len(self._unshifted_dates(text, raw, offsets.get(raw.patient_key)))
+        return +hits
+
+    def _unshifted_dates(self, text: str, raw: RawDoc, offset: int | None) -> set[str]:
+        verbatim = set(_matches(self.config.full_date, text)) & raw.dates
+        if offset:
+            verbatim -= {shift_date_text(d, -offset) for d in raw.dates}
+        return verbatim
+
+    def run(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
+        offsets = self._date_offsets(docs)
+        kept = []
+        for doc in docs:
+            if doc["source_kind"] not in self.config.source_kinds:
+                kept.append(doc)
+                continue
+            self.scanned += 1
+            hits = self.scan(doc, offsets)
+            if not hits:
+                kept.append(doc)
+                continue
+            self.hits.update(hits)
+            first = min(hits, key=lambda kind: KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER))
+            self.blocked[first] += 1
+            detail = "hits " + ", ".join(f"{kind}={n}" for kind, n in sorted(hits.items()))
+            ledger.drop(doc, self.name, f"residual_phi:{first}", detail)
+        return kept
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "documents_scanned": self.scanned,
+            "documents_blocked": sum(self.blocked.values()),
+            "blocked_by_kind": dict(sorted(self.blocked.items())),
+            "hits_by_kind": dict(sorted(self.hits.items())),
+        }

@@ -1,0 +1,173 @@
+"""Each patient's own identifiers, read back from the raw zone by one small extractor per source kind.
+
+The residual-PHI gate searches a patient's de-identified documents for exactly these strings, so it does not
+depend on what the de-identifier recognised: it checks the result against what the source system said about
+the patient.  Extractors yield ``(kind, value)`` pairs:
+
+* every kind: the patient key itself (MRN, subject_id, FHIR Patient id, HL7 PID-3, DICOM PatientID);
+* ``hl7v2`` and FHIR ``patient_timeline``: the demographics header the parsers put on top of the text
+  (``Patient:``, ``MRN:``, ``Birth date:``, ``Address:``, ``Phone:``, ``Email:`` lines, up to the first blank
+  line), i.e. PID-5/7/11/13 and Patient.name/identifier/birthDate/address/telecom;
+* ``dicom``: PatientName, PatientID, OtherPatientIDs, PatientBirthDate, PatientAddress and
+  PatientTelephoneNumbers from the header's DICOM JSON;
+* ``notes_csv``: nothing beyond the subject_id (the patient key): a notes export has no demographics
+  columns, so the names of notes patients come from the other sources that share their patient key.
+
+Birth dates are expanded into the usual ways of writing them.  Values stay in memory only; nothing here is
+ever logged or written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from datetime import date, datetime
+from typing import Any
+
+IdentifierPairs = Iterator[tuple[str, str]]
+
+# A name part shorter than this ("Li", an initial) matches too many ordinary tokens to be searched alone.
+MIN_PART_CHARS = 3
+HEADER_LABELS = {
+    "patient": "name",
+    "mrn": "identifier",
+    "birth date": "birth_date",
+    "address": "address",
+    "phone": "phone",
+    "email": "email",
+}
+DICOM_TAGS = {
+    "00100010": "name",  # PatientName
+    "00100020": "identifier",  # PatientID
+    "00101000": "identifier",  # OtherPatientIDs
+    "00100030": "birth_date",  # PatientBirthDate
+    "00101040": "address",  # PatientAddress
+    "00102154": "phone",  # PatientTelephoneNumbers
+}
+_SPLIT_NAME = re.compile(r"[\s,^]+")
+
+
+def name_variants(name: str) -> IdentifierPairs:
+    """The full name as written, "given family" for DICOM's "family^given", and each long-enough part."""
+    name = name.strip()
+    if not name:
+        return
+    yield "name", name
+    if "^" in name:
+        family, _, rest = name.partition("^")
+        given = rest.split("^")[0]
+        yield "name", f"{given} {family}".strip()
+    for part in _SPLIT_NAME.split(name):
+        if len(part) >= MIN_PART_CHARS and any(c.isalpha() for c in part):
+            yield "name", part
+
+
+def _parse_date(value: str) -> date | None:
+    for fmt in ("%Y-%m-%d", "%Y%m%d", "%m/%d/%Y"):
+        try:
+            return datetime.strptime(value.strip()[:10], fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+def birth_date_variants(value: str) -> IdentifierPairs:
+    yield "birth_date", value.strip()
+    day = _parse_date(value)
+    if day is None:
+        return
+    month = day.strftime("%B")
+    for text in (
+        day.isoformat(),
+        day.strftime("%Y%m%d"),
+        day.strftime("%m/%d/%Y"),
+        f"{day.month}/{day.day}/{day.year}",
+        day.strftime("%m/%d/%y"),
+        f"{day.month}/{day.day}/{day.strftime('%y')}",
+        day.strftime("%m-%d-%Y"),
+        f"{month} {day.day}, {day.year}",
+        f"{month[:3]} {day.day}, {day.year}",
+        f"{day.day} {month} {day.year}",
+        f"{day.day} {month[:3]} {day.year}",
+    ):
+        yield "birth_date", text
+
+
+def address_variants(address: str) -> IdentifierPairs:
+    """The whole address and its comma-separated parts (street, city, "state zip")."""
+    yield "address", address.strip()
+    for part in address.split(","):
+        part = part.strip()
+        if len(part) >= 4:
+            yield "address", part
+            zip_code = re.search(r"\b\d{5}(?:-\d{4})?\b", part)
+            if zip_code:
+                yield "address", zip_code.group(0)
+
+
+def _typed(kind: str, value: str) -> IdentifierPairs:
+    if kind == "name":
+        yield from name_variants(value)
+    elif kind == "birth_date":
+        yield from birth_date_variants(value)
+    elif kind == "address":
+        yield from address_variants(value)
+    elif value.strip():
+        yield kind, value.strip()
+
+
+def header_identifiers(text: str) -> IdentifierPairs:
+    """The ``Label: value`` demographics lines at the top of an HL7 message or FHIR timeline."""
+    for line in text.splitlines():
+        if not line.strip():
+            return
+        label, sep, value = line.partition(":")
+        kind = HEADER_LABELS.get(label.strip().lower())
+        if sep and kind:
+            yield from _typed(kind, value)
+
+
+def _dicom_values(element: dict[str, Any]) -> Iterator[str]:
+    for value in element.get("Value") or []:
+        if isinstance(value, dict):  # PN: {"Alphabetic": "Family^Given"}
+            yield from (str(v) for v in value.values() if v)
+        elif value is not None:
+            yield str(value)
+
+
+def dicom_identifiers(row: dict[str, Any]) -> IdentifierPairs:
+    extra = dict((row.get("metadata") or {}).get("extra") or [])
+    header = extra.get("dicom_json")
+    if not header:
+        return
+    parsed = json.loads(header)
+    for dataset in parsed if isinstance(parsed, list) else [parsed]:
+        for tag, kind in DICOM_TAGS.items():
+            for value in _dicom_values(dataset.get(tag) or {}):
+                yield from _typed(kind, value)
+
+
+def _fhir(row: dict[str, Any]) -> IdentifierPairs:
+    if row.get("doc_type") == "patient_timeline":
+        yield from header_identifiers(row.get("text") or "")
+
+
+def _hl7v2(row: dict[str, Any]) -> IdentifierPairs:
+    yield from header_identifiers(row.get("text") or "")
+
+
+EXTRACTORS: dict[str, Callable[[dict[str, Any]], IdentifierPairs]] = {
+    "fhir": _fhir,
+    "hl7v2": _hl7v2,
+    "dicom": dicom_identifiers,
+}
+
+
+def identifiers(row: dict[str, Any]) -> IdentifierPairs:
+    """Every identifier a raw row states about its patient, the patient key included."""
+    if row.get("patient_key"):
+        yield "identifier", str(row["patient_key"])
+    extractor = EXTRACTORS.get(row.get("source_kind", ""))
+    if extractor is not None:
+        yield from extractor(row)

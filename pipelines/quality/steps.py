@@ -1,0 +1,96 @@
+"""The curate pipeline's plumbing: a step takes documents and returns the ones it keeps, and a ledger counts.
+
+Like a DataTrove pipeline, curation is a list of small steps (residual-PHI gate, filters, dedup levels,
+decontamination).  Documents are dicts in the de-identified zone's schema.  A step never silently loses a
+document: whatever it drops goes through ``Ledger.drop`` (a quarantine record naming the step and reason, and
+the stage report's per-source counts), whatever it changes through ``Ledger.modify``.  Nothing a step records
+may contain document text: reasons are codes, details are counts, ids and codes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from medcurate.context import StageReport
+from medcurate.quarantine import QuarantineWriter
+
+Doc = dict[str, Any]
+
+
+class Step:
+    """One curate step.  Subclasses set ``name`` and implement ``run``; ``summary`` adds step facts."""
+
+    name: str = "step"
+
+    def run(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
+        raise NotImplementedError
+
+    def summary(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass
+class StepTally:
+    """Per source: documents a step saw, kept, dropped by reason, and modified by kind of change."""
+
+    input: Counter[str] = field(default_factory=Counter)
+    kept: Counter[str] = field(default_factory=Counter)
+    dropped: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    modified: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+    def to_dict(self, step: str) -> dict[str, Any]:
+        return {
+            "step": step,
+            "input": dict(sorted(self.input.items())),
+            "kept": dict(sorted(self.kept.items())),
+            "dropped": {s: dict(sorted(c.items())) for s, c in sorted(self.dropped.items())},
+            "modified": {s: dict(sorted(c.items())) for s, c in sorted(self.modified.items())},
+        }
+
+
+class Ledger:
+    """Where the steps account for every document: quarantine records, report counts, per-step tallies."""
+
+    def __init__(self, writer: QuarantineWriter, report: StageReport) -> None:
+        self.writer = writer
+        self.report = report
+        self.tallies: dict[str, StepTally] = {}
+
+    def tally(self, step: str) -> StepTally:
+        return self.tallies.setdefault(step, StepTally())
+
+    def drop(self, doc: Doc, step: str, reason: str, detail: str = "") -> None:
+        self.report.counts(doc["source"]).remove(reason)
+        self.tally(step).dropped[doc["source"]][reason] += 1
+        self.writer.add(
+            source=doc["source"],
+            source_uri=doc["source_uri"],
+            source_sha256=doc.get("source_sha256"),
+            position=doc.get("position"),
+            doc_id=doc["doc_id"],
+            reason=reason,
+            detail=f"{step}: {detail}" if detail else step,
+        )
+
+    def modify(self, doc: Doc, step: str, change: str) -> None:
+        self.tally(step).modified[doc["source"]][change] += 1
+
+    def count(self, step: str, before: Iterable[Doc], after: Iterable[Doc]) -> None:
+        tally = self.tally(step)
+        tally.input.update(d["source"] for d in before)
+        tally.kept.update(d["source"] for d in after)
+
+    def steps_summary(self) -> list[dict[str, Any]]:
+        return [tally.to_dict(step) for step, tally in self.tallies.items()]
+
+
+def run_steps(steps: Iterable[Step], docs: list[Doc], ledger: Ledger) -> list[Doc]:
+    """Pass the documents through every step in order, counting what each kept."""
+    for step in steps:
+        kept = step.run(docs, ledger)
+        ledger.count(step.name, docs, kept)
+        docs = kept
+    return docs

@@ -1,0 +1,391 @@
+"""The curate steps one by one, on small synthetic documents: every filter, each dedup level, decontamination,
+the residual-PHI gate and the raw identifier extractors.  Real ftfy, py3langid and datasketch; no GX here."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from medcurate.context import StageReport
+from medcurate.quarantine import QuarantineWriter
+from medcurate.spec import SpecError, parse_spec
+from medcurate.zones import Zones
+from pipelines.quality.curation_config import Benchmark, DedupConfig, curation_config
+from pipelines.quality.decontam import BenchmarkNgrams, Decontaminator
+from pipelines.quality.dedup import CopyForwardDedup, ExactDedup, NearDedup, shingles
+from pipelines.quality.dedup_index import PublishedIndex
+from pipelines.quality.filters import (
+    BoilerplateStripper,
+    CharacterRatioFilter,
+    LanguageFilter,
+    LengthFilter,
+    MojibakeRepair,
+    NearEmptyFilter,
+    RepeatedLinesFilter,
+)
+from pipelines.quality.phi_gate import RawPatientIndex, ResidualPhiGate, load_gate_config
+from pipelines.quality.raw_identifiers import dicom_identifiers, identifiers
+from pipelines.quality.steps import Ledger, run_steps
+
+SOURCES = {"notes": "notes_csv", "ehr": "fhir", "lab": "hl7v2", "pubmed": "pubmed", "pmc": "pmc"}
+
+NOTE = (
+    "Progress Note - MICU\n"
+    "S: patient c/o abdominal pain 6/10, nausea and vomiting overnight. Tolerating clear liquids this morning.\n"
+    "O: Tmax 100.4, HR 96, BP 112/68, RR 18, SpO2 96% on 2L. I/O 1.2L/800cc.\n"
+    "Gen: no acute distress, alert and oriented. Abd: soft, mild right upper quadrant tenderness.\n"
+    "A/P: 54 y/o with cholecystitis s/p percutaneous cholecystostomy. Continue piperacillin-tazobactam,\n"
+    "surgery following, HIDA scan tomorrow. DVT prophylaxis with subcutaneous heparin. Full code."
+)
+ABSTRACT = (
+    "Background: whether early restrictive fluid resuscitation improves outcomes in sepsis compared with "
+    "liberal fluid resuscitation is uncertain. Methods: in this randomized controlled trial conducted at a "
+    "national registry, we enrolled 3718 patients in the intensive care unit and assigned them to early "
+    "restrictive fluid resuscitation or liberal fluid resuscitation. The primary outcome was 90-day mortality. "
+    "Results: the primary outcome occurred in 13.5% of the intervention group and 32.9% of the control group. "
+    "Conclusions: early restrictive resuscitation led to a significant difference in 90-day mortality."
+)
+
+
+def doc(doc_id: str, source: str, text: str, **extra) -> dict:
+    row = {
+        "doc_id": doc_id,
+        "source": source,
+        "source_kind": SOURCES[source],
+        "source_uri": f"file:///incoming/{source}/part.dat",
+        "source_sha256": "0" * 64,
+        "position": "line 1",
+        "doc_type": "clinical_note" if SOURCES[source] in ("notes_csv", "fhir", "hl7v2") else "abstract",
+        "text": text,
+        "metadata": {"event_time": None},
+        "patient_pseudonym": None,
+    }
+    row.update(extra)
+    return row
+
+
+@pytest.fixture
+def zones(tmp_path: Path) -> Zones:
+    return Zones(tmp_path / "data").ensure()
+
+
+@pytest.fixture
+def ledger(zones: Zones) -> Ledger:
+    return Ledger(QuarantineWriter(zones, "curate", "run-test"), StageReport(stage="curate", run_id="run-test"))
+
+
+def quarantined(ledger: Ledger, zones: Zones) -> list[tuple[str, str, str]]:
+    ledger.writer.flush()
+    rows = [r for p in sorted((zones.quarantine / "curate").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    return sorted((r["doc_id"], r["reason"], r["detail"]) for r in rows)
+
+
+def thresholds(tmp_path: Path, overrides: dict | None = None) -> dict:
+    data = {
+        "sources": [{"name": "n", "kind": "notes_csv", "paths": ["x"], "license": "l", "legal_basis": "waiver"}],
+        "quality": {"filters": overrides or {}},
+    }
+    return curation_config(parse_spec(data, tmp_path)).filters
+
+
+# ---- filters ------------------------------------------------------------------------------------------------
+
+
+def test_mojibake_is_repaired_not_dropped(tmp_path: Path, ledger: Ledger) -> None:
+    broken = doc("d1", "notes", NOTE.replace("Tmax 100.4", "Tmax 38.0Â°C").replace("c/o", "câ€™o"))
+    kept = run_steps([MojibakeRepair(thresholds(tmp_path))], [broken], ledger)
+    assert [d["doc_id"] for d in kept] == ["d1"]
+    assert "38.0°C" in kept[0]["text"] and "c’o" in kept[0]["text"]
+    assert ledger.tallies["mojibake_repair"].modified["notes"] == {"mojibake_repaired": 1}
+
+
+def test_boilerplate_lines_are_stripped(tmp_path: Path, ledger: Ledger) -> None:
+    signed = doc("d1", "notes", NOTE + "\nElectronically signed by Dr. [NAME] on 06/01/2019 16:42\nPage 1 of 1")
+    step = BoilerplateStripper(thresholds(tmp_path))
+    (kept,) = run_steps([step], [signed], ledger)
+    assert kept["text"] == NOTE
+    assert step.summary() == {"lines_removed": 2}
+
+
+def test_near_empty_after_deid_is_dropped(tmp_path: Path, ledger: Ledger, zones: Zones) -> None:
+    tags_only = doc("d1", "notes", "[NAME] [NAME], MRN [ID], DOB [DATE], phone [PHONE], [ADDRESS] [LOCATION] [ZIP]")
+    kept = run_steps([NearEmptyFilter(thresholds(tmp_path))], [tags_only, doc("d2", "notes", NOTE)], ledger)
+    assert [d["doc_id"] for d in kept] == ["d2"]
+    assert [(d, r) for d, r, _ in quarantined(ledger, zones)] == [("d1", "near_empty_after_deid")]
+
+
+def test_length_bounds_per_kind(tmp_path: Path, ledger: Ledger, zones: Zones) -> None:
+    limits = thresholds(tmp_path, {"notes_csv": {"max_chars": 300}})
+    docs = [doc("short", "pubmed", "Aspirin in stroke."), doc("long", "notes", NOTE), doc("ok", "pubmed", ABSTRACT)]
+    kept = run_steps([LengthFilter(limits)], docs, ledger)
+    assert [d["doc_id"] for d in kept] == ["ok"]
+    assert [(d, r) for d, r, _ in quarantined(ledger, zones)] == [("long", "too_long"), ("short", "too_short")]
+
+
+def test_character_ratios_are_loose_for_clinical_text_and_tight_for_literature(
+    tmp_path: Path, ledger: Ledger, zones: Zones
+) -> None:
+    table_junk = "Table 2 " + " ".join(f"{i * 37 % 1000} {i * 13 % 97}" for i in range(40))
+    ascii_art = "Results\n" + "+----+----+----+\n| -- | ** | == |\n" * 6 + "see figure"
+    vitals = "Vitals 06:00 HR 96 BP 112/68 RR 18 SpO2 96% T 37.9\n" * 2 + NOTE
+    docs = [doc("junk", "pubmed", table_junk), doc("art", "pmc", ascii_art), doc("vitals", "notes", vitals)]
+    kept = run_steps([CharacterRatioFilter(thresholds(tmp_path))], docs, ledger)
+    assert [d["doc_id"] for d in kept] == ["vitals"]
+    reasons = {d: r for d, r, _ in quarantined(ledger, zones)}
+    assert reasons == {"junk": "digit_ratio", "art": "symbol_ratio"}
+
+
+def test_repeated_lines_are_dropped(tmp_path: Path, ledger: Ledger, zones: Zones) -> None:
+    looped = "\n".join(["Pain assessment: see flowsheet."] * 8 + ["Patient resting comfortably."])
+    kept = run_steps([RepeatedLinesFilter(thresholds(tmp_path))], [doc("loop", "notes", looped)], ledger)
+    assert kept == []
+    assert [(d, r) for d, r, _ in quarantined(ledger, zones)] == [("loop", "repeated_lines")]
+
+
+def test_language_identification_keeps_clinical_english_and_drops_other_languages(
+    tmp_path: Path, ledger: Ledger, zones: Zones
+) -> None:
+    german = (
+        "Der Patient klagt seit zwei Tagen über starke Bauchschmerzen im rechten Oberbauch und Übelkeit. "
+        "Die Laborwerte zeigen eine Leukozytose. Wir empfehlen eine Sonographie des Abdomens und eine "
+        "antibiotische Therapie. Der Patient wird auf die chirurgische Station verlegt."
+    )
+    caps = (
+        "NURSING PROGRESS NOTE\nNEURO: A&OX3, PERRLA, MAE. DENIES PAIN. GCS 15.\n"
+        "CV: HR 88 NSR, BP 120/70, NO EDEMA. K 3.4 REPLETED PER SLIDING SCALE.\n"
+        "RESP: LS CLEAR, SPO2 95% ON 2L NC. GI/GU: NPO AFTER MN FOR EGD. FOLEY DRAINING CLEAR YELLOW URINE."
+    )
+    docs = [doc("de", "notes", german), doc("caps", "notes", caps), doc("en", "pubmed", ABSTRACT)]
+    kept = run_steps([LanguageFilter(thresholds(tmp_path))], docs, ledger)
+    assert [d["doc_id"] for d in kept] == ["caps", "en"]
+    ((doc_id, reason, detail),) = quarantined(ledger, zones)
+    assert (doc_id, reason) == ("de", "language_not_allowed") and "detected de" in detail
+
+
+def test_filter_thresholds_come_from_the_spec_and_typos_are_rejected(tmp_path: Path) -> None:
+    limits = thresholds(tmp_path, {"default": {"min_chars": 5}, "pubmed": {"languages": ["en", "fr"]}})
+    assert limits["notes_csv"].min_chars == 5 and limits["pubmed"].min_chars == 5
+    assert limits["pubmed"].languages == ("en", "fr") and limits["dicom"].languages == ()
+    assert limits["notes_csv"].max_digit_ratio > limits["pubmed"].max_digit_ratio
+    with pytest.raises(SpecError, match="max_digit_ration"):
+        thresholds(tmp_path, {"notes_csv": {"max_digit_ration": 0.2}})
+    with pytest.raises(SpecError, match="unknown source kind"):
+        thresholds(tmp_path, {"notes": {"min_chars": 5}})
+
+
+# ---- dedup --------------------------------------------------------------------------------------------------
+
+
+def _order(d: dict) -> tuple:
+    return list(SOURCES).index(d["source"]), d["doc_id"]
+
+
+def test_exact_duplicate_across_two_sources_keeps_the_earlier_source(ledger: Ledger, zones: Zones) -> None:
+    docs = [
+        doc("pmc-1", "pmc", ABSTRACT.replace(" ", "  ").upper()),  # same text after normalization
+        doc("pubmed-9", "pubmed", ABSTRACT),
+        doc("pubmed-2", "pubmed", ABSTRACT.replace("sepsis", "septic shock")),
+    ]
+    step = ExactDedup(PublishedIndex(()), _order)
+    kept = run_steps([step], docs, ledger)
+    assert [d["doc_id"] for d in kept] == ["pubmed-9", "pubmed-2"]
+    assert quarantined(ledger, zones) == [("pmc-1", "exact_duplicate", "exact_dedup: kept twin pubmed-9")]
+    assert step.summary() == {"dropped": 1, "clusters": {"2": 1}}
+
+
+def _long_note(seed: int) -> str:
+    rng = random.Random(seed)
+    sentences = [
+        f"Day {rng.randint(1, 9)} of admission for community acquired pneumonia, now afebrile for "
+        f"{rng.randint(12, 48)} hours with WBC trending down from {rng.randint(14, 19)} to {rng.randint(8, 12)}.",
+        f"Blood cultures from admission remain negative at {rng.randint(2, 5)} days, sputum grew pan-sensitive "
+        "Streptococcus pneumoniae and antibiotics were narrowed to ceftriaxone alone.",
+        f"Oxygen weaned to room air overnight with saturations of {rng.randint(92, 97)} percent at rest and "
+        "mild desaturation with ambulation, physical therapy will reassess mobility tomorrow morning.",
+        "Chronic kidney disease stage three with creatinine at baseline, home lisinopril held while volume "
+        "status is reassessed and will be restarted at discharge if blood pressure allows.",
+        "Type two diabetes managed with basal insulin glargine and a correction scale, fingersticks between "
+        f"{rng.randint(110, 140)} and {rng.randint(150, 210)}, metformin held during the acute illness.",
+        "Discussed the plan with the patient and daughter at the bedside, who agree with transition to oral "
+        "amoxicillin to complete a seven day course and discharge home with outpatient follow up.",
+        "Deep vein thrombosis prophylaxis with subcutaneous heparin, diet advanced to regular consistent "
+        "carbohydrate, code status confirmed as full code after discussion with the family.",
+    ]
+    return " ".join(sentences * 2)
+
+
+def test_near_duplicate_with_ten_percent_of_words_changed_is_caught(ledger: Ledger, zones: Zones) -> None:
+    """The copy has new values (vitals, labs: 5% of words) and one reworded passage (5% of words)."""
+    original = _long_note(1)
+    copy = _long_note(2).split()
+    changed_values = sum(a != b for a, b in zip(original.split(), copy, strict=True))
+    start = len(copy) // 2
+    reworded = max(1, len(copy) // 10 - changed_values)
+    copy[start : start + reworded] = [f"revised{i}" for i in range(reworded)]
+    changed = sum(a != b for a, b in zip(original.split(), copy, strict=True))
+    assert 0.09 <= changed / len(copy) <= 0.11
+    docs = [
+        doc("b-copy", "notes", " ".join(copy)),
+        doc("a-original", "notes", original),
+        doc("c-other", "notes", NOTE),
+    ]
+    step = NearDedup(DedupConfig(), PublishedIndex(()), _order)
+    kept = run_steps([step], docs, ledger)
+    assert [d["doc_id"] for d in kept] == ["a-original", "c-other"]
+    ((doc_id, reason, detail),) = quarantined(ledger, zones)
+    assert (doc_id, reason) == ("b-copy", "near_duplicate") and "kept twin a-original" in detail
+    assert step.summary()["clusters"] == {"2": 1}
+
+
+def test_near_dedup_against_an_earlier_run_keeps_the_published_document(ledger: Ledger, zones: Zones) -> None:
+    config = DedupConfig()
+    earlier = NearDedup(config, PublishedIndex(()), _order)
+    run_steps([earlier], [doc("old", "notes", _long_note(1))], ledger)
+    from pipelines.quality.dedup_index import PublishedEntry
+
+    entry = PublishedEntry("old", "notes", "run-1", "k", earlier.signatures["old"].hashvalues)
+    later = NearDedup(config, PublishedIndex((entry,)), _order)
+    kept = run_steps([later], [doc("new", "notes", _long_note(3)), doc("other", "notes", NOTE)], ledger)
+    assert [d["doc_id"] for d in kept] == ["other"]
+    assert later.twin_of == {"new": "old"}
+
+
+def test_word_shingles_mask_numbers() -> None:
+    assert shingles("HR 96 BP 112/68 on 2L", 5) == shingles("hr 104, bp 140/90 on 3l", 5)
+
+
+def test_copy_forward_paragraphs_are_removed_from_later_notes_of_the_same_patient(ledger: Ledger, zones: Zones) -> None:
+    history = (
+        "HPI: 67 year old with heart failure with reduced ejection fraction, admitted with three days of "
+        "worsening dyspnea on exertion and orthopnea after running out of furosemide."
+    )
+    day1 = history + "\n\nPlan: IV furosemide 40 mg twice daily, daily weights, strict intake and output."
+    day2 = history + "\n\nInterval: diuresed 2 liters overnight, creatinine stable, breathing easier today."
+    day3 = history + "\n\nPlan: IV furosemide 40 mg twice daily, daily weights, strict intake and output."
+    other_patient = history + "\n\nPlan: start metoprolol, recheck potassium in the morning."
+
+    def note(doc_id: str, text: str, day: int, patient: str = "P1") -> dict:
+        when = datetime(2020, 3, day, tzinfo=UTC)
+        return doc(doc_id, "notes", text, patient_pseudonym=patient, metadata={"event_time": when})
+
+    docs = [
+        note("z-day3", day3, 3),
+        note("y-day2", day2, 2),
+        note("x-day1", day1, 1),
+        note("w", other_patient, 2, "P2"),
+    ]
+    step = CopyForwardDedup(DedupConfig())
+    kept = run_steps([step], docs, ledger)
+    assert [d["doc_id"] for d in kept] == ["y-day2", "x-day1", "w"]
+    assert kept[0]["text"] == day2.split("\n\n")[1] and kept[1]["text"] == day1 and kept[2]["text"] == other_patient
+    assert quarantined(ledger, zones) == [
+        ("z-day3", "copy_forward", "copy_forward: 2 paragraphs copied, e.g. from x-day1")
+    ]
+    assert step.summary() == {"paragraphs_removed": 3, "documents_trimmed": 1, "dropped": 1}
+
+
+# ---- decontamination ----------------------------------------------------------------------------------------
+
+
+def test_documents_sharing_a_13_gram_with_a_benchmark_are_removed(tmp_path: Path, ledger: Ledger, zones: Zones) -> None:
+    items = [
+        {"question": "Which drug is first line for type 2 diabetes?", "answer": "metformin", "context": ""},
+        {
+            "question": "A trial enrolled 3718 patients in the intensive care unit and assigned them to early "
+            "restrictive fluid resuscitation. What was the primary outcome?",
+            "answer": ["90-day mortality", "length of stay"],
+        },
+    ]
+    path = tmp_path / "medqa.jsonl"
+    path.write_text("\n".join(json.dumps(i) for i in items) + "\n")
+    twelve_shared = "we enrolled 3718 patients in the intensive care unit and assigned them to early care"
+    step = Decontaminator([BenchmarkNgrams.load(Benchmark("medqa", path), 13)], 13)
+    docs = [
+        doc("leaked", "pubmed", ABSTRACT),
+        doc("metformin", "pubmed", "Metformin remains first line therapy for type 2 diabetes in most guidelines."),
+        doc("twelve", "notes", twelve_shared.replace("to early care", "to usual care")),
+    ]
+    kept = run_steps([step], docs, ledger)
+    assert [d["doc_id"] for d in kept] == ["metformin", "twelve"]
+    assert quarantined(ledger, zones) == [
+        ("leaked", "decontaminated:medqa", "decontamination: shares a 13-gram with medqa line 2")
+    ]
+    assert step.summary()["benchmarks"]["medqa"]["documents_removed"] == 1
+
+
+# ---- residual-PHI gate and raw identifiers ------------------------------------------------------------------
+
+
+HL7_RAW = (
+    "Patient: Zelda Quorvik\nMRN: 48213007\nBirth date: 1956-03-14\nSex: F\n"
+    "Address: 12 Larkspur Lane, Fenwick, MA 02138\nPhone: 617-555-0182\n\nCBC (2023-03-14 08:00)\nWBC: 14.2"
+)
+
+
+def _raw_row(doc_id: str, kind: str, text: str, key: str = "48213007", when: datetime | None = None) -> dict:
+    return {
+        "doc_id": doc_id,
+        "source_kind": kind,
+        "doc_type": "lab_report",
+        "patient_key": key,
+        "text": text,
+        "metadata": {"event_time": when},
+    }
+
+
+def test_header_extractor_reads_hl7_and_fhir_demographics() -> None:
+    found = set(identifiers(_raw_row("h", "hl7v2", HL7_RAW)))
+    assert {("name", "Zelda Quorvik"), ("name", "Quorvik"), ("identifier", "48213007")} <= found
+    assert {("birth_date", "1956-03-14"), ("birth_date", "03/14/1956"), ("birth_date", "March 14, 1956")} <= found
+    assert {("address", "12 Larkspur Lane"), ("address", "02138"), ("phone", "617-555-0182")} <= found
+    assert not any(value == "CBC" for _, value in found)  # the header ends at the first blank line
+
+
+def test_dicom_extractor_reads_patient_attributes_from_dicom_json() -> None:
+    header = {
+        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Quorvik^Zelda"}]},
+        "00100020": {"vr": "LO", "Value": ["48213007"]},
+        "00100030": {"vr": "DA", "Value": ["19560314"]},
+    }
+    row = {"metadata": {"extra": [("dicom_json", json.dumps(header))]}}
+    found = set(dicom_identifiers(row))
+    assert {("name", "Zelda Quorvik"), ("name", "Quorvik"), ("identifier", "48213007")} <= found
+    assert ("birth_date", "1956-03-14") in found
+
+
+def test_patient_name_left_in_a_deidentified_note_blocks_that_note(ledger: Ledger, zones: Zones) -> None:
+    config = load_gate_config()
+    index = RawPatientIndex()
+    raw_note = "Zelda Quorvik seen today for CHF follow up. BP 142/88, seen 03/14/2023, labs reviewed."
+    index.add(_raw_row("lab-1", "hl7v2", HL7_RAW, when=datetime(2023, 3, 14, 8, tzinfo=UTC)), config.full_date)
+    for doc_id in ("leak", "clean", "ssn", "date"):
+        index.add(_raw_row(doc_id, "notes_csv", raw_note, when=datetime(2023, 3, 14, tzinfo=UTC)), config.full_date)
+    shifted = {"event_time": datetime(2023, 1, 3, tzinfo=UTC)}  # the patient's dates moved back 70 days
+    docs = [
+        doc("leak", "notes", "quorvik seen today for CHF follow up. BP 142/88, seen 01/03/2023.", metadata=shifted),
+        doc(
+            "clean",
+            "notes",
+            "Ilse Brandvik seen today for CHF follow up. BP 142/88, seen 01/03/2023.",
+            metadata=shifted,
+        ),
+        doc("ssn", "notes", "[NAME] seen today, SSN 123-45-6789 on file, seen 01/03/2023.", metadata=shifted),
+        doc("date", "notes", "[NAME] seen today for CHF follow up, seen 03/14/2023.", metadata=shifted),
+        doc("pub", "pubmed", "Contact the corresponding author at trial@example.org or 617-555-0100."),
+    ]
+    gate = ResidualPhiGate(index, config)
+    kept = run_steps([gate], docs, ledger)
+    assert [d["doc_id"] for d in kept] == ["clean", "pub"]
+    assert [(d, r) for d, r, _ in quarantined(ledger, zones)] == [
+        ("date", "residual_phi:unshifted_date"),
+        ("leak", "residual_phi:name"),
+        ("ssn", "residual_phi:ssn"),
+    ]
+    assert gate.summary()["blocked_by_kind"] == {"name": 1, "ssn": 1, "unshifted_date": 1}
+    details = " ".join(detail for _, _, detail in quarantined(ledger, zones))
+    assert "Quorvik" not in details and "quorvik" not in details and "123-45" not in details
