@@ -16,9 +16,9 @@ from medcurate.schema import DEID_DOCUMENT_SCHEMA, METADATA_FIELDS
 from medcurate.spec import parse_spec
 from medcurate.zones import Zones, write_parquet
 from pipelines.shard.hf_layout import SplitWriter, row_payload_bytes
-from pipelines.shard.ray_tokenize import document_schema
+from pipelines.shard.ray_tokenize import EMPTY_AFTER_TOKENIZATION, document_schema
 from pipelines.shard.splits import assign_split
-from pipelines.shard.stage import EMPTY_AFTER_TOKENIZATION, run
+from pipelines.shard.stage import documents_tally, run
 
 RUN_ID = "run-test-shard"
 SPLITS = {"train": 0.5, "validation": 0.25, "test": 0.25}
@@ -53,7 +53,7 @@ def _row(doc_id: str, source: str, kind: str, text: str, patient: str | None, pm
     }
 
 
-def _curated_rows() -> dict[str, list[dict]]:
+def curated_rows() -> dict[str, list[dict]]:
     """Notes and FHIR documents for the same 10 patients (several each), 8 abstracts, one empty note."""
     notes = [
         _row(f"n{p:02d}{k}", "notes", "notes_csv", _text(p * 10 + k, 12 + k * 5), f"P{p:020d}")
@@ -66,12 +66,12 @@ def _curated_rows() -> dict[str, list[dict]]:
     return {"notes": notes, "ehr_fhir": fhir, "pubmed": pubmed}
 
 
-TEXT_BY_DOC = {row["doc_id"]: row["text"] for rows in _curated_rows().values() for row in rows}
+TEXT_BY_DOC = {row["doc_id"]: row["text"] for rows in curated_rows().values() for row in rows}
 
 
-def _context(root: Path, **overrides) -> RunContext:
+def shard_context(root: Path, **overrides) -> RunContext:
     zones = Zones(root).ensure()
-    for source, rows in _curated_rows().items():
+    for source, rows in curated_rows().items():
         # Two parts per source, so Ray reads several files and order must not matter.
         half = len(rows) // 2
         for index, part in enumerate((rows[:half], rows[half:])):
@@ -96,7 +96,7 @@ def _context(root: Path, **overrides) -> RunContext:
 
 @pytest.fixture(scope="module")
 def build(ray_local, tmp_path_factory):
-    ctx = _context(tmp_path_factory.mktemp("build_a"))
+    ctx = shard_context(tmp_path_factory.mktemp("build_a"))
     return ctx, run(ctx)
 
 
@@ -106,7 +106,7 @@ def manifest(build) -> dict:
     return json.loads((ctx.zones.shards / "manifest.json").read_text())
 
 
-def _files(root: Path) -> dict[str, bytes]:
+def tree_bytes(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
@@ -131,10 +131,12 @@ def test_round_trip_through_load_from_disk(build):
     assert seen == len(TEXT_BY_DOC) - 1  # all but the empty note
 
 
-def test_rows_sorted_by_doc_id_and_shards_bounded(build, manifest):
+def test_rows_keep_the_curated_order_and_shards_are_bounded(build, manifest):
     ctx, _ = build
+    # Curated files are read sorted by path (source directories, then parts), rows in file order.
+    order = [row["doc_id"] for source in sorted(curated_rows()) for row in curated_rows()[source]]
     for ds in _load_splits(ctx.zones.shards).values():
-        assert ds["doc_id"] == sorted(ds["doc_id"])
+        assert ds["doc_id"] == [doc_id for doc_id in order if doc_id in set(ds["doc_id"])]
     assert len(manifest["shards"]) > len(SPLITS)  # the small target cut splits into several shards
     assert all(s["documents"] > 0 for s in manifest["shards"])
 
@@ -170,7 +172,7 @@ def test_report_counts_and_details(build, manifest):
 
 def test_no_patient_or_article_in_two_splits(build):
     ctx, _ = build
-    rows = {row["doc_id"]: row for rows in _curated_rows().values() for row in rows}
+    rows = {row["doc_id"]: row for rows in curated_rows().values() for row in rows}
     split_of_group: dict[str, set[str]] = {}
     for split, ds in _load_splits(ctx.zones.shards).items():
         for doc_id in ds["doc_id"]:
@@ -200,9 +202,9 @@ def test_metadata_files_match_datasets_save_to_disk(build, tmp_path):
 
 def test_two_builds_are_byte_identical(build, tmp_path):
     ctx_a, _ = build
-    ctx_b = _context(tmp_path / "build_b")
+    ctx_b = shard_context(tmp_path / "build_b")
     run(ctx_b)
-    files_a, files_b = _files(ctx_a.zones.shards), _files(ctx_b.zones.shards)
+    files_a, files_b = tree_bytes(ctx_a.zones.shards), tree_bytes(ctx_b.zones.shards)
     assert sorted(files_a) == sorted(files_b)
     assert "manifest.json" in files_a and "tokenizer.json" in files_a
     assert [name for name in files_a if files_a[name] != files_b[name]] == []
@@ -212,7 +214,7 @@ def test_given_tokenizer_is_used_as_is(build, tmp_path):
     ctx_a, _ = build
     given = tmp_path / "given-tokenizer.json"
     given.write_bytes((ctx_a.zones.shards / "tokenizer.json").read_bytes() + b"\n")  # differs from a trained one
-    ctx = _context(tmp_path / "build_c", tokenizer={"path": str(given), "vocab_size": 99})
+    ctx = shard_context(tmp_path / "build_c", tokenizer={"path": str(given), "vocab_size": 99})
     report = run(ctx)
     assert (ctx.zones.shards / "tokenizer.json").read_bytes() == given.read_bytes()
     manifest = json.loads((ctx.zones.shards / "manifest.json").read_text())
@@ -229,17 +231,14 @@ def test_tokenizer_without_bos_is_refused(ray_local, tmp_path):
     )
     path = tmp_path / "other.json"
     other.save(str(path))
-    ctx = _context(tmp_path / "root", tokenizer={"path": str(path)})
+    ctx = shard_context(tmp_path / "root", tokenizer={"path": str(path)})
     with pytest.raises(StageFailed, match="<\\|bos\\|>"):
         run(ctx)
     assert not (ctx.zones.shards / "manifest.json").exists()
 
 
-def test_unbuilt_mode_and_empty_zone_fail(tmp_path):
-    ctx = _context(tmp_path / "packed", shard={"mode": "packed"})
-    with pytest.raises(StageFailed, match="packed"):
-        run(ctx)
-    spec = _context(tmp_path / "documents").spec
+def test_empty_zone_fails(tmp_path):
+    spec = shard_context(tmp_path / "documents").spec
     empty = RunContext(spec=spec, zones=Zones(tmp_path / "empty").ensure(), run_id=RUN_ID, secret_key=b"x" * 32)
     with pytest.raises(StageFailed, match="no curated"):
         run(empty)
@@ -257,20 +256,20 @@ def test_split_assignment_follows_fractions():
 def test_split_writer_bytes_do_not_depend_on_batching(tmp_path):
     schema = document_schema(pa.uint16())
     rows = [
-        {"doc_id": f"d{i:04d}", "source": "s", "source_kind": "pubmed", "split": "train"}
+        {"doc_id": f"d{i:04d}", "source": "s", "source_kind": "pubmed", "split": "train", "repeat": 0}
         | {"input_ids": list(range(i % 50 + 2)), "n_tokens": i % 50 + 2}
         for i in range(300)
     ]
     table = pa.Table.from_pylist(rows, schema=schema)
-    whole = SplitWriter(tmp_path / "whole", "train", schema, 2000, "d")
+    whole = SplitWriter(tmp_path / "whole", "train", schema, 2000, "d", documents_tally)
     whole.write(table)
     shards = whole.close()
-    pieces = SplitWriter(tmp_path / "pieces", "train", schema, 2000, "d")
+    pieces = SplitWriter(tmp_path / "pieces", "train", schema, 2000, "d", documents_tally)
     for start in range(0, table.num_rows, 7):
         pieces.write(table.slice(start, 7))
     pieces.close()
     assert len(shards) > 5
-    assert _files(tmp_path / "whole") == _files(tmp_path / "pieces")
+    assert tree_bytes(tmp_path / "whole") == tree_bytes(tmp_path / "pieces")
     for shard in shards:
         written = pa.ipc.open_stream(shard.path).read_all()
         assert written.num_rows == shard.documents

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import datasets
@@ -24,22 +25,13 @@ import pyarrow.compute as pc
 from datasets.utils.py_utils import asdict
 
 from medcurate.hashing import merkle_root, sha256_file
+from pipelines.shard.progress import BuildProgress, ShardFile
 
 # Same as ``save_to_disk``'s default writer batch size.
 ROWS_PER_RECORD_BATCH = 1000
 
-
-@dataclass(frozen=True)
-class ShardFile:
-    """One written shard: what the manifest records about it."""
-
-    path: Path
-    split: str
-    sha256: str
-    documents: int
-    tokens: int
-    documents_by_source: dict[str, int]
-    tokens_by_source: dict[str, int]
+# rows -> (documents by source, tokens by source): each shard mode counts its own rows.
+Tally = Callable[[pa.Table], tuple[Counter[str], Counter[str]]]
 
 
 def row_payload_bytes(table: pa.Table) -> np.ndarray:
@@ -52,6 +44,12 @@ def row_payload_bytes(table: pa.Table) -> np.ndarray:
         column = table.column(field.name)
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
             sizes += pc.binary_length(column).to_numpy(zero_copy_only=False) + 4
+        elif pa.types.is_list(field.type) and pa.types.is_string(field.type.value_type):
+            lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+            flat = column.combine_chunks() if table.num_rows else pa.array([], field.type)
+            owner = pc.list_parent_indices(flat).to_numpy(zero_copy_only=False)
+            chars = pc.binary_length(pc.list_flatten(flat)).to_numpy(zero_copy_only=False)
+            sizes += np.bincount(owner, weights=chars, minlength=table.num_rows).astype(np.int64) + lengths * 4 + 4
         elif pa.types.is_list(field.type):
             item_bytes = field.type.value_type.bit_width // 8
             sizes += pc.list_value_length(column).to_numpy(zero_copy_only=False) * item_bytes + 4
@@ -73,34 +71,62 @@ def canonical_batch(rows: pa.Table) -> pa.RecordBatch:
 class SplitWriter:
     """Writes one split's rows, in the order given, into size-bounded HF shards under ``directory``.
 
-    Shard files get their final ``-of-000NN`` names at ``close``, when the count is known; until then they
-    are dot-prefixed parts.  Rows of each shard are summed by ``source`` for the manifest (the table must
-    have ``source`` and ``n_tokens`` columns).
+    Shard cuts depend only on the rows (their payload bytes against the target), never on how they arrive,
+    and a shard always starts with an empty writer state.  That is what makes a build resumable: given the
+    shards an earlier attempt completed (``progress``), the writer drops that many rows from the front of the
+    same row stream and carries on at the next shard index, producing the bytes an uninterrupted build would.
+
+    A shard in progress is ``.part-0000i.arrow.tmp``; complete, ``part-0000i.arrow`` plus its completion
+    record; at ``close``, when the count is known, ``data-0000i-of-000NN.arrow``.
     """
 
     def __init__(
-        self, directory: Path, split: str, schema: pa.Schema, target_shard_bytes: int, description: str
+        self,
+        directory: Path,
+        split: str,
+        schema: pa.Schema,
+        target_shard_bytes: int,
+        description: str,
+        tally: Tally,
+        progress: BuildProgress | None = None,
     ) -> None:
         self.directory = directory
         self.split = split
         self.target_shard_bytes = target_shard_bytes
+        self.tally = tally
+        self.progress = progress
         self.info = datasets.DatasetInfo(description=description, features=datasets.Features.from_arrow_schema(schema))
         self.schema = schema.with_metadata(
             {"huggingface": json.dumps({"info": {"features": asdict(self.info)["features"]}})}
         )
         self._pending: pa.Table = self.schema.empty_table()
         self._pending_bytes = np.zeros(0, dtype=np.int64)
-        # Per shard: its part file, documents by source, tokens by source.
-        self._parts: list[tuple[Path, Counter[str], Counter[str]]] = []
+        self._shards: list[ShardFile] = progress.completed_shards(split) if progress else []
+        self.reused = len(self._shards)
+        # Rows of the stream that completed shards already hold: dropped as they arrive again.
+        self._skip = self._shards[-1].rows_end if self._shards else 0
+        self._next_row = self._skip
         self._stream: pa.ipc.RecordBatchStreamWriter | None = None
         self._sink: pa.OSFile | None = None
+        self._shard_rows = 0
         self._shard_bytes = 0
-        self._shard_docs = 0
-        self._docs_by_source: Counter[str] = Counter()
-        self._tokens_by_source: Counter[str] = Counter()
+        self._documents: Counter[str] = Counter()
+        self._tokens: Counter[str] = Counter()
         directory.mkdir(parents=True, exist_ok=True)
+        keep = {shard.path.name for shard in self._shards}
+        for leftover in directory.iterdir():  # unfinished shards and files of an interrupted close
+            if leftover.name not in keep:
+                leftover.unlink()
+
+    @property
+    def written(self) -> int:
+        """Shards this writer wrote itself (not reused from an earlier attempt)."""
+        return len(self._shards) - self.reused
 
     def write(self, table: pa.Table) -> None:
+        if self._skip:
+            dropped = min(self._skip, table.num_rows)
+            table, self._skip = table.slice(dropped), self._skip - dropped
         rows = table.select(self.schema.names).cast(self.schema)
         self._pending = pa.concat_tables([self._pending, rows])
         self._pending_bytes = np.concatenate([self._pending_bytes, row_payload_bytes(rows)])
@@ -110,7 +136,7 @@ class SplitWriter:
         while self._pending.num_rows:
             cumulative = np.cumsum(self._pending_bytes)
             fit = int(np.searchsorted(cumulative, self.target_shard_bytes - self._shard_bytes, side="right"))
-            if self._shard_docs == 0:
+            if not self._shard_rows:
                 fit = max(fit, 1)  # a row larger than the target gets a shard of its own
             take = min(fit, ROWS_PER_RECORD_BATCH, self._pending.num_rows)
             shard_full = take == fit and fit < self._pending.num_rows
@@ -123,55 +149,63 @@ class SplitWriter:
             if shard_full:
                 self._close_shard()
 
-    def _open_shard(self) -> None:
-        path = self.directory / f".part-{len(self._parts):05d}.arrow"
-        self._sink = pa.OSFile(str(path), "wb")
-        self._stream = pa.ipc.new_stream(self._sink, self.schema)
-        self._parts.append((path, Counter(), Counter()))
+    def _temporary_path(self) -> Path:
+        return self.directory / f".part-{len(self._shards):05d}.arrow.tmp"
 
     def _append(self, rows: pa.Table, payload_bytes: int) -> None:
         if self._stream is None:
-            self._open_shard()
+            self._sink = pa.OSFile(str(self._temporary_path()), "wb")
+            self._stream = pa.ipc.new_stream(self._sink, self.schema)
         self._stream.write_batch(canonical_batch(rows))
         self._shard_bytes += payload_bytes
-        self._shard_docs += rows.num_rows
-        for source, tokens in zip(rows.column("source").to_pylist(), rows.column("n_tokens").to_pylist(), strict=True):
-            self._docs_by_source[source] += 1
-            self._tokens_by_source[source] += tokens
+        self._shard_rows += rows.num_rows
+        documents, tokens = self.tally(rows)
+        self._documents.update(documents)
+        self._tokens.update(tokens)
 
     def _close_shard(self) -> None:
+        """Finish the open shard: rename it to its complete name, then record it."""
         if self._stream is None:
             return
         self._stream.close()
         self._sink.close()
-        self._parts[-1] = (self._parts[-1][0], self._docs_by_source, self._tokens_by_source)
         self._stream = self._sink = None
-        self._shard_bytes = self._shard_docs = 0
-        self._docs_by_source, self._tokens_by_source = Counter(), Counter()
+        path = self.directory / f"part-{len(self._shards):05d}.arrow"
+        os.replace(self._temporary_path(), path)
+        shard = ShardFile(
+            path=path,
+            split=self.split,
+            index=len(self._shards),
+            sha256=sha256_file(path),
+            rows_start=self._next_row,
+            rows=self._shard_rows,
+            documents=sum(self._documents.values()),
+            tokens=sum(self._tokens.values()),
+            documents_by_source=dict(sorted(self._documents.items())),
+            tokens_by_source=dict(sorted(self._tokens.items())),
+        )
+        if self.progress is not None:
+            self.progress.record_shard(shard)
+        self._shards.append(shard)
+        self._next_row += self._shard_rows
+        self._shard_rows = self._shard_bytes = 0
+        self._documents, self._tokens = Counter(), Counter()
 
     def close(self) -> list[ShardFile]:
         """Flush, name the shards ``data-0000i-of-000NN.arrow`` and write the HF metadata files."""
         self._drain(final=True)
         self._close_shard()
-        if not self._parts:
-            self._open_shard()  # an empty split is one schema-only shard, so it still loads (zero rows)
+        if not self._shards:
+            # An empty split is one schema-only shard, so it still loads (zero rows).
+            self._sink = pa.OSFile(str(self._temporary_path()), "wb")
+            self._stream = pa.ipc.new_stream(self._sink, self.schema)
             self._close_shard()
-        total = len(self._parts)
+        total = len(self._shards)
         shards = []
-        for index, (part, documents, tokens) in enumerate(self._parts):
-            final = self.directory / f"data-{index:05d}-of-{total:05d}.arrow"
-            os.replace(part, final)
-            shards.append(
-                ShardFile(
-                    path=final,
-                    split=self.split,
-                    sha256=sha256_file(final),
-                    documents=sum(documents.values()),
-                    tokens=sum(tokens.values()),
-                    documents_by_source=dict(sorted(documents.items())),
-                    tokens_by_source=dict(sorted(tokens.items())),
-                )
-            )
+        for shard in self._shards:
+            final = self.directory / f"data-{shard.index:05d}-of-{total:05d}.arrow"
+            os.replace(shard.path, final)
+            shards.append(replace(shard, path=final))
         self._write_metadata(shards)
         return shards
 

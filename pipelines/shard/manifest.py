@@ -7,7 +7,6 @@ byte-identical; the run id is recorded (not hashed into anything) so a build can
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
@@ -15,7 +14,8 @@ from typing import Any
 
 from medcurate.hashing import merkle_root
 from medcurate.spec import CorpusSpec
-from pipelines.shard.hf_layout import ShardFile
+from pipelines.shard.mixing import DEFAULT_WEIGHT, MIXED_SPLIT
+from pipelines.shard.progress import ShardFile, write_json_atomic
 from pipelines.shard.tokenizer import TokenizerInfo
 
 MANIFEST_VERSION = 1
@@ -38,11 +38,13 @@ def _totals(shards: list[ShardFile]) -> dict[str, Any]:
     tokens_by_source: Counter[str] = Counter()
     for shard in shards:
         split = by_split.setdefault(shard.split, Counter())
+        split["rows"] += shard.rows
         split["documents"] += shard.documents
         split["tokens"] += shard.tokens
         docs_by_source.update(shard.documents_by_source)
         tokens_by_source.update(shard.tokens_by_source)
     return {
+        "rows": sum(s.rows for s in shards),
         "documents": sum(s.documents for s in shards),
         "tokens": sum(s.tokens for s in shards),
         "by_split": {name: dict(counts) for name, counts in by_split.items()},
@@ -61,14 +63,20 @@ def build_manifest(
     shards: list[ShardFile],
     tokenizer: TokenizerInfo,
     token_dtype: str,
+    inputs: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The manifest as a dict; shard and tokenizer paths are relative to ``root`` (the shards directory)."""
+    """The manifest as a dict; shard and tokenizer paths are relative to ``root`` (the shards directory).
+
+    ``inputs`` are the curated files read (path relative to the curated zone, sha256, bytes).  ``rows`` are
+    documents in mode ``documents`` and sequences in mode ``packed``; ``documents`` count mixing copies.
+    """
     entries = sorted(
         (
             {
                 "path": shard.path.relative_to(root).as_posix(),
                 "split": shard.split,
                 "sha256": shard.sha256,
+                "rows": shard.rows,
                 "documents": shard.documents,
                 "tokens": shard.tokens,
                 "documents_by_source": shard.documents_by_source,
@@ -82,6 +90,9 @@ def build_manifest(
         "manifest_version": MANIFEST_VERSION,
         "corpus": spec.name,
         "mode": spec.shard.mode,
+        "seq_len": spec.seq_len if spec.shard.mode == "packed" else None,
+        "mixing": {"weights": spec.shard.mixing, "applies_to": MIXED_SPLIT, "default_weight": DEFAULT_WEIGHT},
+        "inputs": inputs,
         "run_id": run_id,
         "code_version": code_version(),
         "spec_config_hash": spec.config_hash(),
@@ -104,5 +115,4 @@ def build_manifest(
 
 
 def write_manifest(manifest: dict[str, Any], path: Path) -> Path:
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
+    return write_json_atomic(manifest, path)

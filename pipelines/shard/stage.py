@@ -4,37 +4,65 @@ Output under ``shards/`` (load a split with ``datasets.load_from_disk(shards/<sp
 
 * ``tokenizer.json``: the tokenizer the ids were made with (given in the spec, or trained on the curated
   training split);
-* ``<split>/``: one directory per spec split in HF ``save_to_disk`` layout, rows sorted by ``doc_id``;
-* ``manifest.json``: every shard's sha256 and counts, totals, tokenizer digest, spec hash, Merkle root.
+* ``<split>/``: one directory per spec split in HF ``save_to_disk`` layout: one row per document (mode
+  ``documents``) or per ``seq_len`` sequence with its document boundaries (mode ``packed``, ``packing.py``);
+* ``manifest.json``: every shard's sha256 and counts, totals, inputs, tokenizer digest, spec hash, Merkle root.
 
 The build happens in a staging directory next to ``shards/`` and replaces it only when complete, so a
-failed run never leaves a half-written shard set where a trainer would pick it up.  The same curated data,
-spec and run id give byte-identical output: Ray's scheduling order is removed by sorting on ``doc_id``.
+failed run never leaves a half-written shard set where a trainer would pick it up.  The staging directory
+outlives a killed build: the next attempt with the same inputs keeps the shards the last one completed
+(``progress.py``) and writes only the rest.  The same curated data, spec and run id give byte-identical
+output: rows keep the curated input order (files sorted by path), whatever order Ray's workers finish in.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from medcurate.context import RunContext, StageFailed, StageReport
+from medcurate.hashing import sha256_file
 from medcurate.ray_runtime import ray_session
 from medcurate.zones import publish_dir
-from pipelines.shard.hf_layout import ShardFile, SplitWriter
-from pipelines.shard.manifest import build_manifest, write_manifest
+from pipelines.shard.hf_layout import SplitWriter, Tally
+from pipelines.shard.manifest import build_manifest, code_version, write_manifest
+from pipelines.shard.packing import Packer, packed_schema, packed_tally
+from pipelines.shard.progress import BuildProgress, ShardFile, build_key
 from pipelines.shard.ray_tokenize import BATCH_ROWS, document_schema, token_id_type, tokenized_documents
-from pipelines.shard.tokenizer import TokenizerInfo, prepare_tokenizer
+from pipelines.shard.tokenizer import TokenizerInfo, describe_tokenizer, prepare_tokenizer
 
 log = logging.getLogger(__name__)
 
 STAGE = "shard"
-EMPTY_AFTER_TOKENIZATION = "empty_after_tokenization"
+TOKENIZER_STEP = "tokenizer"
+
+
+def documents_tally(rows: pa.Table) -> tuple[Counter[str], Counter[str]]:
+    documents: Counter[str] = Counter(rows.column("source").to_pylist())
+    tokens: Counter[str] = Counter()
+    for source, n in zip(rows.column("source").to_pylist(), rows.column("n_tokens").to_pylist(), strict=True):
+        tokens[source] += n
+    return documents, tokens
+
+
+@dataclass(frozen=True)
+class ShardMode:
+    schema: Callable[[pa.DataType], pa.Schema]
+    tally: Tally
+    row_description: str
+
+
+MODES = {
+    "documents": ShardMode(document_schema, documents_tally, "one tokenized document per row"),
+    "packed": ShardMode(packed_schema, packed_tally, "fixed-length token sequences with document boundaries"),
+}
 
 
 def curated_files(curated: Path) -> list[Path]:
@@ -42,86 +70,136 @@ def curated_files(curated: Path) -> list[Path]:
     return sorted(p for p in curated.rglob("*.parquet") if not p.name.startswith("."))
 
 
-def _check_sorted_unique(doc_ids: pa.ChunkedArray, previous: str | None) -> str | None:
-    """Fail on a duplicate doc_id: rows with equal sort keys would land in an order Ray chose."""
-    ids = (
-        doc_ids if previous is None else pa.concat_arrays([pa.array([previous], pa.string()), doc_ids.combine_chunks()])
-    )
-    if len(ids) > 1 and not pc.all(pc.less(ids[:-1], ids[1:])).as_py():
-        raise StageFailed("duplicate doc_id in the curated zone: deduplicate before sharding")
-    return doc_ids[-1].as_py() if len(doc_ids) else previous
+def input_records(curated: Path, files: list[Path]) -> list[dict[str, Any]]:
+    """Each curated file's path (relative to the zone), sha256 and size: in the manifest and the build key."""
+    return [
+        {"path": f.relative_to(curated).as_posix(), "sha256": sha256_file(f), "bytes": f.stat().st_size} for f in files
+    ]
 
 
-def write_documents(
-    ctx: RunContext, files: list[Path], tokenizer: TokenizerInfo, out_dir: Path, report: StageReport
+def _count(batch: pa.Table, report: StageReport, extra_copies: Counter[str]) -> pa.Table:
+    """Count documents in, out and dropped (by reason) per source; return the rows to write."""
+    first_copy = batch.filter(pc.equal(batch.column("repeat"), 0))
+    dropped = pc.is_valid(first_copy.column("drop_reason"))
+    for source, count in Counter(first_copy.column("source").to_pylist()).items():
+        report.counts(source).input += count
+    for source, reason in zip(
+        first_copy.filter(dropped).column("source").to_pylist(),
+        first_copy.filter(dropped).column("drop_reason").to_pylist(),
+        strict=True,
+    ):
+        report.counts(source).remove(reason)
+    for source, count in Counter(first_copy.filter(pc.invert(dropped)).column("source").to_pylist()).items():
+        report.counts(source).output += count
+    kept = batch.filter(pc.is_null(batch.column("drop_reason")))
+    extra_copies.update(kept.filter(pc.greater(kept.column("repeat"), 0)).column("source").to_pylist())
+    return kept
+
+
+def write_shards(
+    ctx: RunContext,
+    files: list[Path],
+    tokenizer: TokenizerInfo,
+    progress: BuildProgress,
+    report: StageReport,
 ) -> tuple[list[ShardFile], pa.DataType]:
-    """Mode ``documents``: one row per document, ``<|bos|> text <|eos|>`` ids, no packing or truncation."""
+    """Tokenize on Ray, then cut each split's ordered rows into shards (skipping those already complete)."""
+    spec = ctx.spec
+    mode = MODES[spec.shard.mode]
     id_type = token_id_type(tokenizer.vocab_size)
-    schema = document_schema(id_type)
     writers = {
         split: SplitWriter(
-            out_dir / split,
+            progress.staging / split,
             split,
-            schema,
-            ctx.spec.shard.target_shard_bytes,
-            description=f"{ctx.spec.name}: {split} split, one tokenized document per row (medcurate shard stage)",
+            mode.schema(id_type),
+            spec.shard.target_shard_bytes,
+            description=f"{spec.name}: {split} split, {mode.row_description} (medcurate shard stage)",
+            tally=mode.tally,
+            progress=progress,
         )
-        for split in ctx.spec.splits
+        for split in spec.splits
     }
+    packed = spec.shard.mode == "packed"
+    packers = {split: Packer(split, spec.seq_len, id_type) for split in spec.splits} if packed else {}
     rows = tokenized_documents(
         files,
         tokenizer.to_json(),
         bos_id=tokenizer.bos_id,
         eos_id=tokenizer.eos_id,
         vocab_size=tokenizer.vocab_size,
-        splits=ctx.spec.splits,
+        splits=spec.splits,
+        mixing=spec.shard.mixing,
     )
-    previous: str | None = None
+    extra_copies: Counter[str] = Counter()
     for batch in rows.iter_batches(batch_format="pyarrow", batch_size=BATCH_ROWS):
-        previous = _check_sorted_unique(batch.column("doc_id"), previous)
-        nonempty = pc.greater(batch.column("n_tokens"), 0)
-        for source, count in Counter(batch.column("source").to_pylist()).items():
-            report.counts(source).input += count
-        for source, count in Counter(batch.filter(pc.invert(nonempty)).column("source").to_pylist()).items():
-            report.counts(source).remove(EMPTY_AFTER_TOKENIZATION, count)
-        kept = batch.filter(nonempty)
-        for source, count in Counter(kept.column("source").to_pylist()).items():
-            report.counts(source).output += count
+        kept = _count(batch, report, extra_copies)
         for split, writer in writers.items():
-            writer.write(kept.filter(pc.equal(kept.column("split"), split)))
-    return [shard for writer in writers.values() for shard in writer.close()], id_type
+            documents = kept.filter(pc.equal(kept.column("split"), split))
+            writer.write(packers[split].add(documents) if packed else documents)
+    if packed:
+        for split, writer in writers.items():
+            writer.write(packers[split].finish())
+    shards = [shard for writer in writers.values() for shard in writer.close()]
+    report.details["mixing_extra_copies"] = dict(sorted(extra_copies.items()))
+    report.details["shards_reused"] = sum(w.reused for w in writers.values())
+    report.details["shards_written"] = sum(w.written for w in writers.values())
+    return shards, id_type
 
 
-# One writer per shard mode; "packed" (fixed seq_len windows across documents) is not built yet.
-MODES: dict[str, Callable[..., tuple[list[ShardFile], pa.DataType]]] = {"documents": write_documents}
+def _tokenizer(ctx: RunContext, files: list[Path], progress: BuildProgress) -> TokenizerInfo:
+    """The build's tokenizer; a resumed build keeps the one its earlier attempt trained or copied."""
+    path = progress.staging / "tokenizer.json"
+    if progress.step_done(TOKENIZER_STEP, path):
+        return describe_tokenizer(ctx.spec, path)
+    tokenizer = prepare_tokenizer(ctx.spec, files, path)
+    progress.mark_step(TOKENIZER_STEP, tokenizer.sha256)
+    return tokenizer
 
 
 def run(ctx: RunContext) -> StageReport:
     report = StageReport(stage=STAGE, run_id=ctx.run_id)
-    write_mode = MODES.get(ctx.spec.shard.mode)
-    if write_mode is None:
-        raise StageFailed(f"shard mode '{ctx.spec.shard.mode}' is not implemented; available: {sorted(MODES)}")
+    spec = ctx.spec
+    unknown = sorted(set(spec.shard.mixing) - {s.name for s in spec.sources})
+    if unknown:
+        raise StageFailed(f"shard.mixing names unknown source(s) {unknown}")
     files = curated_files(ctx.zones.curated)
     if not files:
         raise StageFailed(f"no curated Parquet files under {ctx.zones.curated}: run the curate stage first")
 
-    staging = ctx.zones.root / f".{ctx.zones.shards.name}-staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    tokenizer = prepare_tokenizer(ctx.spec, files, staging / "tokenizer.json")
+    inputs = input_records(ctx.zones.curated, files)
+    given = spec.resolve(spec.tokenizer.path) if spec.tokenizer.path else None
+    key = build_key(
+        {
+            "inputs": inputs,
+            "spec": spec.config_hash(),
+            "code": code_version(),
+            "tokenizer": sha256_file(given) if given and given.is_file() else None,
+        }
+    )
+    progress = BuildProgress(ctx.zones.root / f".{ctx.zones.shards.name}-staging", key)
+    tokenizer = _tokenizer(ctx, files, progress)
     log.info("shard: tokenizer ready (vocab %d, sha256 %s)", tokenizer.vocab_size, tokenizer.sha256[:12])
     with ray_session():
-        shards, id_type = write_mode(ctx, files, tokenizer, staging, report)
+        shards, id_type = write_shards(ctx, files, tokenizer, progress, report)
+    progress.finish()
     manifest = build_manifest(
-        spec=ctx.spec, run_id=ctx.run_id, root=staging, shards=shards, tokenizer=tokenizer, token_dtype=str(id_type)
+        spec=spec,
+        run_id=ctx.run_id,
+        root=progress.staging,
+        shards=shards,
+        tokenizer=tokenizer,
+        token_dtype=str(id_type),
+        inputs=inputs,
     )
-    write_manifest(manifest, staging / "manifest.json")
-    publish_dir(staging, ctx.zones.shards)
+    write_manifest(manifest, progress.staging / "manifest.json")
+    publish_dir(progress.staging, ctx.zones.shards)
 
     totals = manifest["totals"]
-    report.details = {
+    report.details |= {
         "manifest": str(ctx.zones.shards / "manifest.json"),
+        "mode": spec.shard.mode,
         "shard_count": len(shards),
+        "total_rows": totals["rows"],
         "total_documents": totals["documents"],
         "total_tokens": totals["tokens"],
         "tokens_by_source": {source: t["tokens"] for source, t in totals["by_source"].items()},
@@ -132,10 +210,11 @@ def run(ctx: RunContext) -> StageReport:
         "token_dtype": str(id_type),
     }
     log.info(
-        "shard: %d documents, %d tokens in %d shards (removed: %s)",
+        "shard: %d documents, %d tokens in %d shards (%d reused from an interrupted build; removed: %s)",
         totals["documents"],
         totals["tokens"],
         len(shards),
+        report.details["shards_reused"],
         dict(report.removed_by_reason),
     )
     return report

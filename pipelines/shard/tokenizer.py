@@ -71,28 +71,33 @@ def train_bpe(texts: Iterator[str], vocab_size: int) -> Tokenizer:
 
 
 def prepare_tokenizer(spec: CorpusSpec, curated_files: list[Path], out: Path) -> TokenizerInfo:
-    """Write the build's tokenizer to ``out``: a byte copy of ``spec.tokenizer.path`` when set, else trained.
-
-    A given tokenizer must know ``<|bos|>`` / ``<|eos|>`` when the spec asks for them: guessing another
-    tokenizer's conventions would silently produce documents without boundaries.
-    """
+    """Write the build's tokenizer to ``out``: a byte copy of ``spec.tokenizer.path`` when set, else trained."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if spec.tokenizer.path is not None:
         source = spec.resolve(spec.tokenizer.path)
         if not source.is_file():
             raise StageFailed(f"tokenizer file not found: {source}")
         shutil.copyfile(source, out)
-        tokenizer = Tokenizer.from_file(str(out))
     else:
         tokenizer = train_bpe(iter_training_texts(curated_files, spec.splits), spec.tokenizer.vocab_size)
         tokenizer.save(str(out), pretty=True)
+    return describe_tokenizer(spec, out)
+
+
+def describe_tokenizer(spec: CorpusSpec, path: Path) -> TokenizerInfo:
+    """Digest, vocabulary size and boundary ids of the tokenizer at ``path`` (e.g. one a resumed build kept).
+
+    A given tokenizer must know ``<|bos|>`` / ``<|eos|>`` when the spec asks for them: guessing another
+    tokenizer's conventions would silently produce documents without boundaries.
+    """
+    tokenizer = Tokenizer.from_file(str(path))
     bos_id, eos_id = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
     for wanted, token, token_id in ((spec.tokenizer.add_bos, BOS, bos_id), (spec.tokenizer.add_eos, EOS, eos_id)):
         if wanted and token_id is None:
             raise StageFailed(f"the tokenizer has no {token} token but the spec asks to add it")
     return TokenizerInfo(
-        path=out,
-        sha256=sha256_file(out),
+        path=path,
+        sha256=sha256_file(path),
         vocab_size=tokenizer.get_vocab_size(with_added_tokens=True),
         bos_id=bos_id if spec.tokenizer.add_bos else None,
         eos_id=eos_id if spec.tokenizer.add_eos else None,
