@@ -23,7 +23,12 @@ $(STAMP): requirements.lock requirements-bootstrap.txt pyproject.toml
 demo: $(STAMP)
 	$(BIN)/medcurate run
 
-test: $(STAMP)
+# The report's browser test renders it in Debian's headless Chromium (installed as root when missing).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -1,6 +1,6 @@
 """curate_medical_corpus: one full curation run of a corpus spec, stage by stage.
 
-    prepare -> ingest -> validate_raw -> deid -> curate -> shard -> validate_shards -> report
+    prepare -> ingest -> validate_raw -> deid -> curate -> shard -> validate_shards -> catalog -> report -> finish
 
 Each task runs one library stage (``medcurate.orchestration``); tasks exchange only the run's spec path,
 data root and run id through XCom, never documents.  The pseudonymization key comes from the Airflow
@@ -15,6 +15,18 @@ from datetime import timedelta
 from airflow.sdk import Param, dag, task
 
 KEY_VARIABLE = "MEDCURATE_PSEUDONYM_KEY"
+# The stages of medcurate.runner.STAGES, spelled out so that parsing this file imports nothing heavy
+# (pyarrow alone takes most of a second); tests/test_dags.py checks the two lists agree.
+STAGE_NAMES = (
+    "ingest",
+    "validate_raw",
+    "deid",
+    "curate",
+    "shard",
+    "validate_shards",
+    "catalog",
+    "report",
+)
 
 
 def _secret_key() -> str | None:
@@ -52,9 +64,16 @@ def curate_medical_corpus():
 
         return run
 
+    @task
+    def finish(run_info: dict) -> dict:
+        from medcurate.orchestration import finish_run
+
+        return finish_run(run_info)
+
     run_info = prepare()
-    for stage in ("ingest", "validate_raw", "deid", "curate", "shard", "validate_shards", "report"):
+    for stage in STAGE_NAMES:
         run_info = stage_task(stage)(run_info)
+    finish(run_info)
 
 
 curate_medical_corpus()

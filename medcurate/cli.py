@@ -18,6 +18,7 @@ from medcurate.spec import SpecError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+DATA_ROOT_ENV = "MEDCURATE_DATA_ROOT"
 
 
 def _print_table(rows: list[dict], columns: list[str]) -> None:
@@ -105,6 +106,85 @@ def cmd_deid_text(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_root(args: argparse.Namespace) -> Path:
+    """--data-root, else $MEDCURATE_DATA_ROOT, else the demo's data root (where `medcurate run` writes)."""
+    import os
+
+    from medcurate.orchestration import DEMO_DIR
+
+    return Path(args.data_root or os.environ.get(DATA_ROOT_ENV) or DEMO_DIR / "data")
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from governance import lineage
+    from governance.catalog import catalog_path, connect
+    from medcurate.zones import Zones
+
+    if not (args.doc_id or args.shard):
+        print("error: give a DOC_ID or --shard PATH", file=sys.stderr)
+        return EXIT_USAGE
+    with connect(catalog_path(Zones(_data_root(args)))) as con:
+        doc_id = args.doc_id
+        if args.shard and args.row is None:
+            shard = lineage.shard_contents(con, args.shard)
+            if shard is None:
+                print(f"error: no shard {args.shard} in the catalog", file=sys.stderr)
+                return EXIT_FAILED
+            print(lineage.format_shard(shard))
+            return 0
+        if args.shard:
+            doc_id = lineage.doc_id_at(con, args.shard, args.row)
+        doc = lineage.document_lineage(con, doc_id) if doc_id else None
+    if doc is None:
+        print("error: no such document in the catalog", file=sys.stderr)
+        return EXIT_FAILED
+    print(lineage.format_document(doc))
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from governance.audit import verify
+    from medcurate.zones import Zones
+
+    result = verify(Zones(_data_root(args)).governance, expect_head=args.expect_head)
+    if not result.ok:
+        print(f"audit log TAMPERED: {result.problem}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"audit log intact: {result.events} events, head {result.head_hash}")
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    from governance.erasure import ErasureIncomplete, ErasureRequestError, erase, open_for_erasure
+    from medcurate.orchestration import DEMO_DIR
+
+    patient = sys.stdin.readline().strip() if args.patient == "-" else args.patient
+    ctx = open_for_erasure(args.spec or DEMO_DIR / "sample.yaml", args.data_root, demo=args.spec is None)
+    try:
+        result = erase(ctx, patient_key=patient, source=args.source)
+    except ErasureRequestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ErasureIncomplete as exc:
+        print(f"error: erasure incomplete: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        f"{result.erasure_id}: {result.kind} {result.subject}: {result.documents_removed} documents removed "
+        f"({', '.join(f'{z}: {n}' for z, n in result.removed_by_zone.items())}); "
+        f"{len(result.shards_rewritten)} shards rewritten; Merkle root {result.merkle_root_after}; "
+        f"verified; audit event {result.audit_seq}"
+    )
+    return 0
+
+
+def cmd_export_megatron(args: argparse.Namespace) -> int:
+    from pipelines.shard.megatron import export_megatron
+
+    result = export_megatron(Path(args.split_dir), Path(args.out_prefix))
+    print(f"{args.out_prefix}.bin/.idx: {result['documents']} documents, {result['tokens']} tokens, {result['dtype']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medcurate", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
@@ -137,6 +217,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     deid_text = sub.add_parser("deid-text", help="de-identify text from stdin to stdout")
     deid_text.set_defaults(func=cmd_deid_text)
+
+    data_root_help = f"the run's data root (default: ${DATA_ROOT_ENV}, else the demo's)"
+    lineage = sub.add_parser("lineage", help="a document's path from source file to shard row, or a shard's contents")
+    lineage.add_argument("doc_id", nargs="?", help="the document's doc_id")
+    lineage.add_argument("--shard", help="a shard file (path relative to shards/, or a full path)")
+    lineage.add_argument("--row", type=int, help="with --shard: the lineage of the document at this row")
+    lineage.add_argument("--data-root", help=data_root_help)
+    lineage.set_defaults(func=cmd_lineage)
+
+    audit = sub.add_parser("audit", help="the hash-chained audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check the chain; non-zero exit and the first bad event on tampering")
+    verify.add_argument("--data-root", help=data_root_help)
+    verify.add_argument(
+        "--expect-head", help="a head hash recorded elsewhere (report, catalog) that must be in the chain"
+    )
+    verify.set_defaults(func=cmd_audit_verify)
+
+    erase = sub.add_parser("erase", help="remove a patient's or a source's records from every zone and the shards")
+    subject = erase.add_mutually_exclusive_group(required=True)
+    subject.add_argument("--patient", help="the patient key as the source system wrote it; '-' reads it from stdin")
+    subject.add_argument("--source", help="a source name (licence withdrawn)")
+    erase.add_argument("--spec", help="the corpus spec of the run (default: the demo's, with its throwaway key)")
+    erase.add_argument("--data-root", help="override the spec's data_root")
+    erase.set_defaults(func=cmd_erase)
+
+    megatron = sub.add_parser("export-megatron", help="write a shard split as a Megatron-LM indexed dataset")
+    megatron.add_argument("split_dir", help="a split directory, e.g. DATA_ROOT/shards/train")
+    megatron.add_argument("out_prefix", help="writes OUT_PREFIX.bin and OUT_PREFIX.idx")
+    megatron.set_defaults(func=cmd_export_megatron)
     return parser
 
 
@@ -151,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("ray").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (SpecError, MissingKeyError) as exc:
+    except (SpecError, MissingKeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

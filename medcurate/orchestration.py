@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from governance import audit
 from medcurate.runner import open_run, run_stage
 
 SAMPLE_SPEC = "sample"
@@ -26,6 +27,7 @@ def prepare_run(spec: str, data_root: str | None, run_id: str) -> dict[str, Any]
         # Inputs beside the zones when a data root is given, else the same place as `medcurate run`'s demo.
         spec = str(generate_sample(Path(data_root) / "sample-corpus" if data_root else DEMO_DIR).resolve())
     ctx = open_run(spec, data_root=data_root, run_id=safe_run_id(run_id), demo=demo)
+    audit.record_run_start(ctx)
     return {"spec": str(Path(spec).resolve()), "data_root": str(ctx.zones.root), "run_id": ctx.run_id, "demo": demo}
 
 
@@ -46,6 +48,14 @@ def run_stage_for(run: dict[str, Any], stage: str, secret_key: str | None = None
         "output": report.total_output,
         "removed": dict(report.removed_by_reason),
     }
+
+
+def finish_run(run: dict[str, Any]) -> dict[str, Any]:
+    """Close the run in the audit log once every stage has succeeded (a failed stage logs its own failure)."""
+    governance = Path(run["data_root"]) / "governance"
+    stages = sorted(run.get("stages", {}))
+    audit.append_event(governance, audit.RUN_END, run["run_id"], {"status": "succeeded", "stages": stages})
+    return {"run_id": run["run_id"], "status": "succeeded"}
 
 
 def safe_run_id(run_id: str) -> str:

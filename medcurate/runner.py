@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from governance import audit
+from governance.access import seal_published
 from medcurate.context import RunContext, StageReport
 from medcurate.keys import load_key
 from medcurate.ray_runtime import ray_session
@@ -48,6 +50,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("curate", "pipelines.quality.stage:curate", "validate de-identified documents, publish curated"),
     Stage("shard", "pipelines.shard.stage:run", "tokenize on Ray and write trainer-ready shards"),
     Stage("validate_shards", "pipelines.quality.stage:validate_shards", "Great Expectations on the shards"),
+    Stage("catalog", "governance.catalog:run", "rebuild the lineage catalog (DuckDB)"),
     Stage("report", "governance.report:run", "write the governance report (JSON + HTML)"),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
@@ -62,6 +65,10 @@ def open_run(
 ) -> RunContext:
     """Load the spec, create the zones and fetch the key: everything a stage needs, checked up front."""
     spec = load_spec(spec_path)
+    # Stage settings that live in the spec are checked here too, so a typo fails before any stage writes.
+    from pipelines.quality.curation_config import curation_config
+
+    curation_config(spec)
     root = Path(data_root) if data_root else spec.resolve(spec.data_root)
     zones = Zones(root.resolve()).ensure()
     key = load_key(demo_key_file=zones.root / DEMO_KEY_FILE if demo else None)
@@ -95,10 +102,14 @@ def run_stage(ctx: RunContext, name: str) -> StageReport:
     handler = _attach_run_log(ctx)
     try:
         log.info("run %s: stage %s started", ctx.run_id, name)
+        audit.append_event(ctx.zones.governance, audit.STAGE_START, ctx.run_id, {"stage": name})
         started = time.perf_counter()
         report = stage.function()(ctx)
         report.details.setdefault("seconds", round(time.perf_counter() - started, 3))
         report.save(ctx)
+        # Published zones are read-only from here on; the audit log says what was published and when.
+        seal_published(ctx.zones, name)
+        audit.record_stage_end(ctx, report)
         log.info(
             "run %s: stage %s finished: %d in, %d out, removed %s",
             ctx.run_id,
@@ -112,25 +123,34 @@ def run_stage(ctx: RunContext, name: str) -> StageReport:
         # The frames say where it broke; the exception's message is left out because it may quote input.
         frames = "".join(traceback.format_tb(exc.__traceback__))
         log.error("run %s: stage %s failed: %s\n%s", ctx.run_id, name, type(exc).__name__, frames)
+        details = {"stage": name, "error": type(exc).__name__}
+        audit.append_event(ctx.zones.governance, audit.STAGE_FAILED, ctx.run_id, details)
         raise
     finally:
         _detach_run_log(handler)
 
 
 def run_pipeline(ctx: RunContext, progress: Callable[[str], None] = print) -> list[StageReport]:
-    """All stages in order, sharing one Ray runtime; stops at the first failure."""
-    reports = []
-    with ray_session():
-        for index, stage in enumerate(STAGES, 1):
-            progress(f"[{index}/{len(STAGES)}] {stage.name}: {stage.purpose} ...")
-            report = run_stage(ctx, stage.name)
-            removed = report.removed_by_reason
-            progress(
-                f"      {report.total_input} in -> {report.total_output} out"
-                + (f", removed {sum(removed.values())} ({_top_reasons(removed)})" if removed else "")
-                + f" [{report.details['seconds']:.1f}s]"
-            )
-            reports.append(report)
+    """All stages in order, sharing one Ray runtime; stops at the first failure.  Audited from start to end."""
+    reports: list[StageReport] = []
+    audit.record_run_start(ctx)
+    status = "failed"
+    try:
+        with ray_session():
+            for index, stage in enumerate(STAGES, 1):
+                progress(f"[{index}/{len(STAGES)}] {stage.name}: {stage.purpose} ...")
+                report = run_stage(ctx, stage.name)
+                removed = report.removed_by_reason
+                progress(
+                    f"      {report.total_input} in -> {report.total_output} out"
+                    + (f", removed {sum(removed.values())} ({_top_reasons(removed)})" if removed else "")
+                    + f" [{report.details['seconds']:.1f}s]"
+                )
+                reports.append(report)
+        status = "succeeded"
+    finally:
+        details = {"status": status, "stages": [r.stage for r in reports]}
+        audit.append_event(ctx.zones.governance, audit.RUN_END, ctx.run_id, details)
     return reports
 
 

@@ -58,12 +58,37 @@ class TokenizerSpec:
 class QualitySpec:
     min_chars: int = 20
     max_chars: int = 2_000_000
+    # Per source kind (or "default" for every kind), overrides of the curate filters' thresholds; the keys and
+    # their clinical / literature defaults are in pipelines/quality/filters.yaml and checked when curate starts.
+    filters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Deduplication knobs (near_threshold, num_perm, shingle_words, copy-forward paragraph sizes).
+    dedup: dict[str, Any] = field(default_factory=dict)
+    # Evaluation sets to keep out of the corpus: [{name, path}], each path a JSONL of question/answer/context.
+    decontamination: list[dict[str, Any]] = field(default_factory=list)
+    decontamination_ngram: int = 13
+    # A source whose curated count falls by more than this fraction from the previous run fails the batch.
+    max_source_drop: float = 0.5
 
 
 @dataclass(frozen=True)
 class ShardSpec:
-    mode: str = "documents"  # or "packed"
+    mode: str = "documents"  # or "packed": fixed seq_len sequences across documents, boundaries kept
     target_shard_bytes: int = 256 * 1024 * 1024
+    # Source name -> sampling weight for the train split (missing sources: 1.0).  0.5 keeps a hashed half of
+    # the source's documents, 2.0 writes each twice, 1.3 every document once and a hashed 30% a second time.
+    mixing: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mixing, dict):
+            raise SpecError("shard.mixing must be a mapping of source name to weight")
+        try:
+            weights = {str(name): float(weight) for name, weight in self.mixing.items()}
+        except (TypeError, ValueError):
+            raise SpecError("shard.mixing: every weight must be a number") from None
+        bad = sorted(name for name, weight in weights.items() if not 0.0 <= weight < float("inf"))
+        if bad:
+            raise SpecError(f"shard.mixing: weights must be finite and >= 0; check {bad}")
+        object.__setattr__(self, "mixing", weights)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from medcurate.runner import STAGE_NAMES
+
 REPO = Path(__file__).resolve().parents[1]
 DAGS = REPO / "dags"
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
@@ -47,7 +49,7 @@ def test_dagbag_imports_without_errors_and_fast(tmp_path: Path):
     assert errors == "{}"
     assert float(seconds) < 1.0
     assert "curate_medical_corpus" in dags
-    assert tasks == str(["prepare", "ingest", "validate_raw", "deid", "curate", "shard", "validate_shards", "report"])
+    assert tasks == str(["prepare", *STAGE_NAMES, "finish"])
 
 
 @pytest.mark.slow
@@ -77,7 +79,7 @@ def test_airflow_dags_test_curates_the_sample(tmp_path: Path):
     manifest = json.loads((data_root / "shards" / "manifest.json").read_text())
     assert manifest["totals"]["tokens"] > 0
     stages = {p.stem for p in (data_root / "governance" / "stages").glob("*.json")}
-    assert stages == {"ingest", "validate_raw", "deid", "curate", "shard", "validate_shards", "report"}
+    assert stages == set(STAGE_NAMES)
     runs = subprocess.run(
         [AIRFLOW, "dags", "list-runs", "curate_medical_corpus", "-o", "json"],
         env=env,

@@ -1,0 +1,61 @@
+"""erase_patient: remove one patient's records from every zone and rebuild only the shards that held them.
+
+    erase
+
+One task calling the same library function as ``medcurate erase --patient KEY`` (``governance.erasure``):
+records leave raw, deid, curated and the quarantine index, the affected shards are rewritten, manifest and
+Merkle root updated, an ``erasure`` audit event appended and the catalog updated; the task fails if any of
+the patient's doc_ids or raw identifiers remain in the published data.  ``patient_key`` is the key as the
+source system wrote it (MRN, FHIR Patient id): it is checked against a JSON schema before the run starts and
+never returned through XCom, which carries the pseudonym and counts only.  The key is PHI held in this DAG
+run's conf: restrict who may read DAG runs in Airflow accordingly.  The pseudonymization key comes from the
+Airflow Variable ``MEDCURATE_PSEUDONYM_KEY`` (the secrets backend) or the worker's environment.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, task
+
+KEY_VARIABLE = "MEDCURATE_PSEUDONYM_KEY"
+# Identifiers as source systems write them: MRNs, FHIR ids, HL7 CX ids; no spaces, no control characters.
+PATIENT_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/^-]{0,127}$"
+
+
+@dag(
+    dag_id="erase_patient",
+    schedule=None,
+    catchup=False,
+    tags=["medcurate", "governance"],
+    params={
+        "patient_key": Param(
+            type="string",
+            minLength=1,
+            maxLength=128,
+            pattern=PATIENT_KEY_PATTERN,
+            description="the patient key as the source system wrote it (MRN, FHIR Patient id)",
+        ),
+        "spec": Param(type="string", minLength=1, description="the corpus spec the data was built from"),
+        "data_root": Param(None, type=["null", "string"], description="override the spec's data root"),
+    },
+    doc_md=__doc__,
+)
+def erase_patient():
+    @task
+    def erase(params: dict | None = None) -> dict:
+        import os
+
+        from airflow.sdk import Variable
+
+        from governance import erasure
+        from medcurate.keys import KEY_ENV
+
+        secret = Variable.get(KEY_VARIABLE, default=None)
+        if secret:
+            os.environ[KEY_ENV] = secret
+        ctx = erasure.open_for_erasure(params["spec"], params["data_root"], demo=False)
+        return erasure.erase(ctx, patient_key=params["patient_key"]).summary()
+
+    erase()
+
+
+erase_patient()

@@ -1,0 +1,168 @@
+"""Erasure on a copy of the session's sample run: a patient, then a source, by library, CLI and Airflow DAG."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import duckdb
+import pyarrow as pa
+import pytest
+
+from governance import audit
+from governance.catalog import catalog_path, connect
+from governance.erasure import erase, open_for_erasure
+from medcurate.cli import main
+from medcurate.hashing import merkle_root, sha256_file
+from medcurate.keys import KEY_ENV, pseudonym
+from medcurate.runner import DEMO_KEY_FILE
+
+pytestmark = pytest.mark.slow
+
+
+def _copy_run(sample_run, target: Path) -> Path:
+    shutil.copytree(sample_run.zones.root, target, symlinks=True)
+    return target
+
+
+def _parts(directory: Path) -> list[str]:
+    return [str(p) for p in sorted(directory.rglob("*.parquet")) if not p.name.startswith(".")]
+
+
+def _zone_ids(root: Path) -> set[str]:
+    """doc_ids anywhere in the zones, the quarantine index and the shards."""
+    found: set[str] = set()
+    for zone in ("raw", "deid", "curated", "quarantine"):
+        parts = [p for p in _parts(root / zone) if "/files/" not in p]
+        if parts:
+            found |= {r[0] for r in duckdb.execute("SELECT doc_id FROM read_parquet(?)", [parts]).fetchall() if r[0]}
+    for arrow in (root / "shards").glob("*/data-*.arrow"):
+        with pa.ipc.open_stream(arrow) as reader:
+            found |= set(reader.read_all()["doc_id"].to_pylist())
+    return found
+
+
+def _patient_with_docs_in(root: Path, sources: set[str]) -> tuple[str, set[str]]:
+    """A raw patient key whose documents span ``sources``, and its doc_ids (read from the raw zone)."""
+    rows = duckdb.execute(
+        "SELECT patient_key, list(DISTINCT source), list(doc_id) FROM read_parquet(?) WHERE patient_key IS NOT NULL "
+        "GROUP BY patient_key ORDER BY patient_key",
+        [_parts(root / "raw")],
+    ).fetchall()
+    key, _, ids = next(r for r in rows if sources <= set(r[1]))
+    return key, set(ids)
+
+
+def _shard_hashes(root: Path) -> dict[str, str]:
+    return {p.relative_to(root / "shards").as_posix(): sha256_file(p) for p in (root / "shards").glob("*/data-*.arrow")}
+
+
+@pytest.fixture(scope="module")
+def patient_erased(sample_run, tmp_path_factory):
+    root = _copy_run(sample_run, tmp_path_factory.mktemp("erase") / "data")
+    ctx = open_for_erasure(sample_run.sample_dir / "sample.yaml", root, demo=True)
+    key, doc_ids = _patient_with_docs_in(root, {"notes", "lab_hl7"})
+    with connect(catalog_path(ctx.zones)) as con:
+        held = {
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT shard_path FROM shard_rows WHERE list_contains(?, doc_id)", [sorted(doc_ids)]
+            ).fetchall()
+        }
+    before = _shard_hashes(root)
+    result = erase(ctx, patient_key=key)
+    return {"ctx": ctx, "root": root, "key": key, "doc_ids": doc_ids, "held": held, "before": before, "result": result}
+
+
+def test_patient_erasure_removes_every_record(patient_erased):
+    result, doc_ids, root = patient_erased["result"], patient_erased["doc_ids"], patient_erased["root"]
+    assert result.verified and not result.problems
+    assert doc_ids
+    assert not doc_ids & _zone_ids(root)
+    assert result.subject == pseudonym(patient_erased["ctx"].secret_key, patient_erased["key"])
+    with connect(catalog_path(patient_erased["ctx"].zones)) as con:
+        left = con.execute("SELECT count(*) FROM documents WHERE patient_pseudonym = ?", [result.subject]).fetchone()
+        erasures = con.execute("SELECT erasure_id, verified, documents_removed FROM erasures").fetchall()
+    assert left[0] == 0
+    assert erasures == [(result.erasure_id, True, len(doc_ids))]
+
+
+def test_only_the_shards_that_held_the_patient_are_rewritten(patient_erased):
+    root, before = patient_erased["root"], patient_erased["before"]
+    result = patient_erased["result"]
+    after = _shard_hashes(root)
+    assert set(result.shards_rewritten) == patient_erased["held"]
+    assert {p for p in before if before[p] != after[p]} == patient_erased["held"]
+    assert len(before) > len(patient_erased["held"]), "the sample must leave some shards untouched"
+    manifest = json.loads((root / "shards" / "manifest.json").read_text())
+    assert {e["path"]: e["sha256"] for e in manifest["shards"]} == after
+    assert manifest["merkle"]["root"] == merkle_root(after) == result.merkle_root_after != result.merkle_root_before
+    for split in manifest["splits"]:
+        ds = datasets.load_from_disk(str(root / "shards" / split))
+        assert len(ds) == sum(e["rows"] for e in manifest["shards"] if e["split"] == split)
+        assert not set(ds["doc_id"]) & patient_erased["doc_ids"]
+
+
+def test_erasure_is_audited_without_the_raw_key(patient_erased):
+    governance = patient_erased["ctx"].zones.governance
+    assert audit.verify(governance).ok
+    last = audit.read_events(governance)[-1]
+    assert last["type"] == audit.ERASURE and last["details"]["erasure_id"] == patient_erased["result"].erasure_id
+    key = patient_erased["key"].encode()
+    for path in governance.rglob("*"):
+        if path.is_file() and path.suffix in {".jsonl", ".json", ".html", ".duckdb", ".log"}:
+            assert key not in path.read_bytes(), path
+    assert patient_erased["result"].erasure_id in (governance / "report.html").read_text()
+
+
+def test_source_erasure_and_cli(patient_erased, monkeypatch, capsys):
+    root, ctx = patient_erased["root"], patient_erased["ctx"]
+    result = erase(ctx, source="pmc_oa")
+    assert result.verified and result.documents_removed > 0
+    manifest = json.loads((root / "shards" / "manifest.json").read_text())
+    assert "pmc_oa" not in manifest["totals"]["by_source"]
+    assert len(manifest["erasures"]) == 2
+    # The CLI, with the key read from stdin so it stays out of the shell history and the process list.
+    key, doc_ids = _patient_with_docs_in(root, {"notes"})
+    monkeypatch.setenv(KEY_ENV, (root / DEMO_KEY_FILE).read_text().strip())
+    monkeypatch.setattr(sys, "stdin", io.StringIO(key + "\n"))
+    spec = str(patient_erased["ctx"].spec.base_dir / "sample.yaml")
+    assert main(["erase", "--patient", "-", "--spec", spec, "--data-root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "verified" in out and key not in out
+    assert not doc_ids & _zone_ids(root)
+
+
+def test_erase_patient_dag_validates_the_key_and_erases(sample_run, tmp_path):
+    from test_dags import AIRFLOW, _airflow_env
+
+    root = _copy_run(sample_run, tmp_path / "data")
+    key, doc_ids = _patient_with_docs_in(root, {"lab_hl7"})
+    home = tmp_path / "airflow"
+    home.mkdir()
+    env = _airflow_env(home)
+    env[KEY_ENV] = (root / DEMO_KEY_FILE).read_text().strip()
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, check=True)
+    spec = str(sample_run.sample_dir / "sample.yaml")
+
+    def dags_test(conf: dict) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [AIRFLOW, "dags", "test", "erase_patient", "-c", json.dumps(conf)],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+
+    rejected = dags_test({"patient_key": "not a key; rm -rf", "spec": spec, "data_root": str(root)})
+    assert rejected.returncode != 0
+    assert doc_ids <= _zone_ids(root)
+    done = dags_test({"patient_key": key, "spec": spec, "data_root": str(root)})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert not doc_ids & _zone_ids(root)
+    assert audit.read_events(root / "governance")[-1]["airflow_run_id"]
