@@ -16,24 +16,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
+from tree_memory import PeakTreeRSS
 
 from medcurate.runner import STAGE_NAMES
 from medcurate.sample import generate_sample
-
-
-def _tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
 
 
 def main() -> None:
@@ -44,39 +33,22 @@ def main() -> None:
         spec = generate_sample(Path(tmp) / "sample", n_patients=args.patients)
         data_root = Path(tmp) / "data"
         medcurate = str(Path(sys.executable).parent / "medcurate")
-        peak = 0
         started = time.perf_counter()
         proc = subprocess.Popen(
             [medcurate, "run", str(spec), "--data-root", str(data_root), "--run-id", "bench"],
             stdout=subprocess.DEVNULL,
             env={**os.environ, "MEDCURATE_PSEUDONYM_KEY": "benchmark-key-not-a-secret-0123456789"},
         )
-        ps = psutil.Process(proc.pid)
-        done = threading.Event()
-
-        def sample() -> None:
-            nonlocal peak
-            while not done.is_set():
-                try:
-                    peak = max(peak, _tree_rss(ps))
-                except psutil.Error:
-                    pass
-                time.sleep(0.1)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        code = proc.wait()
-        done.set()
-        sampler.join()
+        with PeakTreeRSS(proc.pid) as memory:
+            code = proc.wait()
+        peak = memory.peak
         wall = time.perf_counter() - started
         if code != 0:
             sys.exit(f"medcurate run failed with exit code {code}")
         stage_dir = data_root / "governance" / "stages"
         stages = {name: json.loads((stage_dir / f"{name}.json").read_text()) for name in STAGE_NAMES}
     docs = sum(s["input"] for s in stages["ingest"]["sources"].values())
-    print(
-        f"sample: {args.patients} patients, {docs} documents parsed; peak RSS of process tree {peak / 2**20:.0f} MiB"
-    )
+    print(f"sample: {args.patients} patients, {docs} documents parsed; peak RSS of process tree {peak / 2**20:.0f} MiB")
     print("baseline: the ingest stage (parse only); 'x ingest' = how many times slower per document")
     print(f"{'stage':<16}{'docs in':>9}{'seconds':>9}{'docs/s':>10}{'x ingest':>10}")
     ingest_rate = None

@@ -32,14 +32,13 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tree_memory import PeakTreeRSS
 
 from medcurate.schema import DEID_DOCUMENT_SCHEMA, METADATA_TYPE, make_doc_id
 from medcurate.zones import write_parquet
@@ -207,16 +206,6 @@ def child_main(args: list[str]) -> None:
     print("RESULT " + json.dumps(result))
 
 
-def _tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
 def measure(args: list[str], log_dir: Path) -> dict[str, Any]:
     """Run one child (its stderr to ``log_dir``), sampling its process tree's memory; returns the child's
     result plus the tree peak."""
@@ -225,24 +214,9 @@ def measure(args: list[str], log_dir: Path) -> dict[str, Any]:
         proc = subprocess.Popen(
             [sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, stderr=log, text=True, env=env
         )
-    ps = psutil.Process(proc.pid)
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            try:
-                peak = max(peak, _tree_rss(ps))
-            except psutil.Error:
-                pass
-            time.sleep(0.1)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, _ = proc.communicate()
-    done.set()
-    sampler.join()
+    with PeakTreeRSS(proc.pid) as memory:
+        out, _ = proc.communicate()
+    peak = memory.peak
     if proc.returncode != 0:
         raise SystemExit(f"benchmark child {args[0]} failed ({proc.returncode}); see {log_dir}/{args[0]}.log")
     result = json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
