@@ -9,6 +9,7 @@ validated table) so a failure maps back to exactly one row even when ``doc_id`` 
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -47,22 +48,83 @@ def document_frame(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def shard_frame(table: pa.Table, curated_doc_ids: set[str]) -> pd.DataFrame:
-    """Shard rows (with their ``split_directory``) -> ids, split, token counts, curated-parent flag."""
-    doc_ids = table.column("doc_id")
-    has_parent = pc.fill_null(pc.is_in(doc_ids, pa.array(sorted(curated_doc_ids), pa.string())), False)
+def _row_facts(rows: pa.Table) -> pd.DataFrame:
+    """Per shard row: its ``cu_seqlens`` checked (starts at 0, never decreases, ends where) and its segment count."""
+    cu = rows.column("cu_seqlens").combine_chunks()
+    cu_len = pc.fill_null(pc.list_value_length(cu), 0).to_numpy().astype(np.int64)
+    bounds = pc.list_flatten(cu).to_numpy(zero_copy_only=False).astype(np.int64)
+    owner = pc.list_parent_indices(cu).to_numpy(zero_copy_only=False)
+    same_row = owner[1:] == owner[:-1]
+    first, last = np.r_[True, ~same_row][: len(owner)], np.r_[~same_row, True][: len(owner)]
+    decreasing = np.zeros(rows.num_rows, dtype=bool)
+    decreasing[owner[1:][same_row & (np.diff(bounds) < 0)]] = True
+    starts_at_zero = np.zeros(rows.num_rows, dtype=bool)
+    starts_at_zero[owner[first]] = bounds[first] == 0
+    end = pd.Series(pd.NA, index=range(rows.num_rows), dtype="Int64")
+    end.iloc[owner[last]] = bounds[last]
+    n_segments = pc.fill_null(pc.list_value_length(rows.column("doc_ids")), 0).to_numpy().astype(np.int64)
     return pd.DataFrame(
         {
-            "row": range(table.num_rows),
-            "doc_id": doc_ids.to_pandas(),
-            "source": table.column("source").to_pandas(),
-            "split": table.column("split").to_pandas(),
-            "split_directory": table.column("split_directory").to_pandas(),
-            "n_tokens": _nullable_ints(table.column("n_tokens")),
-            "input_ids_length": _nullable_ints(pc.list_value_length(table.column("input_ids"))),
-            "has_curated_parent": has_parent.to_pandas().astype(bool),
+            "cu_seqlens_end": end,
+            "cu_seqlens_valid": (cu_len >= 2) & starts_at_zero & ~decreasing,
+            "segments_match_cu_seqlens": cu_len - 1 == n_segments,
         }
     )
+
+
+def _segment_tokens(rows: pa.Table) -> pd.Series:
+    """Tokens in each segment (the ``cu_seqlens`` differences); unknown (<NA>) when any row's counts disagree."""
+    cu = rows.column("cu_seqlens").combine_chunks()
+    bounds = pc.list_flatten(cu).to_numpy(zero_copy_only=False).astype(np.int64)
+    owner = pc.list_parent_indices(cu).to_numpy(zero_copy_only=False)
+    tokens = np.diff(bounds)[owner[1:] == owner[:-1]]
+    n_segments = pc.list_flatten(rows.column("doc_ids")).length()
+    if len(tokens) != n_segments:
+        return pd.Series(pd.array([pd.NA] * n_segments, dtype="Int64"))
+    return pd.Series(pd.array(tokens, dtype="Int64"))
+
+
+def shard_frame(rows: pa.Table, curated_doc_ids: set[str]) -> pd.DataFrame:
+    """Shard rows (``zone_io.SHARD_ROWS``) -> one frame row per document segment, with its row's facts.
+
+    A documents-mode row is one segment; a packed row has one per document piece, and a document copy
+    ``(doc_id, repeat)`` may continue over several rows.  ``starts_where_previous_ended`` checks that each
+    piece begins where the copy's previous piece (in stream order) ended, so a piece lost, doubled or moved
+    shows up; ``splits_of_document`` counts the splits a doc_id was written to.  A row without segments
+    still gets one frame row (doc_id null) so its row facts are validated.
+    """
+    doc_ids = rows.column("doc_ids").combine_chunks()
+    segments = pd.DataFrame(
+        {
+            "shard_row": pc.list_parent_indices(doc_ids).to_numpy(zero_copy_only=False).astype(np.int64),
+            "doc_id": pc.list_flatten(doc_ids).to_pandas(),
+            "repeat": _nullable_ints(pc.list_flatten(rows.column("doc_repeats"))),
+            "source": pc.list_flatten(rows.column("sources")).to_pandas(),
+            "doc_token_start": _nullable_ints(pc.list_flatten(rows.column("doc_token_starts"))),
+            "segment_tokens": _segment_tokens(rows),
+        }
+    )
+    empty = np.flatnonzero(pc.fill_null(pc.list_value_length(doc_ids), 0).to_numpy() == 0)
+    segments = pd.concat([segments, pd.DataFrame({"shard_row": empty})], ignore_index=True)
+    segments = segments.sort_values("shard_row", kind="stable", ignore_index=True)
+    per_row = pd.DataFrame(
+        {
+            "split": rows.column("split").to_pandas(),
+            "split_directory": rows.column("split_directory").to_pandas(),
+            "n_tokens": _nullable_ints(rows.column("n_tokens")),
+            "input_ids_length": _nullable_ints(rows.column("input_ids_length")),
+        }
+    ).join(_row_facts(rows))
+    frame = segments.join(per_row, on="shard_row")
+    frame.insert(0, "row", range(len(frame)))
+    copy = frame.groupby(["doc_id", "repeat"], dropna=False)["segment_tokens"]
+    frame["starts_where_previous_ended"] = (
+        (copy.cumsum() - frame["segment_tokens"]).eq(frame["doc_token_start"]).astype("boolean")
+    )
+    frame["starts_first_copy"] = frame["repeat"].eq(0).fillna(False) & frame["doc_token_start"].eq(0).fillna(False)
+    frame["splits_of_document"] = frame.groupby("doc_id")["split"].transform("nunique").astype("Int64")
+    frame["has_curated_parent"] = frame["doc_id"].isin(curated_doc_ids).astype(bool)
+    return frame
 
 
 def curated_frame(table: pa.Table, raw_doc_ids: set[str]) -> pd.DataFrame:

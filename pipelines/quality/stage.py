@@ -253,20 +253,29 @@ def curate(ctx: RunContext) -> StageReport:
 
 
 def validate_shards(ctx: RunContext) -> StageReport:
-    """Validate all shard rows in one checkpoint (doc_ids are unique across splits); any failure is fatal."""
+    """Validate every document segment of all shard rows in one checkpoint; any failure is fatal.
+
+    Both shard modes are read as segments (``zone_io.read_shard_rows``), so one suite covers them: a
+    documents-mode row is one segment, a packed row one per document piece.  The report counts document
+    copies by source (a packed continuation is not counted again) and shard rows by split.
+    """
     stage = "validate_shards"
     report = StageReport(stage=stage, run_id=ctx.run_id)
     suite = load_suites()["shards"]
     context = open_context(ctx.zones.governance)
-    table = read_shard_rows(ctx.zones.shards, stage)
-    frame = shard_frame(table, zone_doc_ids(ctx.zones.curated))
-    outcome = validate_frame(context, suite, "all", frame, {"splits": list(ctx.spec.splits)}, ctx.run_id)
+    mode = ctx.spec.shard.mode
+    rows = read_shard_rows(ctx.zones.shards, mode, stage)
+    frame = shard_frame(rows, zone_doc_ids(ctx.zones.curated))
+    parameters = {"splits": list(ctx.spec.splits), "max_row_tokens": ctx.spec.seq_len if mode == "packed" else None}
+    outcome = validate_frame(context, suite, "all", frame, parameters, ctx.run_id)
     _, problems = _triage(outcome, suite)
-    for source, n in frame["source"].value_counts().sort_index().items():
+    copies = frame[frame["doc_token_start"].eq(0).fillna(False)]
+    for source, n in copies["source"].value_counts().sort_index().items():
         counts = report.counts(str(source))
         counts.input = counts.output = int(n)
-    report.details["splits"] = {str(k): int(v) for k, v in frame["split"].value_counts().sort_index().items()}
+    split_counts = rows.column("split").to_pandas().value_counts().sort_index()
+    report.details["splits"] = {str(k): int(v) for k, v in split_counts.items()}
     _finish(report, context, [outcome])
-    log.info("%s: %d shard rows validated", stage, len(frame))
+    log.info("%s: %d shard rows, %d document segments validated (mode %s)", stage, rows.num_rows, len(frame), mode)
     _fail_if(stage, {"all": problems} if problems else {})
     return report

@@ -10,22 +10,32 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from medcurate.context import StageFailed
 
-SHARD_COLUMNS = ("doc_id", "source", "split", "input_ids", "n_tokens")
-# The columns validate_shards reads; token ids may be uint16 or uint32 per tokenizer, so types are promoted.
-EMPTY_SHARD_ROWS = pa.schema(
+# The columns each shard mode must have (see docs/shards.md); validate_shards reads them as segment lists.
+SHARD_COLUMNS = {
+    "documents": ("doc_id", "source", "split", "input_ids", "n_tokens"),
+    "packed": ("split", "input_ids", "n_tokens", "cu_seqlens", "doc_ids", "doc_repeats", "sources", "doc_token_starts"),
+}
+SEGMENT_LISTS = ("doc_ids", "doc_repeats", "sources", "doc_token_starts")
+# Both modes as validate_shards holds them: one row per shard row, its documents as segment lists (a documents
+# row is one segment spanning the row), and the token ids reduced to their count so no row's ids stay in memory.
+SHARD_ROWS = pa.schema(
     [
-        pa.field("doc_id", pa.string()),
-        pa.field("source", pa.string()),
         pa.field("split", pa.string()),
-        pa.field("input_ids", pa.list_(pa.uint16())),
-        pa.field("n_tokens", pa.int32()),
         pa.field("split_directory", pa.string()),
+        pa.field("n_tokens", pa.int32()),
+        pa.field("input_ids_length", pa.int32()),
+        pa.field("cu_seqlens", pa.list_(pa.int32())),
+        pa.field("doc_ids", pa.list_(pa.string())),
+        pa.field("doc_repeats", pa.list_(pa.int32())),
+        pa.field("sources", pa.list_(pa.string())),
+        pa.field("doc_token_starts", pa.list_(pa.int32())),
     ]
-).empty_table()
+)
 
 
 # Nulls here are record-level failures the suites quarantine; in any other non-nullable column they are
@@ -90,17 +100,64 @@ def zone_doc_ids(directory: Path) -> set[str]:
     return _doc_ids(p for p in sorted(directory.rglob("*.parquet")) if not p.name.startswith("."))
 
 
-def read_shard_rows(shards: Path, stage: str) -> pa.Table:
-    """Rows of every split directory (HF ``save_to_disk`` Arrow stream files), plus ``split_directory``."""
+def _one_segment(values: pa.ChunkedArray, value_type: pa.DataType) -> pa.Array:
+    """Each value as a one-element list: a documents-mode row is a single segment."""
+    flat = values.combine_chunks().cast(value_type)
+    return pa.ListArray.from_arrays(pa.array(range(len(flat) + 1), pa.int32()), flat)
+
+
+def _as_segments(table: pa.Table) -> pa.Table:
+    """A documents-mode part in the packed layout: ``cu_seqlens`` [0, n_tokens], repeat 0 when not recorded."""
+    n = table.num_rows
+    repeat = table.column("repeat") if "repeat" in table.column_names else pa.chunked_array([[0] * n], pa.int32())
+    n_tokens = table.column("n_tokens").combine_chunks().cast(pa.int32())
+    cu_values = pa.array([v for end in n_tokens.to_pylist() for v in (0, end)], pa.int32())
+    return pa.table(
+        {
+            "split": table.column("split"),
+            "input_ids": table.column("input_ids"),
+            "n_tokens": n_tokens,
+            "cu_seqlens": pa.ListArray.from_arrays(pa.array(range(0, 2 * n + 1, 2), pa.int32()), cu_values),
+            "doc_ids": _one_segment(table.column("doc_id"), pa.string()),
+            "doc_repeats": _one_segment(repeat, pa.int32()),
+            "sources": _one_segment(table.column("source"), pa.string()),
+            "doc_token_starts": _one_segment(pa.chunked_array([[0] * n], pa.int32()), pa.int32()),
+        }
+    )
+
+
+def _segment_lists_agree(table: pa.Table) -> bool:
+    """Whether every row has as many doc_repeats, sources and doc_token_starts as doc_ids.
+
+    Without that no segment can be told apart from its neighbour, so it is a broken writer, not a bad row.
+    """
+    lengths = [pc.fill_null(pc.list_value_length(table.column(c)), -1) for c in SEGMENT_LISTS]
+    return all(pc.all(pc.equal(lengths[0], other)).as_py() is not False for other in lengths[1:])
+
+
+def read_shard_rows(shards: Path, mode: str, stage: str) -> pa.Table:
+    """Rows of every split directory (HF ``save_to_disk`` Arrow stream files) in ``SHARD_ROWS`` layout.
+
+    ``mode`` is the spec's ``shard.mode``; a part lacking that mode's columns fails the batch.
+    """
     visible = sorted(p for p in shards.iterdir() if not p.name.startswith(".")) if shards.is_dir() else []
-    tables = [EMPTY_SHARD_ROWS]
+    tables = [SHARD_ROWS.empty_table()]
     for split_dir in (p for p in visible if p.is_dir()):
         for arrow_file in sorted(p for p in split_dir.glob("*.arrow") if not p.name.startswith(".")):
             with pa.ipc.open_stream(arrow_file) as reader:
                 table = reader.read_all()
-            missing = [c for c in SHARD_COLUMNS if c not in table.column_names]
+            where = f"{split_dir.name}/{arrow_file.name}"
+            missing = [c for c in SHARD_COLUMNS[mode] if c not in table.column_names]
             if missing:
-                raise StageFailed(f"{stage}: {split_dir.name}/{arrow_file.name} lacks column(s) {missing}")
-            directory = pa.array([split_dir.name] * table.num_rows, pa.string())
-            tables.append(table.select(list(SHARD_COLUMNS)).append_column("split_directory", directory))
-    return pa.concat_tables(tables, promote_options="permissive")
+                raise StageFailed(f"{stage}: {where} lacks column(s) {missing} of shard mode '{mode}'")
+            rows = _as_segments(table) if mode == "documents" else table
+            if not _segment_lists_agree(rows):
+                raise StageFailed(f"{stage}: {where} has rows whose segment lists differ in length")
+            derived = {
+                "split_directory": pa.array([split_dir.name] * rows.num_rows, pa.string()),
+                "input_ids_length": pc.list_value_length(rows.column("input_ids")).cast(pa.int32()),
+            }
+            tables.append(
+                pa.table({f.name: derived[f.name] if f.name in derived else rows.column(f.name) for f in SHARD_ROWS})
+            )
+    return pa.concat_tables(tables, promote_options="permissive").cast(SHARD_ROWS)
