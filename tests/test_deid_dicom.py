@@ -144,12 +144,7 @@ def _pop_clean_descriptors(ds: Dataset) -> list[str]:
                 popped.extend(_pop_clean_descriptors(item))
             continue
         rule = profile.rule_for(element.tag)
-        if (
-            rule is not None
-            and rule.clean_descriptors
-            and element.VR not in DATE_VRS
-            and element.VR in STRING_VRS
-        ):
+        if rule is not None and rule.clean_descriptors and element.VR not in DATE_VRS and element.VR in STRING_VRS:
             popped.extend(_strings(element))
             element.value = ""
     return popped
@@ -194,20 +189,14 @@ def test_no_protected_value_survives_in_any_bundled_file(path: Path):
     # TOSHIBA_MEC) is there by design, not by leak; our own dummy value is there by construction.
     kept_text = "\n".join(kept)
     candidates = {
-        v
-        for v in protected
-        if len(v) >= MIN_VALUE_LENGTH and v.upper() != DUMMY_TEXT and not _survives(v, kept_text)
+        v for v in protected if len(v) >= MIN_VALUE_LENGTH and v.upper() != DUMMY_TEXT and not _survives(v, kept_text)
     }
     leaked = sorted(v for v in candidates if _survives(v, haystack))
     assert not leaked, f"{len(leaked)} protected values survive, e.g. {leaked[:5]}"
 
-    removed = {
-        int(rule.tag, 16) for rule in load_profile().rules if rule.basic == "X" and "x" not in rule.tag
-    }
+    removed = {int(rule.tag, 16) for rule in load_profile().rules if rule.basic == "X" and "x" not in rule.tag}
     modified_or_cleaned = {
-        int(r.tag, 16)
-        for r in load_profile().rules
-        if "x" not in r.tag and (r.modified_dates or r.clean_descriptors)
+        int(r.tag, 16) for r in load_profile().rules if "x" not in r.tag and (r.modified_dates or r.clean_descriptors)
     }
     remaining = set(_tags_at_any_depth(ds))
     assert not (remaining & (removed - modified_or_cleaned))
@@ -270,15 +259,12 @@ def test_uids_are_remapped_consistently_across_files_and_runs():
 
 
 def test_dates_shift_per_patient_and_keep_intervals():
-    baseline = _header(
-        AcquisitionDate="20200102", AcquisitionTime="001500.25", AcquisitionDateTime="20200102001500"
-    )
+    baseline = _header(AcquisitionDate="20200102", AcquisitionTime="001500.25", AcquisitionDateTime="20200102001500")
     follow_up = _header(StudyDate="20200315", StudyTime="081500", SeriesDate="20200315", SeriesTime="091500")
     stranger = _header(patient_id="MRN-9999")
     before = (
         _instant(follow_up, "StudyDate", "StudyTime") - _instant(baseline, "StudyDate", "StudyTime"),
-        _instant(baseline, "AcquisitionDate", "AcquisitionTime")
-        - _instant(baseline, "StudyDate", "StudyTime"),
+        _instant(baseline, "AcquisitionDate", "AcquisitionTime") - _instant(baseline, "StudyDate", "StudyTime"),
     )
 
     deidentifier = DicomDeidentifier(KEY)
@@ -287,16 +273,15 @@ def test_dates_shift_per_patient_and_keep_intervals():
 
     after = (
         _instant(follow_up, "StudyDate", "StudyTime") - _instant(baseline, "StudyDate", "StudyTime"),
-        _instant(baseline, "AcquisitionDate", "AcquisitionTime")
-        - _instant(baseline, "StudyDate", "StudyTime"),
+        _instant(baseline, "AcquisitionDate", "AcquisitionTime") - _instant(baseline, "StudyDate", "StudyTime"),
     )
     assert after == before
     assert baseline.StudyDate != "20200101" and baseline.StudyTime != "235000"
     assert baseline.AcquisitionTime.endswith(".25")
     assert baseline.AcquisitionDateTime == baseline.AcquisitionDate + baseline.AcquisitionTime[:6]
-    assert _instant(follow_up, "SeriesDate", "SeriesTime") - _instant(
-        follow_up, "StudyDate", "StudyTime"
-    ) == (datetime(2020, 3, 15, 9, 15) - datetime(2020, 3, 15, 8, 15))
+    assert _instant(follow_up, "SeriesDate", "SeriesTime") - _instant(follow_up, "StudyDate", "StudyTime") == (
+        datetime(2020, 3, 15, 9, 15) - datetime(2020, 3, 15, 8, 15)
+    )
     assert stranger.StudyDate + stranger.StudyTime != baseline.StudyDate + baseline.StudyTime
     assert baseline.PatientBirthDate == ""  # Z in the table: no option keeps a birth date
 
