@@ -4,8 +4,9 @@
 
 1. collects the documents to remove: for a patient, the raw rows whose ``patient_key`` is KEY (the key as
    the source system wrote it) and every row or catalog entry under its keyed pseudonym; for a source, all
-   of its rows.  The patient's raw identifiers (the key, encounter ids, DICOM UIDs) are collected from the
-   raw zone before deletion and held only in memory, to check the published data afterwards;
+   of its rows.  The patient's raw identifiers (the key, encounter ids, DICOM UIDs, and the full names,
+   addresses, phones and emails the source records state about the patient) are collected from the raw zone
+   before deletion and held only in memory, to check the published data afterwards (case-insensitively);
 2. removes them from raw, deid, curated, the quarantine index (and, for a source, its quarantined file
    copies), the de-identification review sample and per-document PHI counts;
 3. rewrites only the shard files that held them (with the shard writer, from their remaining rows; every
@@ -43,6 +44,7 @@ from governance.catalog import DEID_EVENTS_FILE, build_catalog, catalog_path, re
 from medcurate.context import RunContext
 from medcurate.keys import pseudonym
 from medcurate.zones import Zones, write_parquet
+from pipelines.quality.raw_identifiers import identifiers as raw_identifiers
 from pipelines.shard.hf_layout import ShardFile, SplitWriter
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,7 @@ def _targets(ctx: RunContext, patient_key: str | None, source: str | None) -> tu
         identifiers = {patient_key}
         for column in RAW_IDENTIFIER_COLUMNS[1:]:
             identifiers |= _column_values(raw, column, "patient_key = ?", [patient_key])
+        identifiers |= _stated_identifiers(raw, patient_key)
         identifiers = {i for i in identifiers if len(i) >= MIN_IDENTIFIER_CHARS}
         catalog_where, catalog_param = "patient_pseudonym = ?", subject
     catalog = catalog_path(zones)
@@ -279,11 +282,30 @@ def _rewrite_shards(ctx: RunContext, doc_ids: set[str], erasure_id: str) -> tupl
     return affected, before, after
 
 
+def _stated_identifiers(raw_parts: list[Path], patient_key: str) -> set[str]:
+    """Full names, addresses, phones and emails the raw records state about the patient.
+
+    Single name parts and dates are left out on purpose: another patient's surrogate name or shifted date can
+    read the same, and a verification that cries wolf would be ignored.
+    """
+    if not raw_parts:
+        return set()
+    columns = ["patient_key", "source_kind", "doc_type", "text", "metadata"]
+    subject = pc.field("patient_key") == patient_key
+    rows = pq.ParquetDataset(raw_parts, filters=subject).read(columns=columns)
+    found: set[str] = set()
+    for row in rows.to_pylist():
+        for kind, value in raw_identifiers(row):
+            if kind in ("phone", "email", "address") or (kind == "name" and len(value.split()) >= 2):
+                found.add(value)
+    return found
+
+
 def _identifier_pattern(identifiers: set[str]) -> str | None:
     if not identifiers:
         return None
     alternatives = "|".join(re.escape(i) for i in sorted(identifiers, key=len, reverse=True))
-    return rf"(^|[^A-Za-z0-9])({alternatives})([^A-Za-z0-9]|$)"
+    return rf"(?i)(^|[^A-Za-z0-9])({alternatives})([^A-Za-z0-9]|$)"
 
 
 def verify_erased(ctx: RunContext, doc_ids: set[str], identifiers: set[str], source: str | None) -> list[str]:

@@ -12,15 +12,17 @@ from pathlib import Path
 import datasets
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from governance import audit
 from governance.catalog import catalog_path, connect
-from governance.erasure import erase, open_for_erasure
+from governance.erasure import _stated_identifiers, erase, open_for_erasure, verify_erased
 from medcurate.cli import main
 from medcurate.hashing import merkle_root, sha256_file
 from medcurate.keys import KEY_ENV, pseudonym
 from medcurate.runner import DEMO_KEY_FILE
+from medcurate.zones import read_zone
 
 pytestmark = pytest.mark.slow
 
@@ -166,3 +168,24 @@ def test_erase_patient_dag_validates_the_key_and_erases(sample_run, tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert not doc_ids & _zone_ids(root)
     assert audit.read_events(root / "governance")[-1]["airflow_run_id"]
+
+
+def test_verification_looks_for_the_patients_stated_names(sample_run, tmp_path):
+    """The patient's full name, as the HL7/DICOM records state it, is searched in the published data."""
+    root = _copy_run(sample_run, tmp_path / "data")
+    key, _ = _patient_with_docs_in(root, {"lab_hl7"})
+    stated = _stated_identifiers([Path(p) for p in _parts(root / "raw")], key)
+    names = sorted((n for n in stated if len(n.split()) >= 2 and "@" not in n and not n[0].isdigit()), key=len)
+    assert names, "the HL7 PID header states the patient's name"
+    ctx = open_for_erasure(sample_run.sample_dir / "sample.yaml", root, demo=True)
+    assert verify_erased(ctx, set(), {names[0]}, None) == []
+    # Plant the name (in lower case) in one curated document: verification must now find it.
+    part = Path(_parts(root / "curated")[0])
+    part.chmod(0o644)
+    table = read_zone(part.parent)
+    texts = table["text"].to_pylist()
+    texts[0] = texts[0] + " seen with " + names[0].lower()
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts, pa.large_string())), part
+    )
+    assert any("raw identifier" in p for p in verify_erased(ctx, set(), {names[0]}, None))
