@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import spacy
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
@@ -52,16 +53,22 @@ class OfflineSpacyNlpEngine(SpacyNlpEngine):
         self.nlp = {"en": spacy.load(name, disable=self._disable)}
 
 
+def _lemma_lookups(nlp: spacy.language.Language) -> Any | None:
+    """The lemmatizer's lookup tables when the model ships a word index (the English word lists come from it)."""
+    if "lemmatizer" not in nlp.component_names:
+        return None
+    lookups = nlp.get_pipe("lemmatizer").lookups
+    return lookups if lookups.has_table("lemma_index") else None
+
+
 def english_words(nlp: spacy.language.Language, names: frozenset[str]) -> frozenset[str]:
     """Ordinary English words from the model's lemmatizer tables, lower-case.
 
     Adjectives, adverbs and verbs as they are; nouns only when they are not also in the name gazetteers
     (the noun index holds "john" and "smith").
     """
-    if "lemmatizer" not in nlp.component_names:
-        return frozenset()
-    lookups = nlp.get_pipe("lemmatizer").lookups
-    if not lookups.has_table("lemma_index"):
+    lookups = _lemma_lookups(nlp)
+    if lookups is None:
         return frozenset()
     index = lookups.get_table("lemma_index")
     words: set[str] = set()
@@ -77,10 +84,8 @@ def noun_only_words(nlp: spacy.language.Language) -> frozenset[str]:
     The noun index is WordNet's and holds proper nouns ("yamamoto", "waugh"), so a noun-only word is weak
     evidence against a name: name rules with strong positional evidence accept it as a surname.
     """
-    if "lemmatizer" not in nlp.component_names:
-        return frozenset()
-    lookups = nlp.get_pipe("lemmatizer").lookups
-    if not lookups.has_table("lemma_index"):
+    lookups = _lemma_lookups(nlp)
+    if lookups is None:
         return frozenset()
     index = lookups.get_table("lemma_index")
     other = {w.lower() for pos in ENGLISH_POS for w in index.get(pos, ())}
