@@ -42,17 +42,12 @@ PATIENT_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/^-]{0,127}$"
 def erase_patient():
     @task
     def erase(params: dict | None = None) -> dict:
-        import os
-
         from airflow.sdk import Variable
 
         from governance import erasure
-        from medcurate.keys import KEY_ENV
 
         secret = Variable.get(KEY_VARIABLE, default=None)
-        if secret:
-            os.environ[KEY_ENV] = secret
-        ctx = erasure.open_for_erasure(params["spec"], params["data_root"], demo=False)
+        ctx = erasure.open_for_erasure(params["spec"], params["data_root"], demo=False, secret_key=secret)
         return erasure.erase(ctx, patient_key=params["patient_key"]).summary()
 
     erase()

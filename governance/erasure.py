@@ -416,7 +416,9 @@ def erase(ctx: RunContext, *, patient_key: str | None = None, source: str | None
     return result
 
 
-def open_for_erasure(spec: str | Path, data_root: str | Path | None, demo: bool) -> RunContext:
+def open_for_erasure(
+    spec: str | Path, data_root: str | Path | None, demo: bool, secret_key: str | None = None
+) -> RunContext:
     """A context on the published data: its run id is the one that built the shards (events name that run)."""
     from medcurate.runner import open_run
     from medcurate.spec import load_spec
@@ -425,4 +427,4 @@ def open_for_erasure(spec: str | Path, data_root: str | Path | None, demo: bool)
     root = Path(data_root) if data_root else corpus.resolve(corpus.data_root)
     manifest = root / "shards" / "manifest.json"
     run_id = json.loads(manifest.read_text())["run_id"] if manifest.exists() else None
-    return open_run(spec, data_root=root, run_id=run_id, demo=demo)
+    return open_run(spec, data_root=root, run_id=run_id, demo=demo, secret_key=secret_key)

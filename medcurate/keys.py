@@ -28,9 +28,11 @@ class MissingKeyError(RuntimeError):
     pass
 
 
-def load_key(*, demo_key_file: Path | None = None) -> bytes:
-    """The key from the environment; for the demo only (``demo_key_file`` given), a throwaway one."""
-    value = os.environ.get(KEY_ENV)
+def load_key(*, value: str | None = None, demo_key_file: Path | None = None) -> bytes:
+    """``value`` (e.g. an Airflow Variable), else the environment; for the demo only (``demo_key_file``
+    given), a throwaway one.  A value handed in is never copied into the environment, which child
+    processes (Ray workers) would inherit."""
+    value = value or os.environ.get(KEY_ENV)
     if value:
         if len(value) < MIN_KEY_LENGTH:
             raise MissingKeyError(f"{KEY_ENV} is too short: use at least {MIN_KEY_LENGTH} random characters")

@@ -33,13 +33,9 @@ def prepare_run(spec: str, data_root: str | None, run_id: str) -> dict[str, Any]
 
 def run_stage_for(run: dict[str, Any], stage: str, secret_key: str | None = None) -> dict[str, Any]:
     """Run one stage of a prepared run; ``secret_key`` overrides the environment (an Airflow Variable)."""
-    import os
-
-    from medcurate.keys import KEY_ENV
-
-    if secret_key:
-        os.environ[KEY_ENV] = secret_key
-    ctx = open_run(run["spec"], data_root=run["data_root"], run_id=run["run_id"], demo=run["demo"])
+    ctx = open_run(
+        run["spec"], data_root=run["data_root"], run_id=run["run_id"], demo=run["demo"], secret_key=secret_key
+    )
     report = run_stage(ctx, stage)
     return {
         "stage": stage,

@@ -61,7 +61,11 @@ def new_run_id() -> str:
 
 
 def open_run(
-    spec_path: str | Path, data_root: str | Path | None = None, run_id: str | None = None, demo: bool = False
+    spec_path: str | Path,
+    data_root: str | Path | None = None,
+    run_id: str | None = None,
+    demo: bool = False,
+    secret_key: str | None = None,
 ) -> RunContext:
     """Load the spec, create the zones and fetch the key: everything a stage needs, checked up front."""
     spec = load_spec(spec_path)
@@ -71,7 +75,7 @@ def open_run(
     curation_config(spec)
     root = Path(data_root) if data_root else spec.resolve(spec.data_root)
     zones = Zones(root.resolve()).ensure()
-    key = load_key(demo_key_file=zones.root / DEMO_KEY_FILE if demo else None)
+    key = load_key(value=secret_key, demo_key_file=zones.root / DEMO_KEY_FILE if demo else None)
     return RunContext(spec=spec, zones=zones, run_id=run_id or new_run_id(), secret_key=key)
 
 
