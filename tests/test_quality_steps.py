@@ -17,8 +17,15 @@ from medcurate.spec import SpecError, parse_spec
 from medcurate.zones import Zones
 from pipelines.quality.curation_config import Benchmark, DedupConfig, curation_config
 from pipelines.quality.decontam import BenchmarkNgrams, Decontaminator
-from pipelines.quality.dedup import CopyForwardDedup, ExactDedup, NearDedup, shingles
-from pipelines.quality.dedup_index import PublishedIndex
+from pipelines.quality.dedup import (
+    CopyForwardDedup,
+    ExactDedup,
+    NearDedup,
+    candidate_threshold,
+    published_entries,
+    shingles,
+)
+from pipelines.quality.dedup_index import PublishedIndex, save_index
 from pipelines.quality.filters import (
     BoilerplateStripper,
     CharacterRatioFilter,
@@ -242,15 +249,94 @@ def test_near_duplicate_with_ten_percent_of_words_changed_is_caught(ledger: Ledg
     assert step.summary()["clusters"] == {"2": 1}
 
 
-def test_near_dedup_against_an_earlier_run_keeps_the_published_document(ledger: Ledger, zones: Zones) -> None:
-    config = DedupConfig()
-    earlier = NearDedup(config, PublishedIndex(()), _order)
-    run_steps([earlier], [doc("old", "notes", _long_note(1))], ledger)
-    from pipelines.quality.dedup_index import PublishedEntry
+DISCHARGE = (
+    "Hospital course: seventy two year old woman admitted from the emergency department with three days of "
+    "productive cough, fever and worsening shortness of breath. Chest radiograph showed a right lower lobe "
+    "consolidation and she was started on ceftriaxone and azithromycin. Blood cultures remained negative and "
+    "sputum culture grew Haemophilus influenzae sensitive to the current regimen. Her oxygen requirement peaked "
+    "at four liters by nasal cannula on the second day and she was weaned to room air by the fourth day. Her "
+    "home metoprolol was held for soft blood pressures and restarted once she was eating and drinking. Acute "
+    "kidney injury on admission resolved with intravenous fluids and her creatinine returned to baseline. She "
+    "worked with physical therapy, walked the hallway independently and was cleared for discharge home with "
+    "her daughter. Antibiotics were changed to oral amoxicillin clavulanate to complete a seven day course. "
+    "Follow up with her primary care physician in one week with a repeat chest radiograph in six weeks to "
+    "document resolution. Return precautions for fever, chest pain or breathing difficulty were reviewed with "
+    "the patient and her daughter, who both voiced understanding of the plan and the medication changes."
+)
+REWORDINGS = ["markedly", "again", "still", "mildly", "briefly", "notably", "slowly", "fully", "then", "now"]
 
-    entry = PublishedEntry("old", "notes", "run-1", "k", earlier.signatures["old"].hashvalues)
-    later = NearDedup(config, PublishedIndex((entry,)), _order)
-    kept = run_steps([later], [doc("new", "notes", _long_note(3)), doc("other", "notes", NOTE)], ledger)
+
+def _ten_percent_changed(text: str, how: str) -> str:
+    tokens = text.split()
+    count = len(tokens) // 10
+    rng = random.Random(7)
+    if how == "scattered":
+        positions = sorted(rng.sample(range(len(tokens)), count))
+    else:
+        start = rng.randrange(len(tokens) - count)
+        positions = list(range(start, start + count))
+    for i in positions:
+        tokens[i] = rng.choice([w for w in REWORDINGS if w != tokens[i]])
+    return " ".join(tokens)
+
+
+@pytest.mark.parametrize("how", ["scattered", "one passage"])
+def test_near_duplicate_with_ten_percent_of_words_changed_anywhere_is_caught(
+    how: str, ledger: Ledger, zones: Zones
+) -> None:
+    """10% of the words replaced, at random positions or in one passage: 90% of the words are shared in order
+    although, scattered, barely half of the 5-word shingles survive."""
+    copy = _ten_percent_changed(DISCHARGE, how)
+    a, b = shingles(DISCHARGE, 5), shingles(copy, 5)
+    assert len(a & b) / len(a | b) < (0.6 if how == "scattered" else 0.85)
+    docs = [doc("b-copy", "notes", copy), doc("a-original", "notes", DISCHARGE), doc("c-other", "notes", NOTE)]
+    step = NearDedup(DedupConfig(), PublishedIndex(()), _order)
+    kept = run_steps([step], docs, ledger)
+    assert [d["doc_id"] for d in kept] == ["a-original", "c-other"]
+    ((doc_id, reason, detail),) = quarantined(ledger, zones)
+    assert (doc_id, reason) == ("b-copy", "near_duplicate")
+    assert detail == "near_dedup: kept twin a-original (0.90 of words shared in order)"
+
+
+def _templated_note(assessment: str) -> str:
+    """A progress note template: the same headings and standard lines, the assessment written per patient."""
+    return (
+        "Progress Note - General Medicine\n"
+        "Subjective: patient seen and examined at the bedside this morning, overnight events reviewed with nursing.\n"
+        "Objective: T 37.2, HR 84, BP 128/76, RR 16, SpO2 97% on room air. Exam as documented in the flowsheet.\n"
+        f"Assessment and plan: {assessment}\n"
+        "Prophylaxis: subcutaneous heparin. Diet: regular. Code status: full code. Dispo: pending clinical course."
+    )
+
+
+def test_notes_from_one_template_with_different_content_are_not_merged(ledger: Ledger, zones: Zones) -> None:
+    """Same template, other patients: their shingle sets overlap enough for LSH to propose the pair, but they
+    share fewer than 80% of their words, so verification keeps both."""
+    first = _templated_note(
+        "community acquired pneumonia improving on ceftriaxone and azithromycin, afebrile for two days, "
+        "transition to oral antibiotics tomorrow if still afebrile and discharge home once ambulating."
+    )
+    second = _templated_note(
+        "alcohol withdrawal on symptom triggered lorazepam, last dose overnight, thiamine and folate daily, "
+        "social work consulted for outpatient treatment options before discharge."
+    )
+    a, b = shingles(first, 5), shingles(second, 5)
+    assert len(a & b) / len(a | b) > candidate_threshold(DedupConfig())
+    step = NearDedup(DedupConfig(), PublishedIndex(()), _order)
+    kept = run_steps([step], [doc("n1", "notes", first), doc("n2", "notes", second)], ledger)
+    assert [d["doc_id"] for d in kept] == ["n1", "n2"]
+    assert step.summary()["candidate_pairs_checked"] == 1 and step.twin_of == {}
+
+
+def test_near_dedup_against_an_earlier_run_keeps_the_published_document(ledger: Ledger, zones: Zones) -> None:
+    """The earlier run's words come back from the saved index, so a scattered rewording is verified across runs."""
+    config = DedupConfig()
+    exact, earlier = ExactDedup(PublishedIndex(()), _order), NearDedup(config, PublishedIndex(()), _order)
+    published = run_steps([exact, earlier], [doc("old", "notes", DISCHARGE)], ledger)
+    save_index(zones.governance, config, PublishedIndex(()), published_entries(published, exact, earlier, "run-1"))
+    later = NearDedup(config, PublishedIndex.load(zones.governance, config, set()), _order)
+    new = _ten_percent_changed(DISCHARGE, "scattered")
+    kept = run_steps([later], [doc("new", "notes", new), doc("other", "notes", NOTE)], ledger)
     assert [d["doc_id"] for d in kept] == ["other"]
     assert later.twin_of == {"new": "old"}
 

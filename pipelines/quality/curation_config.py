@@ -42,8 +42,11 @@ class FilterThresholds:
 
 @dataclass(frozen=True)
 class DedupConfig:
-    # Estimated Jaccard similarity of word-5-gram sets at or above which two documents are near-duplicates.
+    # Share of words two documents have in common, in order, at or above which they are near-duplicates: the
+    # longest common subsequence of their words over the longer one's word count (word_similarity.py).
+    # 0.8: 10% of the words changed (values included) is a near-duplicate, 20% is the limit.
     near_threshold: float = 0.8
+    # MinHash LSH over shingles of this many words, numbers masked, proposes the candidate pairs to verify.
     num_perm: int = 128
     shingle_words: int = 5
     seed: int = 1

@@ -1,12 +1,15 @@
 """What earlier runs published, for deduplication across runs: ``governance/dedup/published.parquet``.
 
-One row per published document: doc_id, source, run id, the exact-text hash and the MinHash signature.  A
-later run loads it before deduplicating, so a document already published by an earlier run is the kept twin
-and the new copy is dropped.  Rows whose doc_id is curated again in this run are left out of the comparison
-(a re-run or a corrected record replaces its own earlier version instead of colliding with it) and replaced
-when this run publishes.  The MinHash parameters are stored in the file's metadata: an index made with other
-parameters cannot be compared with this run's signatures, so it is set aside (``skipped`` says how many
-entries) and replaced by this run's.  Holds hashes and ids only, never text.
+One row per published document: doc_id, source, run id, the exact-text hash, the MinHash signature and the
+word hashes (word_similarity.py: one xxh32 per word, numbers masked, in order) that near-duplicate candidates
+are verified on.  A later run loads it before deduplicating, so a document already published by an earlier
+run is the kept twin and the new copy is dropped.  Rows whose doc_id is curated again in this run are left
+out of the comparison (a re-run or a corrected record replaces its own earlier version instead of colliding
+with it) and replaced when this run publishes.  The MinHash and word-hash parameters are stored in the file's
+metadata: an index made with other parameters cannot be compared with this run's, so it is set aside
+(``skipped`` says how many entries) and replaced by this run's.  Holds hashes and ids, never text; but a
+dictionary turns the word hashes back into the curated (de-identified) words, so the file is as sensitive as
+the curated zone.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pyarrow.parquet as pq
 
 from medcurate.zones import write_parquet
 from pipelines.quality.curation_config import DedupConfig
+from pipelines.quality.word_similarity import WORD_HASH
 
 INDEX_SCHEMA = pa.schema(
     [
@@ -31,6 +35,7 @@ INDEX_SCHEMA = pa.schema(
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("exact_key", pa.string(), nullable=False),
         pa.field("minhash", pa.list_(pa.uint64()), nullable=False),
+        pa.field("words", pa.list_(pa.uint32()), nullable=False),
     ]
 )
 PARAMS_KEY = b"medcurate.minhash"
@@ -40,8 +45,13 @@ def index_path(governance: Path) -> Path:
     return governance / "dedup" / "published.parquet"
 
 
-def minhash_params(config: DedupConfig) -> dict[str, int]:
-    return {"num_perm": config.num_perm, "seed": config.seed, "shingle_words": config.shingle_words}
+def minhash_params(config: DedupConfig) -> dict[str, int | str]:
+    return {
+        "num_perm": config.num_perm,
+        "seed": config.seed,
+        "shingle_words": config.shingle_words,
+        "word_hash": WORD_HASH,
+    }
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class PublishedEntry:
     run_id: str
     exact_key: str
     minhash: np.ndarray
+    words: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,14 @@ class PublishedIndex:
         keep = pc.invert(pc.is_in(table["doc_id"], pa.array(sorted(exclude_doc_ids), pa.string())))
         rows = table.filter(keep).to_pylist()
         entries = tuple(
-            PublishedEntry(r["doc_id"], r["source"], r["run_id"], r["exact_key"], np.array(r["minhash"], np.uint64))
+            PublishedEntry(
+                r["doc_id"],
+                r["source"],
+                r["run_id"],
+                r["exact_key"],
+                np.array(r["minhash"], np.uint64),
+                np.array(r["words"], np.uint32),
+            )
             for r in rows
         )
         return cls(entries)
@@ -86,7 +104,14 @@ def save_index(
 ) -> int:
     """Earlier entries (minus those replaced) plus this run's published documents; returns the row count."""
     rows = [
-        {"doc_id": e.doc_id, "source": e.source, "run_id": e.run_id, "exact_key": e.exact_key, "minhash": e.minhash}
+        {
+            "doc_id": e.doc_id,
+            "source": e.source,
+            "run_id": e.run_id,
+            "exact_key": e.exact_key,
+            "minhash": e.minhash,
+            "words": e.words,
+        }
         for e in (*previous.entries, *published)
     ]
     table = pa.Table.from_pylist(rows, schema=INDEX_SCHEMA).replace_schema_metadata(

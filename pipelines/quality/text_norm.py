@@ -1,9 +1,10 @@
 """Text normalization shared by the dedup and decontamination steps, so they agree on what "the same" means.
 
 * ``exact_key``: case, Unicode form and whitespace do not make two documents different.
-* ``words``: lower-cased word tokens without punctuation; with ``mask_numbers`` every number becomes "0"
-  (as DataTrove's minhash normalization does), because clinical near-duplicates typically differ in values:
-  the same templated note with other vitals, labs and doses, or the same note with shifted dates.
+* ``words``: lower-cased word tokens without punctuation.
+* ``mask_numbers``: every number in the tokens becomes "0" (as DataTrove's minhash normalization does), for the
+  near-duplicate candidate search: clinical near-duplicates typically differ in values (the same note with
+  other vitals, labs and doses, or with shifted dates), and a changed value must not hide a copy from it.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ def exact_key(text: str) -> str:
     return hashlib.sha256(normalized.encode()).hexdigest()
 
 
-def words(text: str, mask_numbers: bool = False) -> list[str]:
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    if mask_numbers:
-        folded = _NUMBER.sub("0", folded)
-    return _WORD.findall(folded)
+def words(text: str) -> list[str]:
+    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+
+
+def mask_numbers(tokens: list[str]) -> list[str]:
+    return [_NUMBER.sub("0", t) for t in tokens]
 
 
 def ngrams(tokens: list[str], n: int) -> set[str]:
