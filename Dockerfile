@@ -15,6 +15,7 @@ COPY medcurate ./medcurate
 COPY pipelines ./pipelines
 COPY governance ./governance
 COPY dags ./dags
-RUN make install && chown -R medcurate /opt/medcurate && mkdir -p /opt/airflow /data && chown medcurate /opt/airflow /data
+RUN make install && chown -R medcurate /opt/medcurate && mkdir -p /opt/airflow/auth /data \
+    && chown medcurate /opt/airflow /opt/airflow/auth /data
 
 USER medcurate
