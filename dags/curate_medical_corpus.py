@@ -1,79 +1,42 @@
-"""curate_medical_corpus: one full curation run of a corpus spec, stage by stage.
+"""curate_medical_corpus: one full curation run of a corpus spec, in one DAG run.
 
-    prepare -> ingest -> validate_raw -> deid -> curate -> shard -> validate_shards -> catalog -> report -> finish
+    prepare -> list_sources -> ingest_source (mapped: one task per source, in parallel) -> merge_ingest
+      -> validate_raw -> deid -> curate -> shard -> validate_shards -> catalog -> report -> finish
 
-Each task runs one library stage (``medcurate.orchestration``); tasks exchange only the run's spec path,
-data root and run id through XCom, never documents.  The pseudonymization key comes from the Airflow
-Variable ``MEDCURATE_PSEUDONYM_KEY`` (i.e. from the configured secrets backend) or the worker's environment.
-The default spec, ``sample``, generates and curates the bundled synthetic corpus.
+Each task runs one library step (``medcurate.orchestration``); tasks exchange only the run (spec path, data
+root, run id) and counts through XCom, never documents.  Each source is ingested by its own mapped task,
+which rewrites only that source's raw parts and quarantine records; ``merge_ingest`` assembles the stage
+report the later stages read.  ``deid`` and ``shard`` run in the ``medcurate_ray`` pool.  Params, the key,
+retries and the ``task_failed`` audit event: ``medcurate.airflow_support``.  ``finish`` updates the shards
+asset, so DAGs that consume trained-ready shards can be scheduled on it.  For the same chain driven by
+assets, one DAG per step, see ``ingest_<kind>`` -> ``deidentify`` -> ``curate_corpus`` -> ``build_shards``.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from airflow.sdk import dag
 
-from airflow.sdk import Param, dag, task
-
-KEY_VARIABLE = "MEDCURATE_PSEUDONYM_KEY"
-# The stages of medcurate.runner.STAGES, spelled out so that parsing this file imports nothing heavy
-# (pyarrow alone takes most of a second); tests/test_dags.py checks the two lists agree.
-STAGE_NAMES = (
-    "ingest",
-    "validate_raw",
-    "deid",
-    "curate",
-    "shard",
-    "validate_shards",
-    "catalog",
-    "report",
+from medcurate.airflow_support import (
+    DAG_DEFAULTS,
+    SHARDS_ASSET,
+    STAGE_NAMES,
+    finish_task,
+    ingest_source,
+    list_sources,
+    merge_task,
+    prepare,
+    stage_task,
 )
 
 
-def _secret_key() -> str | None:
-    from airflow.sdk import Variable
-
-    return Variable.get(KEY_VARIABLE, default=None)
-
-
-@dag(
-    dag_id="curate_medical_corpus",
-    schedule=None,
-    catchup=False,
-    tags=["medcurate"],
-    default_args={"retries": 1, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
-    params={
-        "spec": Param("sample", type="string", minLength=1, description="corpus spec path, or 'sample'"),
-        "data_root": Param(None, type=["null", "string"], description="override the spec's data root"),
-    },
-    doc_md=__doc__,
-)
+@dag(dag_id="curate_medical_corpus", schedule=None, tags=["medcurate"], doc_md=__doc__, **DAG_DEFAULTS)
 def curate_medical_corpus():
-    @task
-    def prepare(params: dict | None = None, run_id: str | None = None) -> dict:
-        from medcurate.orchestration import prepare_run
-
-        return prepare_run(params["spec"], params["data_root"], run_id)
-
-    def stage_task(stage: str):
-        @task(task_id=stage)
-        def run(run_info: dict) -> dict:
-            from medcurate.orchestration import run_stage_for
-
-            summary = run_stage_for(run_info, stage, _secret_key())
-            return {**run_info, "stages": {**run_info.get("stages", {}), stage: summary}}
-
-        return run
-
-    @task
-    def finish(run_info: dict) -> dict:
-        from medcurate.orchestration import finish_run
-
-        return finish_run(run_info)
-
-    run_info = prepare()
-    for stage in STAGE_NAMES:
-        run_info = stage_task(stage)(run_info)
-    finish(run_info)
+    run = prepare()
+    units = ingest_source.partial(run=run).expand(source=list_sources(run))
+    run = merge_task()(run, units)
+    for stage in STAGE_NAMES[1:]:
+        run = stage_task(stage)(run)
+    finish_task(SHARDS_ASSET)(run)
 
 
 curate_medical_corpus()

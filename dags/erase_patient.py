@@ -9,14 +9,16 @@ the patient's doc_ids or raw identifiers remain in the published data.  ``patien
 source system wrote it (MRN, FHIR Patient id): it is checked against a JSON schema before the run starts and
 never returned through XCom, which carries the pseudonym and counts only.  The key is PHI held in this DAG
 run's conf: restrict who may read DAG runs in Airflow accordingly.  The pseudonymization key comes from the
-Airflow Variable ``MEDCURATE_PSEUDONYM_KEY`` (the secrets backend) or the worker's environment.
+Airflow Variable ``MEDCURATE_PSEUDONYM_KEY`` (the secrets backend) or the worker's environment.  Retries and
+the ``task_failed`` audit event are those of every medcurate DAG (``medcurate.airflow_support``).
 """
 
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-KEY_VARIABLE = "MEDCURATE_PSEUDONYM_KEY"
+from medcurate.airflow_support import DEFAULT_ARGS, LOCATION_PATTERN, secret_key
+
 # Identifiers as source systems write them: MRNs, FHIR ids, HL7 CX ids; no spaces, no control characters.
 PATIENT_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/^-]{0,127}$"
 
@@ -25,6 +27,8 @@ PATIENT_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/^-]{0,127}$"
     dag_id="erase_patient",
     schedule=None,
     catchup=False,
+    max_active_runs=1,  # two erasures rewriting the same shards at once would race
+    default_args=DEFAULT_ARGS,
     tags=["medcurate", "governance"],
     params={
         "patient_key": Param(
@@ -34,20 +38,30 @@ PATIENT_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/^-]{0,127}$"
             pattern=PATIENT_KEY_PATTERN,
             description="the patient key as the source system wrote it (MRN, FHIR Patient id)",
         ),
-        "spec": Param(type="string", minLength=1, description="the corpus spec the data was built from"),
-        "data_root": Param(None, type=["null", "string"], description="override the spec's data root"),
+        "spec": Param(
+            type="string",
+            minLength=1,
+            maxLength=4096,
+            pattern=LOCATION_PATTERN,
+            description="the corpus spec the data was built from",
+        ),
+        "data_root": Param(
+            None,
+            type=["null", "string"],
+            minLength=1,
+            maxLength=4096,
+            pattern=LOCATION_PATTERN,
+            description="override the spec's data root",
+        ),
     },
     doc_md=__doc__,
 )
 def erase_patient():
     @task
     def erase(params: dict | None = None) -> dict:
-        from airflow.sdk import Variable
-
         from governance import erasure
 
-        secret = Variable.get(KEY_VARIABLE, default=None)
-        ctx = erasure.open_for_erasure(params["spec"], params["data_root"], demo=False, secret_key=secret)
+        ctx = erasure.open_for_erasure(params["spec"], params["data_root"], demo=False, secret_key=secret_key())
         return erasure.erase(ctx, patient_key=params["patient_key"]).summary()
 
     erase()

@@ -37,6 +37,12 @@ RUN_END = "run_end"
 STAGE_START = "stage_start"
 STAGE_END = "stage_end"
 STAGE_FAILED = "stage_failed"
+# One unit of a stage that an orchestrator runs as its own task (ingest: one source), inside the stage's events.
+UNIT_START = "unit_start"
+UNIT_END = "unit_end"
+UNIT_FAILED = "unit_failed"
+# An Airflow task that failed (any stage or none): dag, task, try and exception class; never its message.
+TASK_FAILED = "task_failed"
 PUBLICATION = "publication"
 CONFIG_CHANGE = "config_change"
 ERASURE = "erasure"

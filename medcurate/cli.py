@@ -34,6 +34,7 @@ def _fmt(value: object) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from medcurate import storage
     from medcurate.orchestration import DEMO_DIR
     from medcurate.runner import open_run, run_pipeline, summary_rows
 
@@ -45,7 +46,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         spec_path = generate_sample(DEMO_DIR)
         print(f"demo: generated the synthetic sample corpus in {DEMO_DIR}/ (spec {spec_path})")
     ctx = open_run(spec_path, data_root=args.data_root, run_id=args.run_id, demo=demo)
-    print(f"run {ctx.run_id}: corpus '{ctx.spec.name}', {len(ctx.spec.sources)} sources, data root {ctx.zones.root}")
+    root = storage.display(ctx.zones.root)
+    print(f"run {ctx.run_id}: corpus '{ctx.spec.name}', {len(ctx.spec.sources)} sources, data root {root}")
     try:
         reports = run_pipeline(ctx)
     except StageFailed as exc:
@@ -107,12 +109,17 @@ def cmd_deid_text(args: argparse.Namespace) -> int:
 
 
 def _data_root(args: argparse.Namespace) -> Path:
-    """--data-root, else $MEDCURATE_DATA_ROOT, else the demo's data root (where `medcurate run` writes)."""
+    """--data-root, else $MEDCURATE_DATA_ROOT, else the demo's data root (where `medcurate run` writes).
+
+    These commands read governance/ only, so an object-store root is pulled for that zone alone: an auditor's
+    machine never receives the PHI zones.
+    """
     import os
 
+    from medcurate import storage
     from medcurate.orchestration import DEMO_DIR
 
-    return Path(args.data_root or os.environ.get(DATA_ROOT_ENV) or DEMO_DIR / "data")
+    return storage.checkout(args.data_root or os.environ.get(DATA_ROOT_ENV) or DEMO_DIR / "data", zones=["governance"])
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
@@ -192,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run every stage on a corpus spec (no spec: the bundled sample)")
     run.add_argument("spec", nargs="?", help="corpus spec YAML; omit to run the bundled synthetic sample")
-    run.add_argument("--data-root", help="override the spec's data_root")
+    run.add_argument("--data-root", help="override the spec's data_root (a directory or an s3:// URI)")
     run.add_argument("--run-id", help="use this run id instead of a new one")
     run.set_defaults(func=cmd_run)
 
@@ -218,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     deid_text = sub.add_parser("deid-text", help="de-identify text from stdin to stdout")
     deid_text.set_defaults(func=cmd_deid_text)
 
-    data_root_help = f"the run's data root (default: ${DATA_ROOT_ENV}, else the demo's)"
+    data_root_help = f"the run's data root, a directory or an s3:// URI (default: ${DATA_ROOT_ENV}, else the demo's)"
     lineage = sub.add_parser("lineage", help="a document's path from source file to shard row, or a shard's contents")
     lineage.add_argument("doc_id", nargs="?", help="the document's doc_id")
     lineage.add_argument("--shard", help="a shard file (path relative to shards/, or a full path)")

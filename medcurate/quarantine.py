@@ -21,14 +21,20 @@ from medcurate.zones import Zones, make_private_dir, write_parquet
 
 class QuarantineWriter:
     """Collects one stage's quarantine records.  Creating it clears that stage's earlier records: a retried
-    stage rewrites its own quarantine, and stale records of a failed attempt must not linger."""
+    stage rewrites its own quarantine, and stale records of a failed attempt must not linger.
 
-    def __init__(self, zones: Zones, stage: str, run_id: str) -> None:
+    With ``source`` given, the writer belongs to one unit of the stage (ingest runs each source as its own
+    task): it clears and writes only that source's records, so units running side by side never erase each
+    other's.
+    """
+
+    def __init__(self, zones: Zones, stage: str, run_id: str, source: str | None = None) -> None:
         self.zones = zones
         self.stage = stage
         self.run_id = run_id
+        self.source = source
         self._rows: dict[str, list[dict]] = defaultdict(list)
-        for stale in (zones.quarantine / stage).glob("*.parquet"):
+        for stale in (zones.quarantine / stage).glob(f"{source}.parquet" if source else "*.parquet"):
             stale.unlink()
 
     def add(
@@ -42,6 +48,8 @@ class QuarantineWriter:
         position: str | None = None,
         doc_id: str | None = None,
     ) -> None:
+        if self.source is not None and source != self.source:
+            raise ValueError(f"this quarantine writer belongs to source '{self.source}', not '{source}'")
         self._rows[source].append(
             {
                 "run_id": self.run_id,

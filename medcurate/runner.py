@@ -21,6 +21,7 @@ from typing import Any
 
 from governance import audit
 from governance.access import seal_published
+from medcurate import storage
 from medcurate.context import RunContext, StageReport
 from medcurate.keys import load_key
 from medcurate.ray_runtime import ray_session
@@ -73,17 +74,26 @@ def open_run(
     from pipelines.quality.curation_config import curation_config
 
     curation_config(spec)
-    root = Path(data_root) if data_root else spec.resolve(spec.data_root)
-    zones = Zones(root.resolve()).ensure()
-    key = load_key(value=secret_key, demo_key_file=zones.root / DEMO_KEY_FILE if demo else None)
+    root = data_root or spec.data_root
+    # An object-store root (s3://...) is worked on in a local working copy (medcurate.storage).
+    if storage.is_uri(root):
+        root = storage.working_copy(str(root)).root
+    else:
+        root = Path(data_root) if data_root else spec.resolve(root)
+    with storage.exclusive(root):
+        storage.pull(root)
+        zones = Zones(root.resolve()).ensure()
+        key = load_key(value=secret_key, demo_key_file=zones.root / DEMO_KEY_FILE if demo else None)
+        if demo:
+            storage.push(zones.root, only=[zones.root / DEMO_KEY_FILE])  # every worker must use the same demo key
     return RunContext(spec=spec, zones=zones, run_id=run_id or new_run_id(), secret_key=key)
 
 
 def _attach_run_log(ctx: RunContext) -> logging.Handler:
     """Every run leaves its log under governance/logs/: counts, codes and paths only, never PHI."""
-    log_dir = ctx.zones.governance / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_dir / f"{ctx.run_id}.log")
+    path = _run_log_path(ctx)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     for name in ("medcurate", "pipelines", "governance"):
@@ -92,23 +102,42 @@ def _attach_run_log(ctx: RunContext) -> logging.Handler:
     return handler
 
 
+def _run_log_path(ctx: RunContext) -> Path:
+    return ctx.zones.governance / "logs" / f"{ctx.run_id}.log"
+
+
 def _detach_run_log(handler: logging.Handler) -> None:
     for name in ("medcurate", "pipelines", "governance"):
         logging.getLogger(name).removeHandler(handler)
     handler.close()
 
 
-def run_stage(ctx: RunContext, name: str) -> StageReport:
-    """Run one stage and save its report; exceptions propagate (the caller decides how to fail)."""
+def run_stage(ctx: RunContext, name: str, step: Callable[[RunContext], StageReport] | None = None) -> StageReport:
+    """Run one stage and save its report; exceptions propagate (the caller decides how to fail).
+
+    ``step`` replaces the stage's function when an orchestrator ran the stage's units as separate tasks and
+    only its last step is left (ingest: ``pipelines.ingest.stage.merge`` after one task per source).
+
+    With an object-store data root the stage starts from the store's state and publishes everything it
+    changed once it succeeded; a failed stage publishes only its failure event and log.
+    """
     stage = next((s for s in STAGES if s.name == name), None)
     if stage is None:
         raise ValueError(f"unknown stage '{name}'; stages: {', '.join(STAGE_NAMES)}")
+    with storage.exclusive(ctx.zones.root):
+        storage.pull(ctx.zones.root)
+        return _run_and_publish(ctx, stage, step)
+
+
+def _run_and_publish(ctx: RunContext, stage: Stage, step: Callable[[RunContext], StageReport] | None) -> StageReport:
+    name = stage.name
     handler = _attach_run_log(ctx)
+    succeeded = False
     try:
         log.info("run %s: stage %s started", ctx.run_id, name)
         audit.append_event(ctx.zones.governance, audit.STAGE_START, ctx.run_id, {"stage": name})
         started = time.perf_counter()
-        report = stage.function()(ctx)
+        report = (step or stage.function())(ctx)
         report.details.setdefault("seconds", round(time.perf_counter() - started, 3))
         report.save(ctx)
         # Published zones are read-only from here on; the audit log says what was published and when.
@@ -122,6 +151,7 @@ def run_stage(ctx: RunContext, name: str) -> StageReport:
             report.total_output,
             dict(report.removed_by_reason),
         )
+        succeeded = True
         return report
     except Exception as exc:
         # The frames say where it broke; the exception's message is left out because it may quote input.
@@ -132,12 +162,26 @@ def run_stage(ctx: RunContext, name: str) -> StageReport:
         raise
     finally:
         _detach_run_log(handler)
+        if succeeded:
+            storage.push(ctx.zones.root)
+        else:
+            _push_failure_record(ctx)
+
+
+def _push_failure_record(ctx: RunContext) -> None:
+    """Publish the failure event and the run log only; a push error is logged so the stage's own error surfaces."""
+    try:
+        storage.push(ctx.zones.root, only=[audit.audit_log_path(ctx.zones.governance), _run_log_path(ctx)])
+    except Exception as exc:
+        log.error("run %s: could not publish the failure record: %s", ctx.run_id, type(exc).__name__)
 
 
 def run_pipeline(ctx: RunContext, progress: Callable[[str], None] = print) -> list[StageReport]:
     """All stages in order, sharing one Ray runtime; stops at the first failure.  Audited from start to end."""
     reports: list[StageReport] = []
-    audit.record_run_start(ctx)
+    with storage.exclusive(ctx.zones.root):
+        audit.record_run_start(ctx)
+        _push_audit_log(ctx)
     status = "failed"
     try:
         with ray_session():
@@ -154,8 +198,15 @@ def run_pipeline(ctx: RunContext, progress: Callable[[str], None] = print) -> li
         status = "succeeded"
     finally:
         details = {"status": status, "stages": [r.stage for r in reports]}
-        audit.append_event(ctx.zones.governance, audit.RUN_END, ctx.run_id, details)
+        with storage.exclusive(ctx.zones.root):
+            audit.append_event(ctx.zones.governance, audit.RUN_END, ctx.run_id, details)
+            _push_audit_log(ctx)
     return reports
+
+
+def _push_audit_log(ctx: RunContext) -> None:
+    """Publish run-level audit events at once (holding the working copy): a later pull would drop them."""
+    storage.push(ctx.zones.root, only=[audit.audit_log_path(ctx.zones.governance)])
 
 
 def _top_reasons(removed: dict[str, int], n: int = 3) -> str:

@@ -1,4 +1,5 @@
-"""The ingest stage's own duties, whatever the parser: provenance, supersession, quarantine, permissions."""
+"""The ingest stage's own duties, whatever the parser: provenance, supersession, quarantine, permissions, and
+running each source as its own unit (what one Airflow task per source does)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from governance import audit
 from medcurate.runner import open_run, run_stage
 from medcurate.schema import RAW_DOCUMENT_SCHEMA, make_doc_id
+from medcurate.spec import SpecError
 from medcurate.zones import read_zone
+from pipelines.ingest.stage import IngestIncomplete, ingest_unit, merge
 
 HEADER = "note_id,subject_id,hadm_id,note_type,note_seq,charttime,storetime,text\n"
 
@@ -79,3 +83,90 @@ def test_raw_zone_is_owner_only_and_rerun_is_idempotent(corpus: Path, tmp_path: 
     assert first.equals(second)
     for path in [ctx.zones.raw, *ctx.zones.raw.rglob("*")]:
         assert path.stat().st_mode & 0o077 == 0, path
+
+
+def _two_source_spec(tmp_path: Path) -> Path:
+    """Two notes sources, each with one good and one truncated file: both get a quarantine record."""
+    good = gzip.compress((HEADER + "10-RR-9,103,203,RR,1,2180-02-01 09:00:00,,CXR: no acute process.\n").encode())
+    for name in ("north", "south"):
+        incoming = tmp_path / name
+        incoming.mkdir()
+        (incoming / "a.csv.gz").write_bytes(good)
+        (incoming / "b.csv.gz").write_bytes(good[: len(good) // 2])
+    spec = tmp_path / "two.yaml"
+    spec.write_text(
+        "sources:\n"
+        + "".join(
+            f"  - {{name: {name}, kind: notes_csv, paths: ['{name}/*.csv.gz'], license: synthetic, "
+            "legal_basis: waiver}\n"
+            for name in ("north", "south")
+        )
+    )
+    return spec
+
+
+def _quarantine_rows(ctx) -> list[tuple[str, str]]:
+    parts = sorted((ctx.zones.quarantine / "ingest").glob("*.parquet"))
+    return sorted((r["source"], r["reason"]) for p in parts for r in pq.read_table(p).to_pylist())
+
+
+def test_an_ingest_unit_run_twice_gives_the_same_raw_parts_and_merged_report(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MEDCURATE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+    ctx = open_run(_two_source_spec(tmp_path), data_root=tmp_path / "data")
+    for name in ("north", "south"):
+        ingest_unit(ctx, name)
+    first_parts = {p.name: pq.read_table(p) for p in sorted((ctx.zones.raw / "north").glob("*.parquet"))}
+    first = merge(ctx).to_dict()
+    ingest_unit(ctx, "north")
+    second_parts = {p.name: pq.read_table(p) for p in sorted((ctx.zones.raw / "north").glob("*.parquet"))}
+    second = merge(ctx).to_dict()
+    assert first_parts.keys() == second_parts.keys() and first_parts
+    assert all(first_parts[name].equals(second_parts[name]) for name in first_parts)
+    assert (first["sources"], first["details"]) == (second["sources"], second["details"])
+    assert [f["status"] for f in second["details"]["input_files"]] == ["ingested", "quarantined"] * 2
+    assert second["details"]["quarantined_files"] == 2
+    # Re-running north replaced north's quarantine record and left south's alone: one each, no duplicate.
+    assert _quarantine_rows(ctx) == [("north", "truncated_gzip"), ("south", "truncated_gzip")]
+
+
+def test_merge_names_the_sources_not_ingested_yet(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MEDCURATE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+    ctx = open_run(_two_source_spec(tmp_path), data_root=tmp_path / "data")
+    ingest_unit(ctx, "south")
+    with pytest.raises(IngestIncomplete) as failure:
+        merge(ctx)
+    assert failure.value.missing == ["north"] and "north" in str(failure.value)
+
+
+def test_the_whole_stage_goes_through_the_units_and_audits_each(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MEDCURATE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+    ctx = open_run(_two_source_spec(tmp_path), data_root=tmp_path / "data")
+    report = run_stage(ctx, "ingest")
+    assert sorted(report.sources) == ["north", "south"] and report.total_output == 2
+    assert sorted(p.stem for p in (ctx.stage_dir / "ingest").glob("*.json")) == ["north", "south"]
+    events = [(e["type"], e["details"].get("unit")) for e in audit.read_events(ctx.zones.governance)]
+    assert events == [
+        (audit.STAGE_START, None),
+        (audit.UNIT_START, "north"),
+        (audit.UNIT_END, "north"),
+        (audit.UNIT_START, "south"),
+        (audit.UNIT_END, "south"),
+        (audit.STAGE_END, None),
+    ]
+
+
+def test_a_unit_with_a_wrong_parser_option_fails_audited_without_touching_other_sources(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MEDCURATE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+    spec = _two_source_spec(tmp_path)
+    ctx = open_run(spec, data_root=tmp_path / "data")
+    ingest_unit(ctx, "south")
+    spec.write_text(spec.read_text().replace("name: north,", "name: north, options: {colums: {}},"))
+    ctx = open_run(spec, data_root=tmp_path / "data")
+    with pytest.raises(SpecError):
+        ingest_unit(ctx, "north")
+    failed = audit.read_events(ctx.zones.governance)[-1]
+    assert (failed["type"], failed["details"]) == (
+        audit.UNIT_FAILED,
+        {"stage": "ingest", "unit": "north", "error": "SpecError"},
+    )
+    assert _quarantine_rows(ctx) == [("south", "truncated_gzip")]

@@ -6,21 +6,31 @@ the parser cannot read is quarantined whole (copied, with its reason) and the ru
 inside a readable file is quarantined alone.  Documents that a later record supersedes (same ``doc_id``) or
 that a source deletes (PubMed ``DeleteCitation``) are removed at the end, with the reason counted.
 
+Each source is one unit (``ingest_unit``): it rewrites ``raw/<source>/`` and its own quarantine records, and
+saves its counts and file list as a fragment, ``governance/stages/ingest/<source>.json``.  ``merge`` then
+assembles the fragments into the stage's report (``governance/stages/ingest.json``) that the later stages,
+the catalog and the report read.  ``run`` (``medcurate run``) is exactly that: every unit, then the merge;
+an orchestrator runs the units as parallel tasks (one Airflow task per source) and the merge after them.
+
 The raw zone holds PHI: its files are owner-only.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from medcurate.context import RunContext, SourceCounts, StageReport
+from governance import audit
+from medcurate.context import RunContext, SourceCounts, StageFailed, StageReport
 from medcurate.hashing import sha256_file
 from medcurate.quarantine import QuarantineWriter
 from medcurate.schema import RAW_DOCUMENT_SCHEMA, Document, Provenance, documents_to_table, make_doc_id
@@ -242,15 +252,98 @@ def ingest_source(
     return files
 
 
-def run(ctx: RunContext) -> StageReport:
+def fragment_path(zones: Zones, source: str) -> Path:
+    """Where one source's unit leaves its counts and file list for ``merge``."""
+    return zones.governance / "stages" / STAGE / f"{source}.json"
+
+
+class IngestIncomplete(StageFailed):
+    """Some of the spec's sources have no ingest fragment yet: their unit has not run (or not succeeded)."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"ingest: no ingested data yet for source(s) {', '.join(missing)}")
+        self.missing = missing
+
+
+def ingest_unit(ctx: RunContext, source_name: str) -> StageReport:
+    """Ingest one source of the spec and save its fragment; safe to re-run (it rewrites only that source).
+
+    Audited as a unit of the ingest stage (``unit_start`` / ``unit_end`` / ``unit_failed``), so a source
+    ingested by its own Airflow task leaves the same trail as one ingested inside ``medcurate run``.
+    """
+    source = ctx.spec.source(source_name)
+    unit = {"stage": STAGE, "unit": source.name}
+    audit.append_event(ctx.zones.governance, audit.UNIT_START, ctx.run_id, unit)
+    started = time.perf_counter()
+    try:
+        parser = PARSERS[source.kind](source.options)
+        report = StageReport(STAGE, ctx.run_id)
+        quarantine = QuarantineWriter(ctx.zones, STAGE, ctx.run_id, source=source.name)
+        files = ingest_source(ctx, source, parser, report, quarantine)
+        quarantine.flush()
+        report.details = {
+            "input_files": files,
+            "quarantined_files": sum(1 for f in files if f["status"] == "quarantined"),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        _save_fragment(ctx, source.name, report)
+    except Exception as exc:
+        audit.append_event(ctx.zones.governance, audit.UNIT_FAILED, ctx.run_id, {**unit, "error": type(exc).__name__})
+        raise
+    counts = report.counts(source.name)
+    done = {**unit, "input": counts.input, "output": counts.output, "removed": dict(sorted(counts.removed.items()))}
+    audit.append_event(ctx.zones.governance, audit.UNIT_END, ctx.run_id, done)
+    return report
+
+
+def _save_fragment(ctx: RunContext, source: str, report: StageReport) -> Path:
+    """Written under a temporary name and renamed, so ``merge`` never reads half a fragment."""
+    report.finished_at = datetime.now(UTC).isoformat()
+    path = fragment_path(ctx.zones, source)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def merge(ctx: RunContext) -> StageReport:
+    """The stage's report, assembled from every source's latest fragment (units may come from other runs).
+
+    Fails with ``IngestIncomplete`` when a source of the spec has no fragment.  Quarantine records of
+    sources the spec no longer names are removed, as a full ingest always did.
+    """
+    missing = [s.name for s in ctx.spec.sources if not fragment_path(ctx.zones, s.name).exists()]
+    if missing:
+        raise IngestIncomplete(missing)
     report = StageReport(STAGE, ctx.run_id)
-    quarantine = QuarantineWriter(ctx.zones, STAGE, ctx.run_id)
-    # Every parser is built (and its options checked) before any source is read: a spec mistake fails fast.
-    parsers = {source.name: PARSERS[source.kind](source.options) for source in ctx.spec.sources}
     files: list[dict] = []
+    unit_runs: dict[str, str] = {}
     for source in ctx.spec.sources:
-        files.extend(ingest_source(ctx, source, parsers[source.name], report, quarantine))
-    quarantine.flush()
+        fragment = StageReport.from_dict(json.loads(fragment_path(ctx.zones, source.name).read_text()))
+        report.sources[source.name] = fragment.counts(source.name)
+        files.extend(fragment.details["input_files"])
+        unit_runs[source.name] = fragment.run_id
+    names = {s.name for s in ctx.spec.sources}
+    for stale in (ctx.zones.quarantine / STAGE).glob("*.parquet"):
+        if stale.stem not in names:
+            stale.unlink()
     report.details["input_files"] = files
     report.details["quarantined_files"] = sum(1 for f in files if f["status"] == "quarantined")
+    report.details["unit_runs"] = unit_runs
     return report
+
+
+def check_parsers(ctx: RunContext) -> None:
+    """Build every source's parser (and so check its options) before any source is read: a spec mistake in
+    the last source fails before the first one is ingested."""
+    for source in ctx.spec.sources:
+        PARSERS[source.kind](source.options)
+
+
+def run(ctx: RunContext) -> StageReport:
+    """The whole stage in one process: every source's unit, in spec order, then the merge."""
+    check_parsers(ctx)
+    for source in ctx.spec.sources:
+        ingest_unit(ctx, source.name)
+    return merge(ctx)

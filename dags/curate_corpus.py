@@ -1,0 +1,21 @@
+"""curate_corpus: the de-identified zone through the quality gates into ``curated/``, after each deidentify.
+
+    prepare -> curate -> finish
+
+Scheduled on the deid asset; spec and data root come from its event's extra (``medcurate.airflow_support``).
+``finish`` updates the curated asset, which triggers ``build_shards``.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag
+
+from medcurate.airflow_support import CURATED_ASSET, DAG_DEFAULTS, DEID_ASSET, finish_task, prepare, stage_task
+
+
+@dag(dag_id="curate_corpus", schedule=[DEID_ASSET], tags=["medcurate"], doc_md=__doc__, **DAG_DEFAULTS)
+def curate_corpus():
+    finish_task(CURATED_ASSET)(stage_task("curate")(prepare()))
+
+
+curate_corpus()

@@ -1,0 +1,41 @@
+"""ingest_<kind>: one DAG per source kind, ingesting the spec's sources of that kind into the raw zone.
+
+    prepare -> list_sources -> ingest_source (mapped over the sources of this kind) -> finish
+
+``finish`` updates the kind's raw asset (``x-medcurate://raw/<kind>``) with ``{spec, data_root, demo}`` in
+the event's extra, which triggers ``deidentify`` on the same corpus.  Each source's task rewrites only that
+source (raw parts, quarantine records, report fragment), so re-running a DAG run, or one of its tasks, gives
+the same raw zone.  A spec without a source of this kind skips the ingest tasks and updates nothing.
+Trigger one with ``airflow dags trigger ingest_notes_csv -c '{"spec": "/corpora/icu.yaml"}'``; params and
+their defaults: ``medcurate.airflow_support``.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag
+
+from medcurate.airflow_support import (
+    DAG_DEFAULTS,
+    RAW_ASSETS,
+    SOURCE_KINDS,
+    finish_task,
+    ingest_source,
+    list_sources,
+    prepare,
+)
+
+
+def ingest_dag(kind: str):
+    """The ingest DAG of one source kind (the six differ only in the kind they map over and announce)."""
+
+    @dag(dag_id=f"ingest_{kind}", schedule=None, tags=["medcurate", "ingest"], doc_md=__doc__, **DAG_DEFAULTS)
+    def ingest():
+        run = prepare()
+        units = ingest_source.partial(run=run).expand(source=list_sources(run, kind))
+        units >> finish_task(RAW_ASSETS[kind])(run)
+
+    return ingest()
+
+
+for _kind in SOURCE_KINDS:
+    ingest_dag(_kind)
