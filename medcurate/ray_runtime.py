@@ -28,7 +28,9 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
     if address is None:
         kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
     # Ray ships our code to workers by importing it; the project is installed, so no working_dir upload.
-    ray.init(address=address, **kwargs)
+    # Without RAY_ADDRESS, "local" starts a private instance instead of silently joining whatever cluster a
+    # `ray start` on this machine recorded in /tmp/ray.
+    ray.init(address=address or "local", **kwargs)
     log.info("ray started (%s)", "cluster " + address if address else f"local, {kwargs['num_cpus']} cpus")
     try:
         yield

@@ -49,3 +49,41 @@ def sample_run(tmp_path_factory, ray_local) -> SampleRun:
     progress: list[str] = []
     reports = run_pipeline(ctx, progress=progress.append)
     return SampleRun(ctx=ctx, reports=reports, sample_dir=base / "sample", progress=progress)
+
+
+POSTGRES_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+POSTGRES_CLUSTERS = Path("/etc/postgresql")
+
+
+def _postgres_accepting() -> bool:
+    import psycopg2
+
+    try:
+        psycopg2.connect(POSTGRES_DSN).close()
+    except psycopg2.OperationalError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The machine's PostgreSQL (trust auth, user postgres), started once if it is not running; a libpq DSN.
+
+    CI images ship the server installed but stopped; starting it here (a no-op when it runs) means ``make test``
+    and a bare ``pytest`` behave alike.
+    """
+    import subprocess
+    import time
+
+    if _postgres_accepting():
+        return POSTGRES_DSN
+    versions = sorted((p.name for p in POSTGRES_CLUSTERS.glob("*") if p.name.isdigit()), key=int)
+    if not versions:
+        pytest.fail(f"PostgreSQL is not running and no cluster is installed under {POSTGRES_CLUSTERS}")
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"], check=True)
+    deadline = time.monotonic() + 60
+    while not _postgres_accepting():
+        if time.monotonic() > deadline:
+            pytest.fail(f"PostgreSQL {versions[-1]} did not accept connections within 60 s of starting")
+        time.sleep(0.5)
+    return POSTGRES_DSN
