@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +24,7 @@ from medcurate.spec import CorpusSpec, SourceSpec
 from medcurate.zones import Zones, write_parquet
 from pipelines.deid import stage
 from pipelines.deid.config import default_config
+from pipelines.deid.engine import PhiSpan
 from pipelines.deid.surrogates import Replacer
 from pipelines.ingest.dicom import instance_document
 
@@ -105,3 +106,90 @@ def test_stage_round_trip(ctx):
     review = [json.loads(line) for line in (ctx.zones.governance / "deid_review_sample.jsonl").open()]
     assert review and all("Kowalski" not in r["text"] for r in review)
     assert any("«" in r["text"] for r in review)
+
+
+HL7_ORU = "\r".join(
+    [
+        "MSH|^~\\&|LIS|LAB|EHR|MAIN|20190722143000||ORU^R01|CTRL0001|P|2.5.1",
+        "PID|1||48213377^^^MAIN^MR||Kowalski^Anna||19610304|F|||42 MAPLE ST^^SPRINGFIELD^IL^62704^USA||(555)123-4567",
+        "PV1|1|O|5N^512^B||||1234^OKAFOR^CHIDI^^^Dr.||||||||||||V778812",
+        "OBR|1|ORD1||24323-8^Metabolic panel^LN|||20190722080000",
+        "OBX|1|NM|2345-7^Glucose^LN||100|mg/dL|70-99|H|||F",
+        "OBX|2|TX|NOTE^Comment||Anna called from (555) 123-4567; reviewed by Dr. Okafor.||||||F",
+    ]
+)
+TIMELINE_BUNDLE = {
+    "resourceType": "Bundle",
+    "type": "collection",
+    "entry": [
+        {"resource": {"resourceType": "Patient", "id": "48213377", "name": [{"family": "Kowalski", "given": ["Anna"]}],
+                      "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": "48213377"}],
+                      "birthDate": "1961-03-04", "telecom": [{"system": "phone", "value": "(555) 123-4567"}]}},
+        {"resource": {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/48213377"},
+                      "onsetDateTime": "2019-07-22", "code": {"text": "Type 2 diabetes mellitus"}}},
+    ],
+}  # fmt: skip
+
+
+@pytest.fixture()
+def structured_ctx(tmp_path) -> RunContext:
+    """One good HL7 message and FHIR timeline, and three records whose payload cannot be used."""
+    from pipelines.ingest.fhir import FHIR_JSON_KEY
+    from pipelines.ingest.fhir_render import timeline_from_bundle
+    from pipelines.ingest.hl7v2 import message_item
+
+    zones = Zones(tmp_path / "data").ensure()
+    good_hl7 = message_item(1, HL7_ORU.split("\r"))
+    broken_hl7 = Document("CTRL0002", "message 2", 1, "lab_report", good_hl7.text, "48213377",
+                          {**good_hl7.metadata, "hl7_message": "not an HL7 message"})  # fmt: skip
+    write_parquet(
+        documents_to_table([good_hl7, broken_hl7], _provenance("lab", "hl7v2")), zones.raw / "lab" / "p.parquet"
+    )
+    text = timeline_from_bundle(TIMELINE_BUNDLE).text
+
+    def timeline(key: str, payload: str | None) -> Document:
+        return Document(f"timeline/{key}", "entry 1", int(key), "patient_timeline", text, "48213377",
+                        {"title": "Patient timeline", **({FHIR_JSON_KEY: payload} if payload else {})})  # fmt: skip
+
+    timelines = [timeline("1", json.dumps(TIMELINE_BUNDLE)), timeline("2", "{not json"), timeline("3", None)]
+    write_parquet(documents_to_table(timelines, _provenance("ehr", "fhir")), zones.raw / "ehr" / "p.parquet")
+    spec = CorpusSpec(sources=(SourceSpec("lab", "hl7v2", ("x",), "synthetic", "waiver"),))
+    return RunContext(spec=spec, zones=zones, run_id="run-structured", secret_key=KEY)
+
+
+def test_structured_records_are_rendered_from_their_deidentified_payload(structured_ctx):
+    zones = structured_ctx.zones
+    report = stage.run(structured_ctx)
+    [hl7] = pq.read_table(zones.deid / "lab" / "p.parquet").to_pylist()
+    [fhir] = pq.read_table(zones.deid / "ehr" / "p.parquet").to_pylist()
+    replacer = Replacer(KEY, default_config())
+    name = replacer.apply("Anna Kowalski", [PhiSpan(0, 4, "NAME"), PhiSpan(5, 13, "NAME")], "48213377").text
+    birth = (date(1961, 3, 4) - timedelta(days=replacer.date_offset_days("48213377"))).isoformat()
+    for row in (hl7, fhir):
+        assert row["text"].startswith(f"Patient: {name}\nMRN: {pseudonym(KEY, '48213377')}\nBirth date: {birth}\n")
+    assert "Glucose: 100 mg/dL (70-99) H" in hl7["text"]
+    assert f"{name.split()[0]} called from [PHONE]; reviewed by Dr. " in hl7["text"]  # the OBX text leaf
+    extra = dict(hl7["metadata"]["extra"])
+    for phi in ("Kowalski", "KOWALSKI", "ANNA", "Anna", "48213377", "MAPLE", "SPRINGFIELD", "62704", "555", "OKAFOR",
+                "Okafor", "V778812", "19610304", "20190722", "CTRL0001", "ORD1"):  # fmt: skip
+        assert (
+            phi not in hl7["text"] + extra["hl7_message"] + fhir["text"] + dict(fhir["metadata"]["extra"])["fhir_json"]
+        )
+    assert "^^^IL^627^USA" in extra["hl7_message"]  # the address keeps its state and ZIP3
+
+    quarantined = pq.read_table(zones.quarantine / "deid").to_pylist()
+    assert sorted((q["source"], q["reason"]) for q in quarantined) == [
+        ("ehr", "malformed_structured_payload"),
+        ("ehr", "missing_structured_payload"),
+        ("lab", "structured_deid_failed"),
+    ]
+    actions = report.details["structured_actions"]
+    assert (
+        actions["hl7v2:PID-5:name"] == 1 and actions["hl7v2:OBX-5:text"] == 1 and actions["fhir:Patient.name:name"] == 1
+    )
+    events = pq.read_table(zones.governance / "deid_events.parquet").to_pylist()
+    assert {"entity_type": "hl7v2:PID-5", "count": 1, "operator": "name"} in [
+        {k: e[k] for k in ("entity_type", "count", "operator")} for e in events
+    ]
+    dumped = json.dumps(report.to_dict()) + json.dumps(events) + json.dumps(quarantined)
+    assert "Kowalski" not in dumped and "48213377" not in dumped and "{not json" not in dumped

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import socket
-from datetime import datetime
+from datetime import date, datetime
 
 import pytest
 
 from pipelines.deid.config import default_config
-from pipelines.deid.dates import shift_date_text
-from pipelines.deid.engine import DeidEngine
+from pipelines.deid.dates import shift_date_text, written_year
+from pipelines.deid.engine import DeidEngine, PhiSpan
 from pipelines.deid.evaluate import deidentify_text
 from pipelines.deid.surrogates import Replacer
 
@@ -120,6 +120,17 @@ def test_surrogates_are_consistent_per_patient_and_preserve_intervals(engine):
     d2 = datetime.strptime(re.search(r"\d\d/\d\d/\d{4}", out2).group(0), "%m/%d/%Y")
     assert (d2 - d1).days == 10
     assert other != out1
+
+
+def test_a_date_90_or_more_years_back_becomes_the_single_year_of_the_90_plus_group():
+    replacer = Replacer(KEY, default_config(), today=date(2026, 11, 28))
+    text = "DOB: 03/04/1931. Admitted 07/22/2019. Mother born 1930."
+    spans = [PhiSpan(5, 15, "DATE", 1.0), PhiSpan(26, 36, "DATE", 1.0)]
+    out = replacer.apply(text, spans, "patient-1").text
+    assert out.startswith("DOB: 1936. Admitted ") and "1931" not in out and "03/04" not in out
+    assert re.search(r"Admitted \d\d/\d\d/201[89]\.", out)  # an ordinary date is shifted, not capped
+    assert out.endswith("Mother born 1930.")  # a bare year is not an element of a date under Safe Harbor
+    assert written_year("3rd of January") is None and written_year("7/22/19") == 2019
 
 
 def test_deidentify_text_tags_without_key_and_caps_old_ages_with_key():
@@ -268,3 +279,101 @@ def test_last_first_before_an_id_label_is_a_name_even_when_the_words_are_ordinar
 )
 def test_context_rules_leave_counts_and_clinical_places_alone(engine, text):
     assert found(engine, text) == {}
+
+
+# ---- general name evidence: middle initials, name pairs, possessive kin, person verbs, lists, transcripts ----
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Ask Halvard J Sønstebø about the referral.", "Halvard J Sønstebø"),
+        ("The note came back from radiology; ok per radka j novotna.", "radka j novotna"),
+        ("I met Gudrun Ísaksdóttir at the pharmacy.", "Gudrun Ísaksdóttir"),
+        ("Aylin's daughter called the unit.", "Aylin"),
+        ("bogdan's wife brought his glasses.", "bogdan"),
+        ("Wrzesniewski said the pain improved overnight.", "Wrzesniewski"),
+        ("Ondřejka lives alone on the third floor.", "Ondřejka"),
+        ("Usamov and Bowers agreed with the plan.", "Usamov"),
+        ("Their children: oksana, bogdan, laura and radu.", "oksana"),
+        ('Dragomir: "Where is my wife?"', "Dragomir"),
+        ("Hello, everyone calls me zdenka here.", "zdenka"),
+        ("Name:      kasia wrobel", "kasia wrobel"),
+        ("Todd visited today.", "Todd"),
+        ("Ella: Where were you?\nLeverett: At home.", "Leverett"),
+        ("Danial, can I please speak to the nurse?", "Danial"),
+        ("Hi Vsevolod, your labs are back.", "Vsevolod"),
+    ],
+)
+def test_general_name_evidence_finds_names_without_titles(engine, text, name):
+    spans = found(engine, text)
+    assert any(name in phi for phi in spans), spans
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Vitamin D Deficiency, Hepatitis B Surface antigen negative, Factor V Leiden heterozygote.",
+        "Cultures: Enterococcus faecalis in urine. Mild Cardiomegaly on CXR. Candida Albicans in sputum.",
+        "Parkinson's disease. Mother's sister has diabetes.",
+        "Vancomycin started; Lasix, Zosyn and Coumadin continued.",
+        "My name is not important, call me back tomorrow.",
+        "You said your pain is better.",
+        "Plan: continue\nNeuro: intact\nKeppra: 500 mg bid\nDepakote: 250 mg qhs",
+        "Thanks, will follow up. Hi, pt doing well.",
+    ],
+)
+def test_general_name_evidence_leaves_clinical_phrases_alone(engine, text):
+    assert not {k for k, v in found(engine, text).items() if v == "NAME"}
+
+
+# ---- addresses, towns and phones in international formats ----
+@pytest.mark.parametrize(
+    ("text", "phi"),
+    [
+        ("Mail it to 3369 24 Clarke Avenue please.", "3369 24 Clarke Avenue"),
+        ("She moved to 18 Larkspur Close last year.", "18 Larkspur Close"),
+        ("lives at 3911 fourth avenue suite 112 with son", "3911 fourth avenue suite 112"),
+        ("Found him at the corner of Main and 5th yesterday", "Main and 5th"),
+        ("send to unit 1009 box 0219", "unit 1009 box 0219"),
+        ("Deployed on USNS Mercy since spring", "USNS Mercy"),
+        ("He walks daily on Harbor View Street.", "Harbor View Street"),
+        ("Lives at 5049 Harjukuja 54, Seinäjoki", "Seinäjoki"),
+        ("We both work in Hokksund 3300 now.", "Hokksund"),
+        ("We both work in Hokksund 3300 now.", "3300"),
+        ("He studied in TROMSØ, then moved", "TROMSØ"),
+        ("Call 416 60 039 office or 3660170548-Fax", "416 60 039"),
+        ("Call 416 60 039 office or 3660170548-Fax", "3660170548"),
+        ("Texts go to 0961-7596216.", "0961-7596216"),
+        ("The company is based in Hokksund.", "Hokksund"),
+        ("Where: Kuncsorba Country Club", "Kuncsorba Country Club"),
+        ("Ship to:\nEBEN\nAustria", "EBEN"),
+        ("Verda lives on 33 avenue de Provence now.", "33 avenue de Provence"),
+    ],
+)
+def test_addresses_towns_and_phones_in_other_formats(engine, text, phi):
+    assert phi in found(engine, text)
+
+
+def test_address_block_lines_with_bullets_ordinary_words_and_capitals(engine):
+    text = "Send to:\n• 3654 Brixtonlaan 380\n• Suite 727\n• Port Whangarei\n• Belgium 42940\n\n4596 Tylova 285\nDOLE\n"
+    spans = found(engine, text)
+    for part in ("3654 Brixtonlaan 380", "Suite 727", "Port Whangarei", "Belgium 42940", "DOLE"):
+        assert part in spans, spans
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Pt seen in Clinic 1400 and in room 1234 today.",
+        "Lesion at the corner of the mouth and lip.",
+        "TRANSFERRED TO MICU. PT IN BED.",
+        "Takes 2 tabs at home, 3 more at work.",
+        "Heparin drip on Floor 5 West.",
+    ],
+)
+def test_address_and_town_rules_leave_clinical_text_alone(engine, text):
+    assert found(engine, text) == {}
+
+
+def test_only_a_capitalized_line_above_a_country_line_is_its_town(engine):
+    spans = found(engine, "Family flew in yesterday.\nfollow up in clinic\nGermany\n\nSend to:\nDOLE\nFrance")
+    assert "DOLE" in spans and not any("follow" in k or "clinic" in k for k in spans)

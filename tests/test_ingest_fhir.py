@@ -14,6 +14,7 @@ from medcurate.sample.people import make_cohort
 from medcurate.schema import Document, Provenance, documents_to_table
 from pipelines.ingest.base import BadInput, RejectedRecord
 from pipelines.ingest.fhir import FhirParser
+from pipelines.ingest.fhir_render import timeline_from_bundle
 
 PID = "9f1c2b4e-0000-4000-8000-000000000001"
 NOTE = "Discharge summary for Maria Lopez, MRN 55501234, seen 03/04/2019.\nFollow up with Dr. Chen."
@@ -127,6 +128,13 @@ def test_bundle_gives_documents_and_one_chronological_timeline(tmp_path):
     assert "metformin (RxNorm 860975) active - 500 mg twice daily" in events[5]
     assert events[7].startswith("undated Immunization: Influenza vaccine (CVX 140)")
     assert timeline.metadata["event_time"].isoformat() == "2018-01-01T00:00:00+00:00"
+
+    # The payload the deid stage renders the timeline from again: the same text, no attachment bytes.
+    bundle = json.loads(timeline.metadata["fhir_json"])
+    assert timeline_from_bundle(bundle).text == timeline.text
+    assert [e["resource"]["resourceType"] for e in bundle["entry"]][:2] == ["Patient", "Observation"]
+    assert '"data"' not in timeline.metadata["fhir_json"] + docs["DocumentReference/d1"].metadata["fhir_json"]
+    assert json.loads(docs["DiagnosticReport/dr1"].metadata["fhir_json"])["conclusion"] == "No acute process."
 
 
 def test_document_reference_and_report_are_decoded_from_base64(tmp_path):

@@ -11,7 +11,7 @@ from medcurate.sample import hl7 as sample_hl7
 from medcurate.sample.people import make_cohort
 from medcurate.schema import Document, Provenance, documents_to_table
 from pipelines.ingest.base import BadInput, RejectedRecord
-from pipelines.ingest.hl7v2 import Delimiters, Hl7v2Parser
+from pipelines.ingest.hl7v2 import Delimiters, Hl7v2Parser, message_item
 
 PID = (
     "PID|1||55501234^^^MAIN^MR~998877^^^SSA^SS||Lopez^Maria^J||19610714|F|||12 Elm Street^^Salem^MA^01970"
@@ -80,6 +80,9 @@ def test_oru_renders_results_with_header_and_metadata(tmp_path):
     assert doc.metadata["message_type"] == "ORU^R01" and doc.metadata["hl7_version"] == "2.5.1"
     table = documents_to_table([doc], Provenance("lab", "hl7v2", "file:///f", "0" * 64, "x", "waiver", "r"))
     assert table.num_rows == 1
+    # The message is kept for the deid stage, which renders the text again from it with the same function.
+    assert doc.metadata["hl7_message"].split("\r") == ORU
+    assert message_item(1, doc.metadata["hl7_message"].split("\r")).text == doc.text
 
 
 def test_mdm_note_with_txa_metadata_and_escapes(tmp_path):

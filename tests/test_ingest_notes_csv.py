@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,11 @@ def test_mimic_columns_multiline_notes_and_line_positions(tmp_path):
     assert first.metadata["event_time"].isoformat() == "2180-07-25T00:00:00"
     assert first.metadata["note_seq"] == "21"
     assert second.metadata["encounter_id"] is None
+    # The other cells, for the deid stage's column profile; the text is the document itself.
+    assert json.loads(first.metadata["csv_row"]) == {
+        "note_id": "10000032-DS-21", "subject_id": "10000032", "hadm_id": "22595853", "note_type": "DS",
+        "note_seq": "21", "charttime": "2180-07-25 00:00:00", "storetime": "2180-07-25 21:42:00",
+    }  # fmt: skip
 
     table = documents_to_table([first, second], Provenance("notes", "notes_csv", "file:///x", "0" * 64, "x",
                                                            "waiver", "r"))  # fmt: skip

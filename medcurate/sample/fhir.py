@@ -115,7 +115,10 @@ class _PatientRecord:
     def __init__(self, patient: Patient, rng: random.Random) -> None:
         self.p = patient
         self.rng = rng
-        self.patient_id = self._uuid()
+        self._uuid()  # drawn all the same, so every other generated value stays as it was
+        # The sample's FHIR server uses the MRN as the Patient's logical id: the same person then has one patient
+        # key in FHIR, HL7 and the notes export, which cross-source consistency and erasure are tested against.
+        self.patient_id = patient.mrn
 
     def _uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))

@@ -43,6 +43,8 @@ class NameRules:
     credentials: frozenset[str]
     context_before: tuple[str, ...]
     weak_context: frozenset[str]
+    any_case_context: frozenset[str]
+    person_verbs: frozenset[str]
     stop_words: frozenset[str]
     ambiguous_names: frozenset[str]
     never_names: frozenset[str]
@@ -131,6 +133,8 @@ def _parse_names(data: dict[str, Any]) -> NameRules:
         credentials=words("credentials"),
         context_before=tuple(sorted({str(w).lower() for w in data["context_before"]}, key=len, reverse=True)),
         weak_context=lower("weak_context"),
+        any_case_context=lower("any_case_context"),
+        person_verbs=lower("person_verbs"),
         stop_words=lower("stop_words"),
         ambiguous_names=lower("ambiguous_names"),
         never_names=lower("never_names"),

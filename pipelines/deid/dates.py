@@ -65,6 +65,15 @@ def _ordinal(original: str, day: int) -> str:
     return suffix.upper() if original.isupper() else suffix
 
 
+def written_year(text: str) -> int | None:
+    """The year a date text states (two-digit years expanded), or None when it states none or is no date."""
+    for form in FORMS:
+        m = form.match(text)
+        if m is not None:
+            return _full_year(m.group("y")) if m.groupdict().get("y") else None
+    return None
+
+
 def shift_date_text(text: str, days: int) -> str | None:
     """``text`` moved ``days`` days (negative: back), or None when it is not a parsable calendar date."""
     for form in FORMS:

@@ -96,6 +96,12 @@ def noun_only_words(nlp: spacy.language.Language) -> frozenset[str]:
     return frozenset(w.lower() for w in index.get("noun", ()) if w.isalpha() and w.lower() not in other)
 
 
+def place_words(config: DeidConfig) -> frozenset[str]:
+    """One-word gazetteer places that are no given name too, lower-case: such a word alone is no name."""
+    ambiguous = {p.lower() for p in config.places.ambiguous}
+    return frozenset(p.lower() for p in config.places.countries | config.places.cities if " " not in p) - ambiguous
+
+
 class ContextFreeAnalyzerEngine(AnalyzerEngine):
     """Presidio's analyzer without its context-word score boost.
 
@@ -128,9 +134,10 @@ class DeidEngine:
             registry.add_recognizer(recognizer)
         registry.add_recognizer(NerLocationRecognizer(self.config, english))
         registry.add_recognizer(PlaceRecognizer(self.config.places))
+        noun_only = noun_only_words(nlp)
         registry.add_recognizer(AddressBlockRecognizer(self.config, english))
         registry.add_recognizer(
-            NameRecognizer(names, english, noun_only_words(nlp), self.config.never_flag, score=0.85)
+            NameRecognizer(names, english, noun_only, self.config.never_flag, place_words(self.config), score=0.85)
         )
         self.analyzer = ContextFreeAnalyzerEngine(
             registry=registry, nlp_engine=self.nlp_engine, supported_languages=["en"]

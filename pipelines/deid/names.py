@@ -9,6 +9,8 @@ redacted at its every other occurrence in the same document, because notes repea
 
 from __future__ import annotations
 
+import bisect
+
 import regex
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
@@ -30,9 +32,19 @@ EPONYM_NOUNS = frozenset(
 STRONG, CONTEXT, GAZETTEER, NER = 4, 3, 2, 1
 RELATIONS = frozenset(
     "wife husband spouse partner son daughter mother father mom dad sister brother aunt uncle niece nephew "
-    "cousin grandson granddaughter grandmother grandfather friend neighbor caregiver fiance fiancee".split()
+    "cousin grandson granddaughter grandmother grandfather friend neighbor caregiver fiance fiancee kid".split()
 )
 ENGLISH_SUFFIXES = ("s", "es", "ed", "d", "ing", "ly", "er")
+# Stem endings an inflection needs: "-es" follows a sibilant or "o" ("boxes", "heroes"), "-d" follows an "e"
+# ("used"); without this "Torres" would be "torr" + "es" and "Todd" would be "tod" + "d".
+SUFFIX_STEM_ENDINGS = {"es": ("s", "x", "z", "ch", "sh", "o"), "d": ("e",)}
+# Words after "X's" that make X a person ("Asya's kid", "roberto's daughter").
+KIN_AFTER_POSSESSIVE = frozenset("kid kids child children baby family boyfriend girlfriend".split())
+POSSESSIVE = frozenset({"'s", "’s"})
+CONJUNCTIONS = frozenset({"and", "&", "or"})
+# Words after "Name," at the start of a line that make it an address to that person ("Danial, can I ...").
+VOCATIVE_NEXT = frozenset("can could would will please i you we are do did have is thank thanks".split())
+QUOTES = frozenset("\"“”„«'")
 # Labels that open an identifier field in a patient banner line.
 ID_LABELS = frozenset("mrn mr mr# dob d.o.b. acct account fin csn id ssn".split())
 # Verbs whose subject in a note is a person ("yuki chen c/o ...", "Mr Adeyemi reports ...").
@@ -50,6 +62,7 @@ class NameRecognizer(EntityRecognizer):
         english_words: frozenset[str],
         noun_only: frozenset[str],
         clinical: frozenset[str],
+        places: frozenset[str] = frozenset(),
         score: float = 0.85,
     ) -> None:
         super().__init__(supported_entities=["NAME"], name="names", supported_language="en")
@@ -64,6 +77,7 @@ class NameRecognizer(EntityRecognizer):
         for phrase in rules.context_before:
             words = tuple(phrase.split())
             self._context.setdefault(words[0], []).append(words)
+        self.places = places
         self._strong_credentials = frozenset(
             c for c in rules.credentials if len(c.replace(".", "")) >= 3 or c in {"MD", "RN", "NP", "M.D."}
         )
@@ -88,9 +102,7 @@ class NameRecognizer(EntityRecognizer):
     def _is_english(self, word: str) -> bool:
         """An ordinary word, also in inflected form ("visited", "brings") that the lemma index lacks."""
         low = word.lower()
-        if low in self.english:
-            return True
-        return any(low.endswith(x) and low[: -len(x)] in self.english for x in ENGLISH_SUFFIXES)
+        return low in self.english or any(stem in self.english for stem in _stems(low))
 
     def _is_common(self, word: str) -> bool:
         """An ordinary word that is not only a noun: WordNet's noun-only words include surnames ("yamamoto")."""
@@ -99,7 +111,22 @@ class NameRecognizer(EntityRecognizer):
         def common(w: str) -> bool:
             return w in self.english and w not in self.noun_only
 
-        return common(low) or any(low.endswith(x) and common(low[: -len(x)]) for x in ENGLISH_SUFFIXES)
+        return common(low) or any(common(stem) for stem in _stems(low))
+
+    def _name_like(self, tok: Token) -> bool:
+        """A word that can be a name without any gazetteer: no ordinary English, clinical or place word."""
+        low = tok.text.lower()
+        return (
+            self._candidate(tok)
+            and len(low) >= 2
+            and low not in self.places
+            and (self._in_gazetteer(low) and not self._ambiguous(low) or not self._is_english(low))
+        )
+
+    @staticmethod
+    def _title(tok: Token) -> bool:
+        """Written Title-case ("Miklós", "McAllister"), not ALL CAPS."""
+        return tok.text[:1].isupper() and not tok.text.isupper()
 
     def _in_gazetteer(self, text: str) -> bool:
         low = text.lower()
@@ -133,6 +160,12 @@ class NameRecognizer(EntityRecognizer):
         self._gazetteer(toks, caps_line, mark)
         self._ner(nlp_artifacts, doc, caps_line, mark)
         self._report_subjects(doc, toks, mark)
+        self._middle_initials(toks, caps_line, mark)
+        self._unknown_pairs(toks, caps_line, mark)
+        self._possessive_kin(toks, mark)
+        self._person_verbs(toks, mark)
+        self._speakers(toks, mark)
+        self._coordinations(toks, evidence)
         self._eponyms(toks, evidence)
         self._extend_to_unknown_words(toks, caps_line, evidence)
         self._initials_next_to_names(toks, evidence)
@@ -242,11 +275,14 @@ class NameRecognizer(EntityRecognizer):
                 colon = j < len(toks) and toks[j].text in {":", "-", "=", "#"}
                 if colon:
                     j += 1
+                    while j < len(toks) and toks[j].is_space and "\n" not in toks[j].text:
+                        j += 1  # "Name:    hyuuma t. maida": aligned form fields
                 key = " ".join(phrase)
                 weak = key in self.rules.weak_context and not colon
                 relation = key in RELATIONS
+                any_case = key in self.rules.any_case_context
                 # After a relation word a lower-case word counts too when it is a known given name ("son mike").
-                run = self._run_after(toks, j, 4, need_capital=weak and not relation)
+                run = self._run_after(toks, j, 4, need_capital=weak and not relation and not any_case)
                 if relation and weak:
                     run = self._relation_run(toks, run)
                 # "LAST, FIRST" after a label ("PT YAMAMOTO, KAREN"): both words must look like names.
@@ -263,6 +299,11 @@ class NameRecognizer(EntityRecognizer):
                         break
                 for idx in run:
                     word = toks[idx].text
+                    if any_case and not self._capitalized(toks[idx]):
+                        if not self._name_like(toks[idx]):
+                            break
+                        mark(idx, CONTEXT)
+                        continue
                     if weak and relation and not self._is_english(word) and word.lower() not in self.clinical:
                         mark(idx, CONTEXT)
                         continue
@@ -323,9 +364,13 @@ class NameRecognizer(EntityRecognizer):
     def _report_subjects(self, doc: Doc, toks: list[Token], mark) -> None:
         """The one or two words before "c/o", "reports", "denies" ... are the person reporting: a name when
         they look like one ("S: yuki chen c/o abd pain"), whatever their case."""
+        ends = None
         for m in REPORT_VERB.finditer(doc.text):
-            end = m.start()
-            run = [t.i for t in doc.char_span(0, end, alignment_mode="contract") or ()][-2:] if end else []
+            if ends is None:
+                ends = [t.idx + len(t.text) for t in toks]
+            # The last two tokens that end before the verb (a bisect: walking the prefix is quadratic).
+            last = bisect.bisect_right(ends, m.start())
+            run = list(range(max(0, last - 2), last))
             while run and not self._candidate(toks[run[0]]):
                 run = run[1:]
             if not run or any(not self._candidate(toks[k]) or "\n" in toks[k].whitespace_ for k in run[:-1]):
@@ -337,6 +382,141 @@ class NameRecognizer(EntityRecognizer):
             if known or (len(words) == 2 and not any(self._in_gazetteer(w) or self._is_english(w) for w in words)):
                 for k in run:
                     mark(k, GAZETTEER)
+
+    def _middle_initials(self, toks: list[Token], caps_line: list[bool], mark) -> None:
+        """First, middle initial, last: "Sari J. Paavolainen", "leidy t muris".  The initial between two name-like
+        words in the same case is the evidence; ordinary words around it ("Vitamin D Deficiency") veto."""
+        for i in range(len(toks) - 2):
+            first, initial = toks[i], toks[i + 1]
+            k = i + 2
+            if toks[k].text == "." and toks[i + 1].whitespace_ == "":
+                k += 1
+            if k >= len(toks) or first.whitespace_ != " " or toks[k - 1].whitespace_ != " ":
+                continue
+            last = toks[k]
+            letter = initial.text.rstrip(".")
+            if len(letter) != 1 or not letter.isalpha() or caps_line[i]:
+                continue
+            title = self._title(first) and self._title(last) and letter.isupper()
+            lower = first.text.islower() and last.text.islower() and letter.islower() and letter not in "aiqx"
+            if (title or lower) and self._name_like(first) and self._name_like(last):
+                for idx in range(i, k + 1):
+                    mark(idx, CONTEXT)
+
+    def _unknown_pairs(self, toks: list[Token], caps_line: list[bool], mark) -> None:
+        """Two Title-case words side by side that are neither ordinary, clinical nor place words ("Miklós Hajdu",
+        "Cleopatra Mordvinova"): a given name and surname.  Drug and organism names are kept out by the
+        never-name list."""
+        for i in range(len(toks) - 1):
+            a, b = toks[i], toks[i + 1]
+            if a.whitespace_ != " " or caps_line[i] or not (self._title(a) and self._title(b)):
+                continue
+            if len(a.text) < 3 or len(b.text) < 3 or not (self._name_like(a) and self._name_like(b)):
+                continue
+            mark(i, GAZETTEER)
+            mark(i + 1, GAZETTEER)
+
+    def _possessive_kin(self, toks: list[Token], mark) -> None:
+        """ "Asya's kid", "roberto's daughter": the owner of a relation is a person."""
+        for i in range(len(toks) - 2):
+            if toks[i + 1].text.lower() not in POSSESSIVE:
+                continue
+            kin = toks[i + 2].text.lower()
+            if (kin in RELATIONS or kin in KIN_AFTER_POSSESSIVE) and self._name_like(toks[i]):
+                mark(i, CONTEXT)
+
+    def _person_verbs(self, toks: list[Token], mark) -> None:
+        """The Title-case name-like words right before a person verb ("Trivo lives on", "Tomomi Nishiyama lives
+        at"), or right after "said" ("said Erle"), are a person."""
+        for i, tok in enumerate(toks):
+            if tok.text.lower() not in self.rules.person_verbs:
+                continue
+            j = i - 1
+            while j >= 0 and i - j <= 2 and self._title(toks[j]) and self._name_like(toks[j]):
+                if "\n" in toks[j].whitespace_ or len(toks[j].text) < 3:
+                    break
+                mark(j, CONTEXT)
+                j -= 1
+            nxt = i + 1
+            if tok.text.lower() == "said" and nxt < len(toks) and self._title(toks[nxt]) and self._name_like(toks[nxt]):
+                mark(nxt, CONTEXT)
+
+    def _speakers(self, toks: list[Token], mark) -> None:
+        """Transcripts and messages: a line that opens with a name-like word and a colon before a quotation
+        ("Koppány: \"Who are you?\""); two or more lines opening "Word:" where one word is a given name
+        ("Ella: ...", "Leverett: ..."); a line that opens with a name-like word, a comma and a request
+        ("Danial, can I ...")."""
+        speakers: list[int] = []
+        for i in range(len(toks) - 2):
+            line_start = i == 0 or "\n" in toks[i - 1].whitespace_ or "\n" in toks[i - 1].text
+            if not line_start or not self._title(toks[i]) and not toks[i].text.islower():
+                continue
+            nxt = toks[i + 1].text
+            if nxt == "," and toks[i + 2].text.lower() in VOCATIVE_NEXT and self._name_like(toks[i]):
+                mark(i, CONTEXT)
+            if nxt != ":" or not (self._name_like(toks[i]) or toks[i].text.lower() in self.rules.first_names):
+                continue
+            speakers.append(i)
+            k = i + 2
+            while k < len(toks) and toks[k].is_space and "\n" not in toks[k].text:
+                k += 1
+            if k < len(toks) and toks[k].text[:1] in QUOTES and self._name_like(toks[i]):
+                mark(i, CONTEXT)
+        given = [i for i in speakers if self._in_gazetteer(toks[i].text) and not self._ambiguous(toks[i].text)]
+        if len(speakers) >= 2 and given:
+            for i in speakers:
+                mark(i, CONTEXT)
+
+    def _coordinations(self, toks: list[Token], evidence: list[int]) -> None:
+        """Single words joined by commas and "and"/"or": "Usamov and Bowers", "Morrison, Rogers and Torres",
+        "silvana, adam, christopher and caleb".  A Title-case list where one item is a name makes the other
+        name-like items names; a lower-case list of three or more is names when most items are given names."""
+        i = 0
+        while i < len(toks):
+            following = toks[i + 1].text.lower() if i + 1 < len(toks) else ""
+            items = self._coordination_at(toks, i) if following == "," or following in CONJUNCTIONS else []
+            if not items:
+                i += 1
+                continue
+            words = [toks[k] for k in items]
+            if all(self._title(w) for w in words):
+                ok = all(self._in_gazetteer(w.text) or self._name_like(w) for w in words)
+                anchor = any(evidence[k] >= CONTEXT or self._in_gazetteer(toks[k].text) for k in items)
+                unusual = any(self._name_like(w) for w in words)
+                accept = ok and anchor and unusual
+            elif all(w.text.islower() for w in words) and len(words) >= 3:
+                given = sum(1 for w in words if w.text in self.rules.first_names)
+                ok = all(w.text in self.rules.first_names or self._name_like(w) for w in words)
+                accept = ok and given >= 2 and given * 2 >= len(words)
+            else:
+                accept = False
+            if accept:
+                for k in items:
+                    evidence[k] = max(evidence[k], GAZETTEER)
+            i = items[-1] + 1
+
+    def _coordination_at(self, toks: list[Token], i: int) -> list[int]:
+        """Token indexes of a list of single words starting at ``i`` that ends with a conjunction, else []."""
+        if not self._candidate(toks[i]) or len(toks[i].text) < 2:
+            return []
+        items = [i]
+        j = i + 1
+        while j + 1 < len(toks):
+            sep = toks[j].text.lower()
+            if sep == "," and toks[j + 1].text.lower() in CONJUNCTIONS:
+                j += 1
+                sep = toks[j].text.lower()
+            if sep not in CONJUNCTIONS and sep != ",":
+                return []
+            item = j + 1
+            if not self._candidate(toks[item]) or "\n" in toks[j].whitespace_ or len(toks[item].text) < 2:
+                return []
+            items.append(item)
+            after = toks[item + 1] if item + 1 < len(toks) else None
+            if sep in CONJUNCTIONS:
+                return [] if after is not None and self._title(after) and self._title(toks[item]) else items
+            j = item + 1
+        return []
 
     def _surname_first(self, last: str, first: str) -> bool:
         """ "LAST, FIRST" after a label: both gazetteer names or no ordinary words, at least one a known name,
@@ -460,3 +640,18 @@ class NameRecognizer(EntityRecognizer):
             spans.append((start, end))
             i = j
         return spans
+
+
+def _stems(low: str) -> list[str]:
+    """Stems of ``low`` under the English inflection suffixes (see ``SUFFIX_STEM_ENDINGS``); "-ed" and "-ing"
+    also undo a doubled consonant or a dropped "e" ("submitting", "making")."""
+    out = [low[:-3] + "y"] if low.endswith("ies") else []  # "technologies", "studies"
+    for suffix in ENGLISH_SUFFIXES:
+        stem = low[: -len(suffix)]
+        if low.endswith(suffix) and stem and stem.endswith(SUFFIX_STEM_ENDINGS.get(suffix, ("",))):
+            out.append(stem)
+            if suffix in ("ed", "ing") and len(stem) > 2:
+                out.append(stem + "e")
+                if stem[-1] == stem[-2]:
+                    out.append(stem[:-1])
+    return out

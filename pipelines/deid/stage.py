@@ -3,8 +3,11 @@
 Per document: the text engine finds PHI (spaCy + Presidio, on Ray actors, one engine per actor), the replacer
 substitutes surrogates / shifted dates / tags, ``patient_key`` becomes ``patient_pseudonym``,
 ``metadata.event_time`` moves by the patient's date offset, identifying metadata is pseudonymized or dropped.
-DICOM records go through the DICOM header de-identifier instead; those that may carry burned-in text are
-quarantined.  Documents an earlier stage quarantined are skipped.  Only counts are logged and reported.
+Structured records (FHIR, HL7 v2, the other cells of a CSV note) have their payload de-identified by the
+rule table, and a FHIR timeline's or HL7 message's text is rendered again from it (``structured_docs.py``);
+a record whose payload cannot be used is quarantined.  DICOM records go through the DICOM header
+de-identifier instead; those that may carry burned-in text are quarantined.  Documents an earlier stage
+quarantined are skipped.  Only counts are logged and reported.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ from medcurate.schema import DEID_DOCUMENT_SCHEMA, RAW_DOCUMENT_SCHEMA
 from medcurate.zones import write_parquet
 from pipelines.deid.config import DeidConfig, default_config
 from pipelines.deid.engine import DeidEngine, PhiSpan
+from pipelines.deid.structured_docs import (
+    PAYLOAD_KEYS,
+    PayloadError,
+    StructuredPayloads,
+    StructuredResult,
+    renders_text,
+)
 from pipelines.deid.surrogates import DeidText, Replacer
 
 STAGE = "deid"
@@ -89,6 +99,7 @@ class DeidStage:
         self.quarantine = QuarantineWriter(ctx.zones, STAGE, ctx.run_id)
         self.phi_by_source: dict[str, Counter[str]] = defaultdict(Counter)
         self.dicom_actions: Counter[str] = Counter()
+        self.structured_actions: Counter[str] = Counter()
         self.extra_dropped: Counter[str] = Counter()
         self.review: list[dict[str, Any]] = []
         # Per document and entity type, what was replaced and how: the catalog's deid_events (counts only).
@@ -123,28 +134,66 @@ class DeidStage:
         return write_parquet(pa.Table.from_pylist(out_rows, schema=DEID_DOCUMENT_SCHEMA), target, self.ctx.zones)
 
     def _text_rows(self, rows: list[dict]) -> list[dict]:
+        """Free text, titles and the free-text leaves of structured payloads, analyzed in one Ray batch."""
         if not rows:
             return []
+        payloads = StructuredPayloads(self.ctx.secret_key, self.config, self.replacer)
+        leaves = payloads.collect(rows)
+        for row in rows:
+            if row["doc_id"] in payloads.failures:
+                failure = payloads.failures[row["doc_id"]]
+                self._quarantine(row, failure.reason, failure.detail)
+        rows = [row for row in rows if row["doc_id"] not in payloads.failures]
+        narrative = [row for row in rows if not renders_text(row)]
         titles = [(row["metadata"] or {}).get("title") or "" for row in rows]
         if self.analyzer is None:
             self.analyzer = RayTextAnalyzer()
-        spans = self.analyzer.analyze([row["text"] for row in rows] + titles)
+        spans = self.analyzer.analyze([row["text"] for row in narrative] + titles + leaves)
+        text_spans = {row["doc_id"]: s for row, s in zip(narrative, spans, strict=False)}
+        title_spans = spans[len(narrative) : len(narrative) + len(rows)]
+        leaf_spans = dict(zip(leaves, spans[len(narrative) + len(rows) :], strict=True))
         out = []
-        for i, row in enumerate(rows):
-            patient = row["patient_key"] or ""
-            text_spans, title_spans = spans[i], spans[len(rows) + i]
-            deid = self.replacer.apply(row["text"], text_spans, patient)
-            labels = Counter(s.label for s in text_spans + title_spans)
-            self.phi_by_source[row["source"]].update(labels)
-            self._record_events(row, {label: (n, self.config.operator(label)) for label, n in labels.items()})
-            metadata = self._clinical_metadata(row["metadata"], patient)
-            if metadata.get("title"):
-                metadata["title"] = self.replacer.apply(metadata["title"], title_spans, patient).text
-            self._maybe_review(row, deid)
-            out.append(self._finish(row, deid.text, metadata))
+        for row, titled in zip(rows, title_spans, strict=True):
+            try:
+                structured = payloads.apply(row, leaf_spans)
+            except PayloadError as failure:  # the same walk as in collect: not expected, but never fatal
+                self._quarantine(row, failure.reason, failure.detail)
+                continue
+            out.append(self._text_row(row, text_spans.get(row["doc_id"]), titled, structured))
         return out
 
-    def _clinical_metadata(self, metadata: dict | None, patient: str) -> dict:
+    def _text_row(
+        self,
+        row: dict,
+        text_spans: list[PhiSpan] | None,
+        title_spans: list[PhiSpan],
+        structured: StructuredResult | None,
+    ) -> dict:
+        """One de-identified document: its text from the text engine's spans, or rendered from its payload."""
+        patient = row["patient_key"] or ""
+        labels = Counter(s.label for s in (text_spans or []) + title_spans)
+        events = {}
+        if structured is not None:
+            labels.update(structured.phi)
+            self.structured_actions.update(structured.actions)
+            for name, n in structured.actions.items():
+                rule, _, action = name.rpartition(":")
+                events[rule] = (events.get(rule, (0, action))[0] + n, action)
+        self.phi_by_source[row["source"]].update(labels)
+        events.update({label: (n, self.config.operator(label)) for label, n in labels.items()})
+        self._record_events(row, events)
+        metadata = self._clinical_metadata(row["metadata"], patient, structured)
+        if metadata.get("title"):
+            metadata["title"] = self.replacer.apply(metadata["title"], title_spans, patient).text
+        if text_spans is None:
+            return self._finish(row, structured.text if structured else None, metadata)
+        deid = self.replacer.apply(row["text"], text_spans, patient)
+        self._maybe_review(row, deid)
+        return self._finish(row, deid.text, metadata)
+
+    def _clinical_metadata(self, metadata: dict | None, patient: str, structured: StructuredResult | None) -> dict:
+        """Shifted event time, pseudonymized encounter, allow-listed extra keys.  A raw structured payload is
+        never copied: its de-identified version takes its place when the allow-list keeps that key."""
         metadata = dict(metadata or {})
         if metadata.get("event_time") is not None:
             metadata["event_time"] = self.replacer.shift_datetime(metadata["event_time"], patient)
@@ -152,11 +201,18 @@ class DeidStage:
             metadata["encounter_id"] = pseudonym(self.ctx.secret_key, metadata["encounter_id"], "encounter")
         kept = []
         for key, value in metadata.get("extra") or []:
+            if key in PAYLOAD_KEYS.values():
+                continue
             if key in self.config.extra_keep_keys:
                 kept.append((key, value))
             else:
                 self.extra_dropped[key] += 1
-        metadata["extra"] = kept or None
+        if structured is not None:
+            if structured.key in self.config.extra_keep_keys:
+                kept.append((structured.key, structured.payload))
+            else:
+                self.extra_dropped[structured.key] += 1
+        metadata["extra"] = sorted(kept) or None
         return metadata
 
     def _dicom_row(self, row: dict) -> dict | None:
@@ -263,6 +319,7 @@ class DeidStage:
                 "phi_by_type": dict(sorted(phi_by_type.items())),
                 "phi_by_source": {s: dict(sorted(c.items())) for s, c in sorted(self.phi_by_source.items())},
                 "dicom_actions": dict(sorted(self.dicom_actions.items())),
+                "structured_actions": dict(sorted(self.structured_actions.items())),
                 "extra_keys_dropped": dict(sorted(self.extra_dropped.items())),
                 "operators": dict(sorted(self.config.operators.items())),
                 "quarantined_earlier_skipped": len(skip),

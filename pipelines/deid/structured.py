@@ -6,7 +6,11 @@ policy in one file.  Every action reuses the text engine's primitives, so one pa
 note and in a record: ``medcurate.keys.pseudonym`` for identifiers (the ``patient`` namespace gives exactly the
 document's ``patient_pseudonym``), ``Replacer`` surrogates for names, ``medcurate.keys.date_shift_days`` (via
 ``shift_date_text``) for dates.  Unknown or unparsable values of a PHI field are dropped, never passed on.
-``counts`` holds how many fields each action touched (no values), for the stage report.
+``names_seen`` collects the words of every name field the record held (raw values, in memory only): a free-text
+leaf is short and loses the context a whole note gives the text engine ("Randy presents with..."), so the
+deid stage also replaces those words wherever they occur in the record's free-text leaves.
+``counts`` holds how many fields each rule touched, keyed "<format>:<rule>:<action>" ("hl7v2:PID-5:name";
+no values), for the stage report and the catalog's deid_events.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from medcurate.keys import keyed_hash, pseudonym
 from pipelines.deid.config import DeidConfig, default_config
 from pipelines.deid.dates import shift_date_text
 from pipelines.deid.engine import PhiSpan
-from pipelines.deid.surrogates import Replacer
+from pipelines.deid.surrogates import AGE_CEILING, NAME_PART, Replacer
 from pipelines.ingest.hl7v2 import Delimiters
 
 DEFAULT_RULES = Path(__file__).with_name("structured_rules.yaml")
@@ -39,7 +43,6 @@ ACTIONS = frozenset(
 FHIR_DATE = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])(?:-\d{2}(?:T[\d:.]+(?:Z|[+-]\d{2}:\d{2})?)?)?")
 BARE_YEAR = re.compile(r"\d{4}")
 US_ZIP = re.compile(r"(\d{3})\d{2}(?:-?\d{4})?")
-AGE_CEILING = 90
 
 TextDeid = Callable[[str, str], str]
 """(text, patient key) -> de-identified text; the deid stage passes its engine and replacer."""
@@ -59,6 +62,8 @@ DROP = _Drop()
 @dataclass(frozen=True)
 class Rule:
     action: str
+    # Where the rule is in the table ("Patient.name", "*.**.identifier", "PID-5", "mimic_notes.charttime").
+    name: str = ""
     namespace: str = "identifier"
     label: str = "REDACTED"
     when_field: int | None = None
@@ -94,22 +99,26 @@ class StructuredRules:
     patient_reference_elements: tuple[str, ...]
     hl7_patient: tuple[str, int, int]
     hl7: dict[tuple[str, int], Rule]
+    hl7_segments: frozenset[str]
     csv: dict[str, CsvProfile]
+    notes_csv_profile: str
     restricted_zip3: frozenset[str]
     us_countries: frozenset[str]
 
 
-def _rule(item: dict[str, Any], where: str) -> Rule:
+def _rule(item: dict[str, Any], where: str, name: str) -> Rule:
     action = item.get("action")
     if action not in ACTIONS:
         raise StructuredRulesError(f"{where}: action '{action}' is not one of {sorted(ACTIONS)}")
     when = item.get("when") or {}
     return Rule(
         action=action,
+        name=name,
         namespace=str(item.get("namespace", "identifier")),
         label=str(item.get("label", "REDACTED")),
-        when_field=int(when["field"]) if when else None,
-        when_in=frozenset(str(v) for v in when.get("in", ())),
+        when_field=int(when["field"]) if "field" in when else None,
+        # HL7: codes of the guard field; FHIR: identifier type codes (Identifier.type.coding.code)
+        when_in=frozenset(str(v) for v in when.get("in", when.get("type", ()))),
     )
 
 
@@ -120,29 +129,35 @@ def load_rules(path: Path | None = None) -> StructuredRules:
         raw = str(item["path"])
         anywhere = raw.startswith("**.")
         parts = tuple((raw[3:] if anywhere else raw).split("."))
-        fhir.append(FhirRule(str(item["resource"]), parts, anywhere, _rule(item, f"fhir {item['resource']}.{raw}")))
+        name = f"{item['resource']}.{raw}"
+        fhir.append(FhirRule(str(item["resource"]), parts, anywhere, _rule(item, f"fhir {name}", name)))
     hl7 = {}
     for item in data["hl7v2"]["rules"]:
-        where = f"hl7v2 {item['segment']}-{item['field']}"
+        name = f"{item['segment']}-{item['field']}"
         if (item["segment"], int(item["field"])) in hl7:
-            raise StructuredRulesError(f"{where}: listed twice")
-        hl7[(str(item["segment"]), int(item["field"]))] = _rule(item, where)
+            raise StructuredRulesError(f"hl7v2 {name}: listed twice")
+        hl7[(str(item["segment"]), int(item["field"]))] = _rule(item, f"hl7v2 {name}", name)
     patient = data["hl7v2"]["patient_field"]
     csv = {
         name: CsvProfile(
             patient_column=str(profile["patient_column"]),
             keep_unlisted=profile.get("unlisted", "drop") == "keep",
-            columns={col: _rule(r, f"csv {name}.{col}") for col, r in profile["columns"].items()},
+            columns={col: _rule(r, f"csv {name}.{col}", f"{name}.{col}") for col, r in profile["columns"].items()},
         )
         for name, profile in data["csv"].items()
     }
+    notes_csv_profile = str(data["notes_csv_profile"])
+    if notes_csv_profile not in csv:
+        raise StructuredRulesError(f"notes_csv_profile: no csv profile named '{notes_csv_profile}'")
     return StructuredRules(
         fhir=tuple(fhir),
         shift_unclaimed_dates=bool(data["fhir"].get("shift_unclaimed_dates", True)),
         patient_reference_elements=tuple(data["fhir"]["patient_reference_elements"]),
         hl7_patient=(str(patient["segment"]), int(patient["field"]), int(patient["component"])),
         hl7=hl7,
+        hl7_segments=frozenset(str(seg) for seg in data["hl7v2"]["segments"]) | {seg for seg, _ in hl7},
         csv=csv,
+        notes_csv_profile=notes_csv_profile,
         restricted_zip3=frozenset(str(z) for z in data["restricted_zip3"]),
         us_countries=frozenset(str(c).lower() for c in data["us_countries"]),
     )
@@ -163,21 +178,26 @@ class StructuredDeidentifier:
         rules: StructuredRules | None = None,
         text_deid: TextDeid | None = None,
         today: date | None = None,
+        replacer: Replacer | None = None,
     ) -> None:
         self.key = key
         self.config = config or default_config()
         self.rules = rules or default_rules()
-        self.replacer = Replacer(key, self.config)
+        self.today = today or (replacer.today if replacer else date.today())
+        self.replacer = replacer or Replacer(key, self.config, today=self.today)
         self.text_deid = text_deid
-        self.today = today or date.today()
         self.counts: Counter[str] = Counter()
+        self.names_seen: set[str] = set()
 
     # ---- value operators shared by every format ----
     def pseudonym(self, value: str, namespace: str) -> str:
         return pseudonym(self.key, value.strip(), namespace)
 
     def name(self, value: str, patient: str) -> str:
-        return self.replacer.apply(value, [PhiSpan(0, len(value), "NAME")], patient).text if value.strip() else value
+        if not value.strip():
+            return value
+        self.names_seen.update(NAME_PART.findall(value))
+        return self.replacer.apply(value, [PhiSpan(0, len(value), "NAME")], patient).text
 
     def shift(self, value: str, patient: str) -> str | _Drop:
         if BARE_YEAR.fullmatch(value.strip()):
@@ -265,11 +285,11 @@ class StructuredDeidentifier:
             items = [self._walk(item, rtype, path, patient, patients) for item in node]
             kept = [item for item in items if item is not DROP]
             return kept if kept else DROP
-        rule = next((r.rule for r in self.rules.fhir if r.matches(rtype, path)), None)
+        rule = next((r.rule for r in self.rules.fhir if r.matches(rtype, path) and _typed_as(r.rule, node)), None)
         if rule is not None:
             result = self._fhir_action(rule, node, rtype, path, patient, patients)
             if result is not None:
-                self.counts[f"fhir:{rule.action}"] += 1
+                self.counts[f"fhir:{rule.name}:{rule.action}"] += 1
                 return result
         if isinstance(node, dict):
             if isinstance(node.get("reference"), str):
@@ -281,7 +301,7 @@ class StructuredDeidentifier:
                     out[key] = new
             return out
         if isinstance(node, str) and self.rules.shift_unclaimed_dates and FHIR_DATE.fullmatch(node):
-            self.counts["fhir:shift"] += 1
+            self.counts["fhir:unclaimed date:shift"] += 1
             return self.shift(node, patient)
         return node
 
@@ -361,7 +381,14 @@ class StructuredDeidentifier:
         if delims is None:
             raise ValueError("HL7 message does not start with a readable MSH segment")
         patient = self._hl7_patient(segments, delims)
-        return "\r".join(self._hl7_segment(s, delims, patient) for s in segments) + "\r"
+        kept = []
+        for segment in segments:
+            name = segment.split(delims.field, 1)[0]
+            if name in self.rules.hl7_segments:
+                kept.append(self._hl7_segment(segment, delims, patient))
+            else:  # a segment the rule table does not know (IN1, GT1, MRG, Z-segments...) may hold anything
+                self.counts[f"hl7v2:{name[:3]}:segment_dropped"] += 1
+        return "\r".join(kept) + "\r"
 
     def _hl7_patient(self, segments: list[str], d: Delimiters) -> str:
         name, field, component = self.rules.hl7_patient
@@ -389,7 +416,7 @@ class StructuredDeidentifier:
                     continue
             new = self._hl7_field(rule, fields[i], d, patient)
             fields[i] = "" if new is DROP else new
-            self.counts[f"hl7v2:{rule.action}"] += 1
+            self.counts[f"hl7v2:{rule.name}:{rule.action}"] += 1
         while len(fields) > 1 and not fields[-1]:
             fields.pop()
         return d.field.join(fields)
@@ -410,7 +437,7 @@ class StructuredDeidentifier:
             return d.unescape(comps[c - 1].split(d.subcomponent)[0]).strip() if c <= len(comps) else ""
 
         def leaf(text: str, action: str) -> str:
-            new = self._leaf(Rule(action, rule.namespace, rule.label), text, patient) if text else ""
+            new = self._leaf(Rule(action, rule.name, rule.namespace, rule.label), text, patient) if text else ""
             return "" if new is DROP else _hl7_escape(new, d)
 
         action = rule.action
@@ -446,13 +473,21 @@ class StructuredDeidentifier:
                     if spec.keep_unlisted:
                         out[column] = value
                     else:
-                        self.counts["csv:drop_unlisted"] += 1
+                        self.counts[f"csv:{profile}.(unlisted):drop"] += 1
                     continue
                 new = self._leaf(rule, value or "", patient)
-                self.counts[f"csv:{rule.action}"] += 1
+                self.counts[f"csv:{rule.name}:{rule.action}"] += 1
                 if new is not DROP:
                     out[column] = new
             yield out
+
+
+def _typed_as(rule: Rule, node: Any) -> bool:
+    """A FHIR rule with ``when: {type: [...]}`` applies only to an element whose type has one of those codes."""
+    if not rule.when_in:
+        return True
+    codings = (node.get("type") or {}).get("coding") if isinstance(node, dict) else None
+    return any(isinstance(c, dict) and c.get("code") in rule.when_in for c in codings or [])
 
 
 def _bundle_patients(bundle: dict[str, Any]) -> dict[str, str]:

@@ -3,24 +3,28 @@
 Surrogates are derived from HMAC(secret key, patient, original) (``medcurate.keys.keyed_hash``), so the same
 name gets the same surrogate in every note of one patient and in every run with the same key, but nothing
 links a surrogate back to the original without the key.  All dates of a patient move back by one offset
-(1..``date_shift_max_days`` days, also keyed) so intervals between events survive.
+(1..``date_shift_max_days`` days, also keyed) so intervals between events survive.  A full date 90 or more
+years back (in a note, nearly always the birth date of a patient aged 90 or over) is an element of a date
+"indicative of such age" under Safe Harbor: it becomes the single year ``today - 90``, as structured birth
+dates do (``StructuredDeidentifier.birth_date``).
 """
 
 from __future__ import annotations
 
 import string
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import cached_property
 
 import regex
 
 from medcurate.keys import date_shift_days, keyed_hash
 from pipelines.deid.config import DeidConfig
-from pipelines.deid.dates import shift_date_text
+from pipelines.deid.dates import shift_date_text, written_year
 from pipelines.deid.engine import PhiSpan
 
 NAME_PART = regex.compile(r"[A-Za-z][A-Za-z'\-]*[A-Za-z]|[A-Za-z]")
+AGE_CEILING = 90
 
 
 @dataclass(frozen=True)
@@ -40,12 +44,15 @@ class DeidText:
 
 
 class Replacer:
-    def __init__(self, key: bytes | None, config: DeidConfig, tags_only: bool = False) -> None:
+    def __init__(
+        self, key: bytes | None, config: DeidConfig, tags_only: bool = False, today: date | None = None
+    ) -> None:
         if key is None and not tags_only:
             raise ValueError("surrogates and date shifts need the pseudonymization key")
         self.key = key or b""
         self.config = config
         self.tags_only = tags_only
+        self.today = today or date.today()
 
     @cached_property
     def _pools(self) -> tuple[list[str], list[str]]:
@@ -99,6 +106,9 @@ class Replacer:
         if operator == "tag":
             return f"[{label}]"
         if operator == "shift":
+            year = written_year(original)
+            if year is not None and self.today.year - year >= AGE_CEILING:
+                return str(self.today.year - AGE_CEILING)
             return shift_date_text(original, -self.date_offset_days(patient))
         if operator == "cap90":
             return "90+"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -94,9 +95,11 @@ def _with_test_names(patients, rng: random.Random):
 
 
 def make_gold_set(split: str, n_docs: int, seed: int) -> list[dict]:
-    """``n_docs`` labelled notes in the gold JSONL record shape ({"id", "text", "spans"})."""
+    """``n_docs`` labelled notes in the gold JSONL record shape ({"id", "text", "spans"}); ``clean``: no PHI."""
+    if split == "clean":
+        return make_phi_free_set(n_docs, seed)
     if split not in ("dev", "test"):
-        raise ValueError("split must be 'dev' or 'test'")
+        raise ValueError("split must be 'dev', 'test' or 'clean'")
     rng = random.Random(f"{split}-{seed}")
     patients = make_cohort(max(4, n_docs // 3), seed=seed + (0 if split == "dev" else 7919))
     templates = dict(STYLES)
@@ -119,3 +122,114 @@ def write_gold_set(path: Path, split: str, n_docs: int, seed: int) -> Path:
         for record in make_gold_set(split, n_docs, seed):
             fh.write(json.dumps(record) + "\n")
     return path
+
+
+# ---- PHI-free clinical text: every predicted span on it is a false positive ----
+# Frames and fillers are clinical vocabulary only (vitals, labs, doses, abbreviations, drugs by brand and generic
+# name, organisms, eponyms, section headers, coordinated drug lists, relation words without names), so the set
+# measures how often the name, place and number rules fire on ordinary clinical text.
+CLEAN_FRAMES = (
+    "BP {sbp}/{dbp}, HR {hr}, RR {rr}, T {temp}, SpO2 {spo2}% on {o2}L NC.",
+    "Na {na}, K {k}, Cl {cl}, HCO3 {hco3}, BUN {bun}, Cr {cr}, Glc {glc}. WBC {wbc}, Hgb {hgb}, Plt {plt}.",
+    "{Drug} {dose} mg {route} {freq}; {drug} {dose} mg {route} {freq}.",
+    "Started {Drug}, {Drug} and {Drug} for {dx}.",
+    "{Drug} and {Drug} were held; {Drug} continued.",
+    "{Org} {species} grew from blood cultures x{n}; sensitive to {drug}.",
+    "Cultures: {Org} {Species} in urine, >100k CFU.",
+    "{Eponym} sign negative. {Eponym} test positive on exam.",
+    "Hx {Disease}, {dx} and {dx}. S/p {Proc} in {year}.",
+    "{Section}: {finding}. {Section}: {finding}.",
+    "{Rel} states pt {verb} well overnight; {rel} at bedside.",
+    "Pt's {rel} reports {symptom} x{n} days.",
+    "{Scale} score {score}. GCS {gcs}. Pain {pain}/10. Strength {strength}/5 in {limb}.",
+    "Transfer to {Unit} for {dx}; NPO after MN for {Proc}.",
+    "{Drug} {dose} mg given at {hour}:00; repeat {Lab} in {n} h.",
+    "A&Ox3, PERRLA, MAE x4. {Section}: {finding}.",
+    "Discussed with {Service} team, who recommend {drug} and repeat {Imaging}.",
+    "{Imaging}: {finding}. Compared with prior from {n} days ago.",
+    "{Drug} drip at {dose} mcg/kg/min, titrate to MAP > {map}.",
+    "Given {n} units PRBC for Hgb {hgb}; {Drug} {dose} mg IV x1.",
+)
+CLEAN_WORDS = {
+    "Drug": "Lasix Keppra Depakote Coumadin Eliquis Zosyn Vancomycin Cefepime Flagyl Levophed Precedex Norco "
+    "Dilaudid Seroquel Haldol Ativan Protonix Lovenox Plavix Brilinta Entresto Jardiance Farxiga Ozempic "
+    "Trulicity Humira Remicade Xarelto Tamsulosin Flomax Proscar Sinemet Aricept Namenda Lexapro Zoloft",
+    "drug": "furosemide levetiracetam warfarin apixaban piperacillin ceftriaxone metronidazole norepinephrine "
+    "oxycodone hydromorphone quetiapine lorazepam pantoprazole enoxaparin clopidogrel ticagrelor metoprolol "
+    "amlodipine lisinopril atorvastatin glargine heparin tamsulosin donepezil sertraline",
+    "Org": "Klebsiella Escherichia Staphylococcus Streptococcus Pseudomonas Enterococcus Candida Proteus "
+    "Serratia Enterobacter Acinetobacter Clostridioides Haemophilus Moraxella Listeria",
+    "species": "pneumoniae coli aureus epidermidis aeruginosa faecalis faecium albicans glabrata mirabilis "
+    "marcescens cloacae baumannii difficile influenzae catarrhalis monocytogenes",
+    "Eponym": "Murphy's Homan's Babinski Romberg Kernig's Brudzinski's Tinel's Phalen's McMurray's Lachman",
+    "Disease": "Parkinson's disease;Alzheimer's dementia;Crohn's disease;Graves' disease;Hashimoto thyroiditis;"
+    "Cushing syndrome;Addison disease;Wilson disease;Guillain-Barre syndrome;Charcot-Marie-Tooth disease",
+    "dx": "CHF exacerbation;COPD;sepsis;UTI;AKI;DKA;afib with RVR;NSTEMI;GI bleed;PNA;cellulitis;SBO;pancreatitis",
+    "Proc": "CABG;PCI;EGD;ERCP;TURP;TAVR;lap chole;PEG placement;paracentesis;thoracentesis;LP",
+    "Section": "NEURO;CV;RESP;GI;GU;ID;HEME;ENDO;FEN;Dispo;Plan;Assessment;Impression;Findings;Skin;Ext",
+    "finding": "no acute process;trace edema;clear to auscultation;soft, NT/ND;bilateral effusions;"
+    "mild cardiomegaly;RRR, no m/r/g;warm and well perfused;no focal deficits",
+    "Rel": "Wife Husband Daughter Son Mother Father Sister Brother Family",
+    "rel": "wife husband daughter son mother father sister brother family caregiver",
+    "verb": "slept ate did ambulated",
+    "symptom": "nausea;chest pain;dyspnea;dizziness;cough;fevers;diarrhea",
+    "Scale": "Braden Morse CIWA RASS NIHSS Wells CURB-65 MELD",
+    "limb": "all extremities;RUE;LLE;bilateral lower extremities",
+    "Unit": "CCU;MICU;SICU;PACU;5 North;Step-down;Rehab",
+    "Service": "Cardiology;Nephrology;ID;GI;Surgery;Palliative Care;Neurology",
+    "Imaging": "CXR;CT head;CTA chest;MRI brain;TTE;RUQ US;KUB",
+    "Lab": "lactate;troponin;K;Mg;INR;CBC;BMP",
+    "route": "PO IV SC IM PR",
+    "freq": "daily BID q6h q8h qHS prn",
+}
+CLEAN_NUMBERS = {
+    "sbp": (90, 180),
+    "dbp": (50, 100),
+    "hr": (50, 130),
+    "rr": (12, 30),
+    "spo2": (88, 100),
+    "o2": (1, 6),
+    "na": (128, 148),
+    "k": (3, 6),
+    "cl": (95, 110),
+    "hco3": (16, 30),
+    "bun": (8, 60),
+    "glc": (70, 300),
+    "plt": (50, 400),
+    "dose": (5, 500),
+    "n": (1, 5),
+    "score": (1, 25),
+    "gcs": (3, 15),
+    "pain": (0, 10),
+    "strength": (0, 5),
+    "map": (60, 70),
+    "year": (1990, 2020),
+    "hour": (0, 23),
+}
+CLEAN_DECIMALS = {"temp": (36.0, 39.5), "cr": (0.6, 4.0), "wbc": (2.0, 20.0), "hgb": (6.0, 15.0)}
+FIELD = re.compile(r"\{(\w+)\}")
+
+
+def _clean_value(rng: random.Random, key: str) -> str:
+    if key == "Species":
+        return _clean_value(rng, "species").capitalize()
+    if key in CLEAN_WORDS:
+        raw = CLEAN_WORDS[key]
+        return rng.choice(raw.split(";") if ";" in raw else raw.split())
+    if key in CLEAN_NUMBERS:
+        return str(rng.randint(*CLEAN_NUMBERS[key]))
+    return f"{rng.uniform(*CLEAN_DECIMALS[key]):.1f}"
+
+
+def make_phi_free_set(n_docs: int, seed: int) -> list[dict]:
+    """``n_docs`` clinical notes with no PHI at all (gold records with no spans), in Title, upper and lower case."""
+    rng = random.Random(f"clean-{seed}")
+    records = []
+    for i in range(n_docs):
+        lines = [
+            FIELD.sub(lambda m: _clean_value(rng, m.group(1)), rng.choice(CLEAN_FRAMES))
+            for _ in range(rng.randint(6, 12))
+        ]
+        case = rng.choice((str, str, str, str.upper, str.lower))
+        records.append({"id": f"clean-{i:05d}", "text": case("\n".join(lines) + "\n"), "spans": []})
+    return records

@@ -12,6 +12,12 @@ Two kinds of document come out of a FHIR source:
   patient over many files, so the timeline can only be written once every file has been read.  Natural key
   "timeline/<Patient id>"; it is attributed to the file holding the Patient resource.
 
+Every document keeps the structured payload it was rendered from in ``metadata.extra["fhir_json"]``: the
+resource of a narrative document, a collection Bundle (Patient first, then the events in the order they
+arrived) for a timeline; base64 attachment bytes are left out.  The raw zone is owner-only; the deid stage
+de-identifies the payload field by field and renders the timeline text again from the de-identified Bundle
+(``fhir_render.timeline_from_bundle``), so nothing of the payload goes further un-de-identified.
+
 patient_key is the Patient resource id, because that is what every reference carries and what a bulk export
 can resolve without first reading Patient.ndjson; the MRN stays in the timeline text.  A resource whose
 subject is not a resolvable Patient reference is rejected (``no_patient_reference``).  References are
@@ -39,10 +45,14 @@ from pipelines.ingest.fhir_render import (
     concept,
     first_present,
     parse_fhir_datetime,
-    patient_header,
-    wall_clock,
+    render_timeline,
+    timeline_bundle,
+    without_attachment_data,
 )
 from pipelines.ingest.files import open_text, read_text
+
+# metadata.extra key of the structured payload (raw zone only, until the deid stage de-identifies it).
+FHIR_JSON_KEY = "fhir_json"
 
 # Resolves a Reference element to (resource type or None, id); None when it cannot be resolved.
 Resolver = Callable[[Any], "tuple[str | None, str] | None"]
@@ -57,10 +67,8 @@ class _Place:
 
 @dataclass
 class _Event:
-    when: str | None
-    line: str
-    # Same-time events: the encounter first, then by resource type and order of arrival.
-    rank: int
+    resource: dict[str, Any]
+    # Order of arrival: it breaks ties between same-time events of the same type.
     seq: int
 
 
@@ -68,7 +76,8 @@ class _Event:
 class _Contribution:
     """What one file adds to the patient timelines; merged only when the file was read without BadInput."""
 
-    headers: dict[str, tuple[list[str], _Place]] = field(default_factory=dict)
+    # patient id -> its Patient resource (attachments stripped) and where it was read
+    patients: dict[str, tuple[dict[str, Any], _Place]] = field(default_factory=dict)
     # patient id -> resource key ("Observation/o1"; file and index for a resource without id) -> event
     events: dict[str, dict[str, _Event]] = field(default_factory=dict)
     first_place: dict[str, _Place] = field(default_factory=dict)
@@ -108,10 +117,8 @@ def _referenced_id(reference: Any, resolve: Resolver) -> str | None:
     return target[1] if target else None
 
 
-def _chronological(event: _Event) -> tuple[bool, str, int, int]:
-    """Dated events by local time as written, then undated ones."""
-    when = wall_clock(event.when)
-    return when is None, when.replace(tzinfo=None).isoformat() if when else "", event.rank, event.seq
+def _payload(resource: dict[str, Any]) -> str:
+    return json.dumps(resource, separators=(",", ":"), ensure_ascii=False)
 
 
 def _is_ndjson(path: Path) -> bool:
@@ -124,7 +131,7 @@ class FhirParser(Parser):
 
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)
-        self._headers: dict[str, tuple[list[str], _Place]] = {}
+        self._patients: dict[str, tuple[dict[str, Any], _Place]] = {}
         self._events: dict[str, dict[str, _Event]] = {}
         self._first_place: dict[str, _Place] = {}
         self._seq = 0
@@ -198,7 +205,7 @@ class FhirParser(Parser):
             if not rid:
                 yield RejectedRecord(place.position, place.record_index, "missing_id", "Patient without id")
                 return
-            contribution.headers[rid] = (patient_header(resource), place)
+            contribution.patients[rid] = (without_attachment_data(resource), place)
             contribution.first_place.setdefault(rid, place)
             return
         if rtype not in TIMELINE_RESOURCES:
@@ -221,13 +228,10 @@ class FhirParser(Parser):
             report = self._diagnostic_report(resource, rid, pid, place, resolve)
             if report is not None:
                 yield report
-        render, date_paths = TIMELINE_RESOURCES[rtype]
-        when = first_present(resource, *date_paths)
         events = contribution.events.setdefault(pid, {})
         key = f"{rtype}/{rid}" if rid else f"{place.path}#{place.record_index}"
         self._seq += 1
-        rank = list(TIMELINE_RESOURCES).index(rtype)
-        events[key] = _Event(str(when) if when else None, render(resource), rank, self._seq)
+        events[key] = _Event(without_attachment_data(resource), self._seq)
         contribution.first_place.setdefault(pid, place)
 
     def _texts(self, attachments: list[Any]) -> list[str]:
@@ -263,6 +267,7 @@ class FhirParser(Parser):
                 "encounter_id": _referenced_id(encounters[0], resolve) if encounters else None,
                 "note_type": type_name,
                 "resource_type": "DocumentReference",
+                FHIR_JSON_KEY: _payload(without_attachment_data(r)),
             },
         )
 
@@ -298,13 +303,14 @@ class FhirParser(Parser):
                 "encounter_id": _referenced_id(r.get("encounter"), resolve),
                 "note_type": name,
                 "resource_type": "DiagnosticReport",
+                FHIR_JSON_KEY: _payload(without_attachment_data(r)),
             },
         )
 
     # -- timelines -----------------------------------------------------------------------------------------
 
     def _merge(self, contribution: _Contribution) -> None:
-        self._headers.update(contribution.headers)
+        self._patients.update(contribution.patients)
         for pid, events in contribution.events.items():
             self._events.setdefault(pid, {}).update(events)
         for pid, place in contribution.first_place.items():
@@ -313,11 +319,9 @@ class FhirParser(Parser):
     def finalize(self) -> Iterator[tuple[Path, Document]]:
         """One timeline per patient with at least one event (demographics alone are no training text)."""
         for pid in sorted(self._events):
-            events = sorted(self._events[pid].values(), key=_chronological)
-            header, place = self._headers.get(pid, ([], self._first_place[pid]))
-            lines = [f"{e.when[:10] if e.when else 'undated'} {e.line}" for e in events]
-            text = "\n".join(header + ([""] if header else []) + lines)
-            times = [t for t in (parse_fhir_datetime(e.when) for e in events) if t is not None]
+            events = [e.resource for e in sorted(self._events[pid].values(), key=lambda e: e.seq)]
+            patient, place = self._patients.get(pid, (None, self._first_place[pid]))
+            timeline = render_timeline(patient, events)
             yield (
                 place.path,
                 Document(
@@ -325,12 +329,13 @@ class FhirParser(Parser):
                     position=place.position,
                     record_index=place.record_index,
                     doc_type="patient_timeline",
-                    text=text,
+                    text=timeline.text,
                     patient_key=pid,
                     metadata={
                         "title": "Patient timeline",
-                        "event_time": min(times) if times else None,
-                        "event_count": len(events),
+                        "event_time": min(timeline.event_times) if timeline.event_times else None,
+                        "event_count": timeline.event_count,
+                        FHIR_JSON_KEY: _payload(timeline_bundle(patient, events)),
                     },
                 ),
             )

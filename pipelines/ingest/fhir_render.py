@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -242,6 +244,73 @@ TIMELINE_RESOURCES = {
     "DiagnosticReport": (diagnostic_report_line, ("effectiveDateTime", "effectivePeriod.start", "issued")),
     "DocumentReference": (document_reference_line, ("context.period.start", "date")),
 }
+
+
+@dataclass(frozen=True)
+class Timeline:
+    text: str
+    event_times: list[datetime]
+    event_count: int
+
+
+def _chronological(item: tuple[int, dict[str, Any]]) -> tuple[bool, str, int, int]:
+    """Dated events by local time as written, then undated ones; same-time events by resource type (the
+    encounter first), then in the order they arrived."""
+    seq, resource = item
+    rtype = resource["resourceType"]
+    when = wall_clock(first_present(resource, *TIMELINE_RESOURCES[rtype][1]))
+    moment = when.replace(tzinfo=None).isoformat() if when else ""
+    return when is None, moment, list(TIMELINE_RESOURCES).index(rtype), seq
+
+
+def render_timeline(patient: dict[str, Any] | None, events: list[dict[str, Any]]) -> Timeline:
+    """A patient's demographics, then one line per event resource in date order.
+
+    ``events`` come in the order they arrived (it breaks ties).  Ingest renders the raw resources; the deid
+    stage renders the de-identified ones with this same function, so both texts have the same shape.
+    """
+    lines = []
+    for _, r in sorted(enumerate(events), key=_chronological):
+        when = first_present(r, *TIMELINE_RESOURCES[r["resourceType"]][1])
+        lines.append(f"{str(when)[:10] if when else 'undated'} {TIMELINE_RESOURCES[r['resourceType']][0](r)}")
+    header = patient_header(patient) if patient else []
+    times = [parse_fhir_datetime(first_present(r, *TIMELINE_RESOURCES[r["resourceType"]][1])) for r in events]
+    return Timeline(
+        text="\n".join(header + ([""] if header else []) + lines),
+        event_times=[t for t in times if t is not None],
+        event_count=len(events),
+    )
+
+
+def timeline_bundle(patient: dict[str, Any] | None, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The structured payload of a timeline: a collection Bundle, the Patient first, events in arrival order."""
+    resources = ([patient] if patient else []) + events
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+
+
+def timeline_from_bundle(bundle: dict[str, Any]) -> Timeline:
+    """``render_timeline`` of a ``timeline_bundle`` (raw or de-identified).  Raises ``ValueError`` when the
+    Bundle holds anything a timeline cannot be rendered from."""
+    resources = [e.get("resource") for e in bundle.get("entry") or [] if isinstance(e, dict)]
+    if not resources or not all(isinstance(r, dict) for r in resources):
+        raise ValueError("timeline bundle without resources")
+    patients = [r for r in resources if r.get("resourceType") == "Patient"]
+    events = [r for r in resources if r.get("resourceType") != "Patient"]
+    if len(patients) > 1 or any(r.get("resourceType") not in TIMELINE_RESOURCES for r in events):
+        raise ValueError("timeline bundle holds resources a timeline does not render")
+    return render_timeline(patients[0] if patients else None, events)
+
+
+def without_attachment_data(resource: dict[str, Any]) -> dict[str, Any]:
+    """A copy without base64 attachment bytes: a document's text is the document itself, and a payload need
+    not carry it a second time."""
+    out = copy.deepcopy(resource)
+    for attachment in [c.get("attachment") for c in out.get("content") or [] if isinstance(c, dict)] + list(
+        out.get("presentedForm") or []
+    ):
+        if isinstance(attachment, dict):
+            attachment.pop("data", None)
+    return out
 
 
 def patient_header(r: dict[str, Any]) -> list[str]:

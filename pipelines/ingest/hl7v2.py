@@ -19,6 +19,10 @@ are decoded after the message is split, as the standard requires.
 
 Other message types, a message without PID or with an unreadable MSH are rejected one by one; a file
 without any MSH segment is not HL7 and is rejected whole.  Positions are 1-based ("message 2").
+
+The message itself (segments joined by CR, MLLP framing removed) is kept in ``metadata.extra["hl7_message"]``
+(raw zone only).  The deid stage de-identifies it field by field and renders the text again from it with
+``message_item``, the function that rendered it here.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ from pipelines.ingest.base import BadInput, ParsedItem, Parser, RejectedRecord
 from pipelines.ingest.files import open_text
 
 SUPPORTED_TYPES = {("ORU", "R01"), ("MDM", "T02")}
+# metadata.extra key of the structured payload (raw zone only, until the deid stage de-identifies it).
+HL7_MESSAGE_KEY = "hl7_message"
+SEGMENT_END = "\r"
 MLLP_FRAMING = "\x0b\x1c"
 # Batch envelope segments may precede or follow messages without belonging to one.
 BATCH_SEGMENTS = {"FHS", "BHS", "BTS", "FTS"}
@@ -144,7 +151,9 @@ def _display_date(value: str) -> str:
     if parsed is None:
         return value
     digits = len(value.strip()) - len(value.strip().lstrip("0123456789"))
-    return parsed.strftime("%Y-%m-%d %H:%M" if digits >= 12 else "%Y-%m-%d")
+    # Shown at the precision written: a year alone (a birth year kept under Safe Harbor) is not a day.
+    precision = ((12, "%Y-%m-%d %H:%M"), (8, "%Y-%m-%d"), (6, "%Y-%m"), (0, "%Y"))
+    return parsed.strftime(next(fmt for least, fmt in precision if digits >= least))
 
 
 def _name(seg: Segment, n: int, offset: int = 0) -> str:
@@ -255,94 +264,103 @@ class Hl7v2Parser(Parser):
                         orphans_reported = True
                     continue
                 messages += 1
-                yield self._message(item)
+                yield message_item(item.number, item.segments)
         if not messages:
             raise BadInput("no_msh_segment", "no HL7 v2 message header (MSH) in the file")
 
-    def _message(self, message: _Message) -> ParsedItem:
-        position, index = f"message {message.number}", message.number - 1
 
-        def reject(reason: str, detail: str) -> RejectedRecord:
-            return RejectedRecord(position, index, reason, detail)
+def message_item(number: int, segments: list[str]) -> ParsedItem:
+    """The document of one message (its segments without terminators), or why it is rejected.
 
-        d = Delimiters.from_msh(message.segments[0])
-        if d is None:
-            return reject("malformed_msh", "MSH field separator or encoding characters unusable")
-        segments = [Segment(s, d) for s in message.segments]
-        msh = segments[0]
-        code, trigger = msh.component(9, 1).upper(), msh.component(9, 2).upper()
-        if (code, trigger) not in SUPPORTED_TYPES:
-            return reject("unsupported_message_type", f"message type {_safe_code(code)}^{_safe_code(trigger)}")
-        control_id = msh.component(10, 1)
-        if not control_id:
-            return reject("malformed_msh", "no message control id (MSH-10)")
-        pid = next((s for s in segments if s.name == "PID"), None)
-        if pid is None:
-            return reject("missing_pid", "no PID segment")
-        patient_key = pid.component(3, 1)
-        if not patient_key:
-            return reject("missing_patient_id", "PID-3 is empty")
-        pv1 = next((s for s in segments if s.name == "PV1"), None)
-        body = self._oru_body(segments) if code == "ORU" else self._mdm_body(segments)
-        if not body.has_text:
-            return reject("no_text", "the message has no OBX or NTE text")
-        text = "\n".join(patient_header(pid) + [""] + body.lines).strip()
-        return Document(
-            natural_key=control_id,
-            position=position,
-            record_index=index,
-            doc_type=body.doc_type,
-            text=text,
-            patient_key=patient_key,
-            metadata={
-                "title": body.title or None,
-                "note_type": body.title or None,
-                "event_time": parse_hl7_ts(body.when or msh.component(7, 1)),
-                "encounter_id": (pv1.component(19, 1) if pv1 else "") or None,
-                "message_type": f"{code}^{trigger}",
-                "hl7_version": _safe_code(msh.component(12, 1)),
-            },
-        )
+    Ingest calls it on the message as received; the deid stage on the de-identified message, so the two texts
+    have the same shape.
+    """
+    position, index = f"message {number}", number - 1
 
-    def _oru_body(self, segments: list[Segment]) -> _Body:
-        lines: list[str] = []
-        titles: list[str] = []
-        first_time = ""
-        numeric = has_text = False
-        for seg in segments:
-            if seg.name == "OBR":
-                title = seg.component(4, 2) or seg.component(4, 1)
-                when = seg.component(7, 1)
-                first_time = first_time or when
-                titles.append(title)
-                if lines:
-                    lines.append("")
-                lines.append(" ".join(p for p in (title, f"({_display_date(when)})" if when else "") if p))
-            elif seg.name in ("OBX", "NTE"):
-                numeric = numeric or (seg.name == "OBX" and seg.component(2, 1).upper() in NUMERIC_TYPES)
-                found = obx_lines(seg) if seg.name == "OBX" else [x for t in seg.text(3) for x in t.split("\n")]
-                has_text = has_text or any(x.strip() for x in found)
-                lines.extend(found)
-        doc_type = "lab_report" if numeric else "observation_report"
-        return _Body(lines, doc_type, "; ".join(t for t in titles if t), first_time, has_text)
+    def reject(reason: str, detail: str) -> RejectedRecord:
+        return RejectedRecord(position, index, reason, detail)
 
-    def _mdm_body(self, segments: list[Segment]) -> _Body:
-        txa = next((s for s in segments if s.name == "TXA"), None)
-        lines: list[str] = []
-        title = when = ""
-        if txa is not None:
-            title = txa.component(2, 2) or txa.component(2, 1)
-            when = txa.component(4, 1) or txa.component(6, 1)
-            author = _name(txa, 9, offset=1)
-            lines.extend(
-                line
-                for line in (
-                    f"Document: {title}" if title else "",
-                    f"Date: {_display_date(when)}" if when else "",
-                    f"Author: {author}" if author else "",
-                )
-                if line
+    d = Delimiters.from_msh(segments[0])
+    if d is None:
+        return reject("malformed_msh", "MSH field separator or encoding characters unusable")
+    parsed = [Segment(s, d) for s in segments]
+    msh = parsed[0]
+    code, trigger = msh.component(9, 1).upper(), msh.component(9, 2).upper()
+    if (code, trigger) not in SUPPORTED_TYPES:
+        return reject("unsupported_message_type", f"message type {_safe_code(code)}^{_safe_code(trigger)}")
+    control_id = msh.component(10, 1)
+    if not control_id:
+        return reject("malformed_msh", "no message control id (MSH-10)")
+    pid = next((s for s in parsed if s.name == "PID"), None)
+    if pid is None:
+        return reject("missing_pid", "no PID segment")
+    patient_key = pid.component(3, 1)
+    if not patient_key:
+        return reject("missing_patient_id", "PID-3 is empty")
+    pv1 = next((s for s in parsed if s.name == "PV1"), None)
+    body = _oru_body(parsed) if code == "ORU" else _mdm_body(parsed)
+    if not body.has_text:
+        return reject("no_text", "the message has no OBX or NTE text")
+    text = "\n".join(patient_header(pid) + [""] + body.lines).strip()
+    return Document(
+        natural_key=control_id,
+        position=position,
+        record_index=index,
+        doc_type=body.doc_type,
+        text=text,
+        patient_key=patient_key,
+        metadata={
+            "title": body.title or None,
+            "note_type": body.title or None,
+            "event_time": parse_hl7_ts(body.when or msh.component(7, 1)),
+            "encounter_id": (pv1.component(19, 1) if pv1 else "") or None,
+            "message_type": f"{code}^{trigger}",
+            "hl7_version": _safe_code(msh.component(12, 1)),
+            HL7_MESSAGE_KEY: SEGMENT_END.join(segments),
+        },
+    )
+
+
+def _oru_body(segments: list[Segment]) -> _Body:
+    lines: list[str] = []
+    titles: list[str] = []
+    first_time = ""
+    numeric = has_text = False
+    for seg in segments:
+        if seg.name == "OBR":
+            title = seg.component(4, 2) or seg.component(4, 1)
+            when = seg.component(7, 1)
+            first_time = first_time or when
+            titles.append(title)
+            if lines:
+                lines.append("")
+            lines.append(" ".join(p for p in (title, f"({_display_date(when)})" if when else "") if p))
+        elif seg.name in ("OBX", "NTE"):
+            numeric = numeric or (seg.name == "OBX" and seg.component(2, 1).upper() in NUMERIC_TYPES)
+            found = obx_lines(seg) if seg.name == "OBX" else [x for t in seg.text(3) for x in t.split("\n")]
+            has_text = has_text or any(x.strip() for x in found)
+            lines.extend(found)
+    doc_type = "lab_report" if numeric else "observation_report"
+    return _Body(lines, doc_type, "; ".join(t for t in titles if t), first_time, has_text)
+
+
+def _mdm_body(segments: list[Segment]) -> _Body:
+    txa = next((s for s in segments if s.name == "TXA"), None)
+    lines: list[str] = []
+    title = when = ""
+    if txa is not None:
+        title = txa.component(2, 2) or txa.component(2, 1)
+        when = txa.component(4, 1) or txa.component(6, 1)
+        author = _name(txa, 9, offset=1)
+        lines.extend(
+            line
+            for line in (
+                f"Document: {title}" if title else "",
+                f"Date: {_display_date(when)}" if when else "",
+                f"Author: {author}" if author else "",
             )
-            lines.append("")
-        text = [line for seg in segments if seg.name == "OBX" for line in obx_lines(seg)]
-        return _Body(lines + text, "clinical_note", title, when, any(x.strip() for x in text))
+            if line
+        )
+        lines.append("")
+    text = [line for seg in segments if seg.name == "OBX" for line in obx_lines(seg)]
+    return _Body(lines + text, "clinical_note", title, when, any(x.strip() for x in text))

@@ -12,11 +12,16 @@ event_time = charttime, note_type as written.  ``storetime`` (an administrative 
 would only be one more date to shift.  The position is the physical line where the record starts, so a
 multi-line quoted note is found where an editor shows it.  A row without note_id, subject_id or text is
 rejected alone; a header without one of those columns makes the whole file unusable.
+
+The row's other cells (every column but the text, under their field name when mapped, else under their
+header name) are kept as JSON in ``metadata.extra["csv_row"]`` (raw zone only): the deid stage de-identifies
+them by the ``notes_csv`` column profile of ``structured_rules.yaml``, which drops any column it does not list.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +41,8 @@ DEFAULT_COLUMNS = {
     "charttime": "charttime",
     "text": "text",
 }
+# metadata.extra key of the structured payload (raw zone only, until the deid stage de-identifies it).
+CSV_ROW_KEY = "csv_row"
 # A file lacking one of these cannot give documents with an id, a patient and text: the export is wrong.
 REQUIRED_COLUMNS = ("note_id", "subject_id", "text")
 # Discharge summaries run to tens of thousands of characters; the csv default limit is 131072.
@@ -78,6 +85,10 @@ class NotesCsvParser(Parser):
             reader = csv.reader(f, delimiter=self.delimiter, strict=True)
             header = self._read_header(reader)
             index = {field: header.index(name) for field, name in self.columns.items() if name in header}
+            # Unmapped columns keep their header name unless it is taken by a field name.
+            index.update(
+                {name: i for i, name in enumerate(header) if name and i not in index.values() and name not in index}
+            )
             record_index = 0
             start_line = reader.line_num + 1
             while True:
@@ -136,5 +147,8 @@ class NotesCsvParser(Parser):
                 "encounter_id": cell("hadm_id") or None,
                 "note_type": cell("note_type") or None,
                 "note_seq": cell("note_seq") or None,
+                CSV_ROW_KEY: json.dumps(
+                    {name: cell(name) for name in index if name != "text"}, separators=(",", ":"), ensure_ascii=False
+                ),
             },
         )

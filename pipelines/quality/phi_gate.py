@@ -9,6 +9,9 @@ De-identification is a model and misses things.  The gate does not reuse its det
 * full dates that survived unshifted: a date written identically in a document's raw and de-identified
   text that is not the shifted form of one of its raw dates.
 
+What is scanned is the text and the de-identified structured payloads kept in ``metadata.extra``
+(``extra_keys`` in phi_gate.yaml: FHIR JSON, HL7 message, CSV row), since trainers receive those too.
+
 Any hit blocks the document (quarantine reason ``residual_phi:<kind>``, detail: hit counts by kind).  The
 counts go to the report; the matched strings are never logged, recorded or returned.
 """
@@ -44,6 +47,7 @@ MIN_NUMERIC_IDENTIFIER_DIGITS = 5
 @dataclass(frozen=True)
 class GateConfig:
     source_kinds: frozenset[str]
+    extra_keys: frozenset[str]
     patterns: dict[str, re.Pattern[str]]
     full_date: re.Pattern[str]
 
@@ -53,6 +57,7 @@ def load_gate_config(path: Path = GATE_FILE) -> GateConfig:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     return GateConfig(
         source_kinds=frozenset(data["source_kinds"]),
+        extra_keys=frozenset(data["extra_keys"]),
         patterns={name: re.compile(rx) for name, rx in data["patterns"].items()},
         full_date=re.compile(data["full_date"]),
     )
@@ -142,8 +147,10 @@ class ResidualPhiGate(Step):
         return {key: counts.most_common(1)[0][0] for key, counts in seen.items()}
 
     def scan(self, doc: Doc, offsets: dict[str, int]) -> Counter[str]:
-        """Hit counts by kind in one de-identified document."""
-        text = doc["text"] or ""
+        """Hit counts by kind in one de-identified document (its text and its structured payloads)."""
+        extra = dict((doc.get("metadata") or {}).get("extra") or [])
+        payloads = [extra[key] for key in sorted(self.config.extra_keys) if extra.get(key)]
+        text = "\n".join([doc["text"] or "", *payloads])
         hits: Counter[str] = Counter()
         for kind, pattern in self.config.patterns.items():
             hits[kind] += sum(1 for _ in pattern.finditer(text))
