@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from medcurate.airflow_support import DEFAULT_ARGS, LOCATION_PATTERN, secret_key
+from medcurate.airflow_support import DEFAULT_ARGS, location_param, secret_key
 
 # Identifiers as source systems write them: MRNs, FHIR ids, HL7 CX ids; no spaces, no control characters.
 PATIENT_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/^-]{0,127}$"
@@ -38,21 +38,8 @@ PATIENT_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/^-]{0,127}$"
             pattern=PATIENT_KEY_PATTERN,
             description="the patient key as the source system wrote it (MRN, FHIR Patient id)",
         ),
-        "spec": Param(
-            type="string",
-            minLength=1,
-            maxLength=4096,
-            pattern=LOCATION_PATTERN,
-            description="the corpus spec the data was built from",
-        ),
-        "data_root": Param(
-            None,
-            type=["null", "string"],
-            minLength=1,
-            maxLength=4096,
-            pattern=LOCATION_PATTERN,
-            description="override the spec's data root",
-        ),
+        "spec": location_param("the corpus spec the data was built from", required=True),
+        "data_root": location_param("override the spec's data root"),
     },
     doc_md=__doc__,
 )

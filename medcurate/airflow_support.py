@@ -51,24 +51,22 @@ SHARDS_ASSET = Asset(name="medcurate_shards", uri="x-medcurate://shards")
 LOCATION_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 
 
+def location_param(description: str, required: bool = False) -> Param:
+    """A spec path or data root (path or URI) param; ``required``: no null default."""
+    schema = {"minLength": 1, "maxLength": 4096, "pattern": LOCATION_PATTERN, "description": description}
+    if required:
+        return Param(type="string", **schema)
+    return Param(None, type=["null", "string"], **schema)
+
+
 def run_params() -> dict[str, Param]:
     """The params of every run DAG, checked against their JSON schema before the run starts."""
     return {
-        "spec": Param(
-            None,
-            type=["null", "string"],
-            minLength=1,
-            maxLength=4096,
-            pattern=LOCATION_PATTERN,
-            description=f"corpus spec path, or 'sample'; null: the triggering asset event, else ${SPEC_SETTING}",
+        "spec": location_param(
+            f"corpus spec path, or 'sample'; null: the triggering asset event, else ${SPEC_SETTING}"
         ),
-        "data_root": Param(
-            None,
-            type=["null", "string"],
-            minLength=1,
-            maxLength=4096,
-            pattern=LOCATION_PATTERN,
-            description=f"data root (path or s3:// URI); null: the asset event, ${DATA_ROOT_SETTING}, the spec's",
+        "data_root": location_param(
+            f"data root (path or s3:// URI); null: the asset event, ${DATA_ROOT_SETTING}, the spec's"
         ),
     }
 
