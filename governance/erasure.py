@@ -8,12 +8,13 @@
    addresses, phones and emails the source records state about the patient) are collected from the raw zone
    before deletion and held only in memory, to check the published data afterwards (case-insensitively);
 2. removes them from raw, deid, curated, the quarantine index (and, for a source, its quarantined file
-   copies), the de-identification review sample and per-document PHI counts;
+   copies), the de-identification review sample, per-document PHI counts and the cross-run dedup index
+   (whose word hashes would otherwise keep the documents' words and make them the kept twin of a later copy);
 3. rewrites only the shard files that held them (with the shard writer, from their remaining rows; every
    other shard stays byte-identical), then the split's ``state.json``, the manifest and its Merkle root;
 4. verifies that none of the doc_ids and none of the raw identifiers remain anywhere in the published data
-   (shard tokens are decoded with the saved tokenizer), appends an ``erasure`` audit event, rebuilds the
-   catalog and records the erasure in it, and regenerates the report.
+   (shard tokens are decoded with the saved tokenizer) nor any doc_id in the dedup index, appends an
+   ``erasure`` audit event, rebuilds the catalog and records the erasure in it, and regenerates the report.
 
 Keying note: erasure by key covers the records keyed by that key.  In the sample, notes, HL7 and DICOM key
 patients by MRN while FHIR keys them by the Patient resource id, so erasing one person across both needs
@@ -41,9 +42,11 @@ import pyarrow.parquet as pq
 from governance import audit
 from governance.access import seal, unseal
 from governance.catalog import DEID_EVENTS_FILE, build_catalog, catalog_path, record_erasure, row_doc_ids, shard_rows
+from medcurate import storage
 from medcurate.context import RunContext
 from medcurate.keys import pseudonym
 from medcurate.zones import Zones, write_parquet
+from pipelines.quality import dedup_index
 from pipelines.quality.raw_identifiers import identifiers as raw_identifiers
 from pipelines.shard.hf_layout import ShardFile, SplitWriter
 
@@ -167,6 +170,7 @@ def _remove_from_zones(ctx: RunContext, doc_ids: set[str], source: str | None) -
     removed["review_sample"] = _filter_review_sample(zones, doc_ids)
     events = zones.governance / DEID_EVENTS_FILE
     removed["deid_events"] = _remove_rows(events, zones, ids, source) if events.exists() else 0
+    removed["dedup_index"] = dedup_index.drop_documents(zones.governance, doc_ids, source)
     return removed
 
 
@@ -334,6 +338,8 @@ def verify_erased(ctx: RunContext, doc_ids: set[str], identifiers: set[str], sou
             sql = "SELECT count(*) FROM read_parquet(?, union_by_name = true) t WHERE regexp_matches(t::VARCHAR, ?)"
             if n := duckdb.execute(sql, [files, pattern]).fetchone()[0]:
                 problems.append(f"{n} rows of {zone}/ contain a raw identifier of the erased patient")
+    if n := dedup_index.count_documents(zones.governance, doc_ids, source):
+        problems.append(f"{n} erased rows remain in the dedup index")
     manifest_path = zones.shards / "manifest.json"
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
@@ -404,6 +410,7 @@ def erase(ctx: RunContext, *, patient_key: str | None = None, source: str | None
     from governance.report import run as write_report
 
     write_report(ctx)
+    storage.push(ctx.zones.root)  # an object-store data root: publish the erased zones, the event, the report
     log.info(
         "%s: %d documents removed, %d shards rewritten, verified %s",
         erasure_id,
@@ -419,12 +426,12 @@ def erase(ctx: RunContext, *, patient_key: str | None = None, source: str | None
 def open_for_erasure(
     spec: str | Path, data_root: str | Path | None, demo: bool, secret_key: str | None = None
 ) -> RunContext:
-    """A context on the published data: its run id is the one that built the shards (events name that run)."""
-    from medcurate.runner import open_run
-    from medcurate.spec import load_spec
+    """A context on the published data: its run id is the one that built the shards (events name that run).
 
-    corpus = load_spec(spec)
-    root = Path(data_root) if data_root else corpus.resolve(corpus.data_root)
-    manifest = root / "shards" / "manifest.json"
-    run_id = json.loads(manifest.read_text())["run_id"] if manifest.exists() else None
-    return open_run(spec, data_root=root, run_id=run_id, demo=demo, secret_key=secret_key)
+    An object-store data root is pulled into its working copy here; ``erase`` pushes the result back.
+    """
+    from medcurate.runner import open_run
+
+    ctx = open_run(spec, data_root=data_root, demo=demo, secret_key=secret_key)
+    manifest = ctx.zones.shards / "manifest.json"
+    return replace(ctx, run_id=json.loads(manifest.read_text())["run_id"]) if manifest.exists() else ctx

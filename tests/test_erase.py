@@ -23,6 +23,7 @@ from medcurate.hashing import merkle_root, sha256_file
 from medcurate.keys import KEY_ENV, pseudonym
 from medcurate.runner import DEMO_KEY_FILE
 from medcurate.zones import read_zone
+from pipelines.quality.dedup_index import index_path
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +61,12 @@ def _patient_with_docs_in(root: Path, sources: set[str]) -> tuple[str, set[str]]
     return key, set(ids)
 
 
+def _indexed(root: Path, where: str, params: list) -> set[str]:
+    """doc_ids of the cross-run dedup index (governance/dedup/published.parquet) matching ``where``."""
+    sql = f"SELECT doc_id FROM read_parquet(?) WHERE {where}"
+    return {r[0] for r in duckdb.execute(sql, [str(index_path(root / "governance")), *params]).fetchall()}
+
+
 def _shard_hashes(root: Path) -> dict[str, str]:
     return {p.relative_to(root / "shards").as_posix(): sha256_file(p) for p in (root / "shards").glob("*/data-*.arrow")}
 
@@ -77,8 +84,18 @@ def patient_erased(sample_run, tmp_path_factory):
             ).fetchall()
         }
     before = _shard_hashes(root)
+    indexed = _indexed(root, "list_contains(?, doc_id)", [sorted(doc_ids)])
     result = erase(ctx, patient_key=key)
-    return {"ctx": ctx, "root": root, "key": key, "doc_ids": doc_ids, "held": held, "before": before, "result": result}
+    return {
+        "ctx": ctx,
+        "root": root,
+        "key": key,
+        "doc_ids": doc_ids,
+        "held": held,
+        "indexed": indexed,
+        "before": before,
+        "result": result,
+    }
 
 
 def test_patient_erasure_removes_every_record(patient_erased):
@@ -92,6 +109,15 @@ def test_patient_erasure_removes_every_record(patient_erased):
         erasures = con.execute("SELECT erasure_id, verified, documents_removed FROM erasures").fetchall()
     assert left[0] == 0
     assert erasures == [(result.erasure_id, True, len(doc_ids))]
+
+
+def test_patient_erasure_empties_the_dedup_index_of_its_documents(patient_erased):
+    """A published document left in the index would be the kept twin of a later copy, and its words recoverable."""
+    root, result = patient_erased["root"], patient_erased["result"]
+    assert patient_erased["indexed"], "the sample run must have published some of the patient's documents"
+    assert result.removed_by_zone["dedup_index"] == len(patient_erased["indexed"])
+    assert not _indexed(root, "list_contains(?, doc_id)", [sorted(patient_erased["doc_ids"])])
+    assert _indexed(root, "true", []), "the other documents stay in the index"
 
 
 def test_only_the_shards_that_held_the_patient_are_rewritten(patient_erased):
@@ -124,8 +150,12 @@ def test_erasure_is_audited_without_the_raw_key(patient_erased):
 
 def test_source_erasure_and_cli(patient_erased, monkeypatch, capsys):
     root, ctx = patient_erased["root"], patient_erased["ctx"]
+    indexed = _indexed(root, "source = ?", ["pmc_oa"])
+    assert indexed
     result = erase(ctx, source="pmc_oa")
     assert result.verified and result.documents_removed > 0
+    assert result.removed_by_zone["dedup_index"] == len(indexed)
+    assert not _indexed(root, "source = ?", ["pmc_oa"])
     manifest = json.loads((root / "shards" / "manifest.json").read_text())
     assert "pmc_oa" not in manifest["totals"]["by_source"]
     assert len(manifest["erasures"]) == 2
@@ -189,3 +219,10 @@ def test_verification_looks_for_the_patients_stated_names(sample_run, tmp_path):
         table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts, pa.large_string())), part
     )
     assert any("raw identifier" in p for p in verify_erased(ctx, set(), {names[0]}, None))
+
+
+def test_verification_finds_documents_left_in_the_dedup_index(sample_run, tmp_path):
+    root = _copy_run(sample_run, tmp_path / "data")
+    ctx = open_for_erasure(sample_run.sample_dir / "sample.yaml", root, demo=True)
+    doc_id = sorted(_indexed(root, "true", []))[0]
+    assert "1 erased rows remain in the dedup index" in verify_erased(ctx, {doc_id}, set(), None)

@@ -2,9 +2,10 @@
 
 The files follow the real structures (PubMed DTD: ``PubmedArticleSet/PubmedArticle/MedlineCitation``...;
 JATS: ``article/front/article-meta``, ``body/sec``, ``back/ref-list``) so the parsers meet what NLM ships,
-including the DOCTYPE lines that name remote DTDs (which must never be fetched).  The text is templated from
-a small clinical-trial vocabulary: varied enough for tokenizer training and near-duplicate checks, and free of
-any patient data, so this writer plants no PHI.
+including the DOCTYPE lines that name remote DTDs (which must never be fetched).  The text is composed from
+a small clinical-trial vocabulary, each section from sentence variants plus optional sentences, so that two
+abstracts on one topic share well under the 80% of words that makes a near-duplicate; it is free of any
+patient data, so this writer plants no PHI.
 
 Also written: an update file (gzip) that revises one citation and deletes another, an article without an
 abstract, and one malformed XML file the ingest stage must quarantine.
@@ -108,35 +109,95 @@ LIMITATIONS = (
 )
 
 
+BACKGROUNDS = (
+    "Whether {intervention} improves outcomes in {condition} compared with {comparator} is uncertain.",
+    "{Condition} carries substantial morbidity, and the place of {intervention} remains debated.",
+    "Evidence comparing {intervention} with {comparator} for {condition} is limited.",
+    "Current guidance on {condition} favours {comparator}, yet {intervention} is increasingly used.",
+)
+METHODS = (
+    "In this {design} conducted at {setting}, we enrolled {n} {population} and assigned them to {intervention} "
+    "or {comparator}. The primary outcome was {outcome}; participants were followed for a median of {months} "
+    "months.",
+    "We performed a {design} at {setting}. A total of {n} {population} received either {intervention} or "
+    "{comparator} and were followed for {months} months. The primary end point was {outcome}.",
+    "{n} {population} at {setting} were included in this {design}. Exposure was {intervention}, compared with "
+    "{comparator}, and {outcome} was assessed over {months} months.",
+)
+EXTRA_METHODS = (
+    "Randomisation was stratified by site and age group.",
+    "Analyses followed the intention-to-treat principle.",
+    "Missing data were handled by multiple imputation.",
+    "Secondary outcomes included quality of life and all-cause mortality.",
+    "An independent committee adjudicated all events.",
+    "Propensity scores were used to balance baseline characteristics.",
+)
+RESULTS = (
+    "The primary outcome occurred in {p1}% of the intervention group and {p2}% of the control group (hazard "
+    "ratio {effect}; 95% CI {low} to {high}).",
+    "{Outcome} was observed in {p1}% with {intervention} versus {p2}% with {comparator} (HR {effect}, 95% "
+    "confidence interval {low}-{high}).",
+    "Compared with {comparator}, {intervention} was associated with a hazard ratio of {effect} ({low} to {high}) "
+    "for {outcome}; event rates were {p1}% and {p2}%.",
+)
+EXTRA_RESULTS = (
+    "Serious adverse events were similar in both groups ({a1}% vs. {a2}%).",
+    "Mean age was {age} years and {women}% were women.",
+    "Adherence at the final visit was {adherence}%.",
+    "Results were consistent across prespecified subgroups.",
+    "{lost} participants were lost to follow-up.",
+    "Discontinuation because of adverse events was more frequent with {intervention}.",
+)
+CONCLUSIONS = (
+    "{Intervention} {led} to a significant difference in {outcome} compared with {comparator}.",
+    "Among {population}, {intervention} {led} to a difference in {outcome}.",
+    "These findings {support} the use of {intervention} over {comparator} in {condition}.",
+)
+
+
 def _abstract_sections(topic: Topic, design: str, rng: random.Random) -> list[tuple[str, str]]:
-    n = rng.randint(180, 4200)
+    """The four structured-abstract sections, each phrased from sentence variants with optional sentences, so
+    two abstracts on one topic read as different papers (as they do) rather than as near-duplicates."""
     effect = round(rng.uniform(0.55, 0.97), 2)
     low, high = round(effect - rng.uniform(0.05, 0.2), 2), round(min(effect + rng.uniform(0.05, 0.2), 1.2), 2)
-    months = rng.choice((6, 12, 18, 24, 36))
+    significant = high < 1
+    words = {
+        "intervention": topic.intervention,
+        "Intervention": topic.intervention.capitalize(),
+        "comparator": topic.comparator,
+        "condition": topic.condition,
+        "Condition": topic.condition.capitalize(),
+        "outcome": topic.outcome,
+        "Outcome": topic.outcome.capitalize(),
+        "population": topic.population,
+        "design": design,
+        "setting": rng.choice(SETTINGS),
+        "n": str(rng.randint(180, 4200)),
+        "months": str(rng.choice((6, 12, 18, 24, 36))),
+        "p1": f"{rng.randint(5, 30)}.{rng.randint(0, 9)}",
+        "p2": f"{rng.randint(10, 40)}.{rng.randint(0, 9)}",
+        "effect": f"{effect:.2f}",
+        "low": f"{low:.2f}",
+        "high": f"{high:.2f}",
+        "a1": str(rng.randint(2, 12)),
+        "a2": str(rng.randint(2, 12)),
+        "age": str(rng.randint(45, 78)),
+        "women": str(rng.randint(20, 70)),
+        "adherence": str(rng.randint(60, 95)),
+        "lost": str(rng.randint(3, 90)),
+        "led": "led" if significant else "did not lead",
+        "support": "support" if significant else "do not support",
+    }
+
+    def text(variants: tuple[str, ...], extras: tuple[str, ...] = (), low_extra: int = 0, tail: str = "") -> str:
+        sentences = [rng.choice(variants)] + rng.sample(extras, rng.randint(low_extra, min(3, len(extras))))
+        return " ".join(s.format_map(words) for s in sentences + ([tail] if tail else []))
+
     return [
-        (
-            "BACKGROUND",
-            f"Whether {topic.intervention} improves outcomes in {topic.condition} compared with "
-            f"{topic.comparator} is uncertain. {rng.choice(EVIDENCE_GAPS)}",
-        ),
-        (
-            "METHODS",
-            f"In this {design} conducted at {rng.choice(SETTINGS)}, we enrolled {n} {topic.population} and "
-            f"assigned them to {topic.intervention} or {topic.comparator}. The primary outcome was "
-            f"{topic.outcome}; participants were followed for a median of {months} months.",
-        ),
-        (
-            "RESULTS",
-            f"The primary outcome occurred in {rng.randint(5, 30)}.{rng.randint(0, 9)}% of the intervention group "
-            f"and {rng.randint(10, 40)}.{rng.randint(0, 9)}% of the control group (hazard ratio {effect:.2f}; "
-            f"95% CI {low:.2f} to {high:.2f}). Serious adverse events were similar in both groups "
-            f"({rng.randint(2, 12)}% vs. {rng.randint(2, 12)}%).",
-        ),
-        (
-            "CONCLUSIONS",
-            f"{topic.intervention.capitalize()} {'led' if high < 1 else 'did not lead'} to a significant "
-            f"difference in {topic.outcome} compared with {topic.comparator}. {rng.choice(LIMITATIONS)}",
-        ),
+        ("BACKGROUND", text(BACKGROUNDS, EVIDENCE_GAPS)),
+        ("METHODS", text(METHODS, EXTRA_METHODS)),
+        ("RESULTS", text(RESULTS, EXTRA_RESULTS, 1)),
+        ("CONCLUSIONS", text(CONCLUSIONS, LIMITATIONS, 1)),
     ]
 
 

@@ -3,7 +3,9 @@
 Notes are rendered from templates in several house styles (ALL-CAPS nursing notes, discharge summaries,
 radiology reports, telegraphic progress notes).  A template marks PHI as ``{LABEL:key}`` and plain values as
 ``{key}``; rendering records the character span of every PHI value, so the gold standard is exact by
-construction.  The same renderer builds the larger dev/test sets in ``pipelines.deid.synthetic``.
+construction.  The clinical body between the PHI lines is a plain value written by ``clinical.py`` for each
+patient and note, so that notes of different patients are different documents, as near-duplicate detection
+expects of real ones.  The same renderer builds the larger dev/test sets in ``pipelines.deid.synthetic``.
 """
 
 from __future__ import annotations
@@ -18,20 +20,20 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from medcurate.sample import clinical
 from medcurate.sample.people import HOSPITALS, Patient, make_person
 
 PLACEHOLDER = re.compile(r"\{(?:([A-Z]+):)?(\w+)\}")
 
 # ---- templates: one string per note; "{LABEL:key}" is PHI, "{key}" is a plain value ----
+# The PHI sits in the header and footer lines of each house style; the clinical body is a plain value written per
+# patient and per note by clinical.py, so notes of different patients do not read as one template.
 NURSING = """\
 NURSING PROGRESS NOTE {NAME:nurse_first_up} {NAME:nurse_last_up} RN  {DATE:date_mdy2}
 PT {NAME:pt_last_up}, {NAME:pt_first_up}  MRN {ID:mrn}
-NEURO: A&OX3, PERRLA, MAE. DENIES PAIN, PAIN {pain}/10 AT HS. GCS 15.
-CV: HR {hr} NSR, BP {sbp}/{dbp}, NO EDEMA. K {k} REPLETED PER SLIDING SCALE.
-RESP: LS CLEAR, SPO2 {spo2}% ON 2L NC. RR {rr}. O2 WEANED X3 ATTEMPTS.
-GI/GU: NPO AFTER MN FOR EGD. FOLEY DRAINING CLEAR YELLOW URINE, UO 40-60CC/HR. BS+ X4.
+{nursing_systems}
 SOCIAL: {REL:rel_up} {NAME:nok_first_up} {NAME:nok_last_up} VISITED, CAN BE REACHED AT {PHONE:phone}.
-PLAN: CONT LASIX 40MG IV BID, HEPARIN 5000 UNITS SC Q8H. CCU TEAM AWARE. DR {NAME:att_last_up} UPDATED.
+PLAN: {nursing_plan}. DR {NAME:att_last_up} UPDATED.
 """
 
 DISCHARGE = """\
@@ -40,66 +42,59 @@ DISCHARGE SUMMARY
 Name: {NAME:pt_first} {NAME:pt_last}        Unit No: {ID:mrn}
 Admission Date: {DATE:admit_mdy}        Discharge Date: {DATE:disch_mdy}
 Date of Birth: {DATE:dob_mdy}        Sex: {sex}
-Service: MEDICINE
+Service: {service}
 Attending: {NAME:att_first} {NAME:att_last}, MD
 
 HISTORY OF PRESENT ILLNESS:
-{pt_title} {NAME:pt_last} is a {AGE:age_num}-year-old {sex_word} with CHF (EF 35%), HTN, DM2 and CKD stage 3
-who presented to {HOSPITAL:hospital} on {DATE:admit_text} with SOB and DOE x3 days.
-BP 158/92, HR 104, T 98.6 F, SpO2 91% on RA.
-CXR showed bilateral effusions. BNP 1450. Trop <0.01. Cr 1.8 (baseline 1.4). She was diuresed with Lasix 80 mg IV.
+{pt_title} {NAME:pt_last} is a {AGE:age_num}-year-old {sex_word} with {history} who presented to
+{HOSPITAL:hospital} on {DATE:admit_text} with {presentation}. On exam: {exam}. {studies}
 
 HOSPITAL COURSE:
-1. Acute on chronic systolic CHF: diuresed 4 L, transitioned to torsemide 20 mg PO daily on {DATE:mid_md}.
-2. AKI: Cr peaked 2.1, improved to 1.5 with diuresis. Renal following.
-3. DM2: A1c 8.2%. Insulin sliding scale, metformin held.
+{course}
+Transitioned to oral medications on {DATE:mid_md}.
 
-Labs on discharge: Na 137, K 4.2, Cl 101, HCO3 26, BUN 32, Cr 1.5, Glc 142, WBC 8.4, Hgb 10.9, Plt 212, INR 1.1.
+Labs on discharge: {labs}.
 
-DISCHARGE MEDICATIONS: torsemide 20 mg PO daily, metoprolol succinate 50 mg PO daily, lisinopril 5 mg PO daily,
-ASA 81 mg, atorvastatin 40 mg qHS, insulin glargine 18 units SC qHS.
+DISCHARGE MEDICATIONS: {medications}.
 
-DISPOSITION: Home with VNA services. Address on file: {ADDRESS:street}, {LOCATION:city}, {LOCATION:state} {ZIP:zip}.
-FOLLOW-UP: PCP Dr. {NAME:pcp_last} at {HOSPITAL:clinic} in 1-2 weeks, phone {PHONE:phone2}. Cardiology clinic in
-4 weeks. Questions: {EMAIL:email}.
+DISPOSITION: {disposition}. Address on file: {ADDRESS:street}, {LOCATION:city}, {LOCATION:state} {ZIP:zip}.
+FOLLOW-UP: PCP Dr. {NAME:pcp_last} at {HOSPITAL:clinic} in {fu_weeks}, phone {PHONE:phone2}. {plan}.
+Questions: {EMAIL:email}.
 
-{NAME:att_first} {NAME:att_last}, MD    Electronically signed {DATE:disch_iso} 16:42
+{NAME:att_first} {NAME:att_last}, MD    Electronically signed {DATE:disch_iso} {sign_time}
 """
 
 RADIOLOGY = """\
-EXAMINATION: CHEST (PA AND LAT)    ACCESSION #: {ID:accession}
+EXAMINATION: {study}    ACCESSION #: {ID:accession}
 DATE: {DATE:exam_text}    REFERRING: {NAME:ref_first_init} {NAME:ref_last}, MD
-INDICATION: {AGE:age_num} year old {sex_word} with fever and cough, eval for PNA.
-COMPARISON: Chest radiograph from {DATE:prior_text}.
-FINDINGS: The lungs are clear without focal consolidation. No pleural effusion or pneumothorax. Heart size is
-normal. Mediastinal contours are within normal limits. Degenerative changes of the T-spine. A 4 mm nodule in
-the RUL is unchanged. ETT tip 4.5 cm above the carina. NG tube courses below the diaphragm.
-IMPRESSION: No acute cardiopulmonary process.
+INDICATION: {AGE:age_num} year old {sex_word} with {history}, now {indication}.
+COMPARISON: {comparison} {DATE:prior_text}.
+FINDINGS: {findings}
+IMPRESSION: {impression}
 Dictated by: {NAME:rad_first} {NAME:rad_last}, M.D. (NPI {LICENSE:npi})
 Workstation: {IP:ip}   Report portal {URL:url}
 """
 
 PROGRESS = """\
-Progress Note - MICU - {DATE:prog_date}
-S: {NAME:pt_first_low} {NAME:pt_last_low} c/o abd pain 6/10, N/V overnight. Tolerating clears. +BM.
-Wife {NAME:nok_first} at bedside.
-O: Tmax 100.4, Tc 99.1, HR 96, BP 112/68, RR 18, SpO2 96% 2L. I/O 1.2L/800cc.
-Gen: NAD, AOx3. CV: RRR, 2/6 SEM. Lungs: CTAB. Abd: soft, mild RUQ TTP, Murphy's sign neg. Ext: no edema.
-Labs: WBC 14.2 (from 11.8), Hct 31, Plt 188, Na 134, K 3.6, Cr 0.9, Lactate 1.9, LFTs wnl, lipase 45.
-A/P: {AGE:age_num} y/o w/ cholecystitis s/p perc chole on {DATE:proc_md}. Cont zosyn 4.5 g IV q6h (D3). Surgery
-(Dr. {NAME:surg_last}) following, f/u HIDA. DVT ppx: heparin SC. Code: Full. Dispo: floor when HD stable.
+Progress Note - {unit} - {DATE:prog_date}
+S: {NAME:pt_first_low} {NAME:pt_last_low} reports {subjective}. {REL:rel_cap} {NAME:nok_first} at bedside.
+O: Tmax {tmax}, HR {hr}, BP {sbp}/{dbp}, RR {rr}, SpO2 {spo2}%.
+Exam: {exam}.
+Labs: {labs}. {studies}
+A/P: {AGE:age_num} y/o w/ {history} admitted with {problem} on {DATE:proc_md}. {plan}.
+{consultant} (Dr. {NAME:surg_last}) following. Code: {code}. Dispo: {disposition}.
 Contact: {NAME:nok_first} {NAME:nok_last} ({REL:rel}) {PHONE:phone}. SSN on file {SSN:ssn}.
--- {NAME:res_first} {NAME:res_last}, MD PGY-2, pager {PHONE:pager}
+-- {NAME:res_first} {NAME:res_last}, MD PGY-{pgy}, pager {PHONE:pager}
 """
 
 CONSULT = """\
 GERIATRICS CONSULT   Pt: {NAME:pt_full}   DOB: {DATE:dob_iso}   Age: {AGE:age_num}
-Reason: falls, delirium. Referred by {ref_title} {NAME:ref_last} from {HOSPITAL:hospital}.
-{pt_title} {NAME:pt_last} is a very pleasant {AGE:age_num} yo {sex_word} who lives alone at {ADDRESS:street},
-{LOCATION:city} and was found down by her neighbor on {DATE:admit_text}. Daughter {NAME:nok_first} reports 3 falls
-since {DATE:month_only}. MMSE 22/30. Orthostatic: BP 142/80 -> 118/70 standing. Gait unsteady, uses walker.
-Meds reviewed: stop diphenhydramine, hold oxycodone 5 mg q4h prn. Vit D 25,000 IU weekly x8.
-Rec: PT/OT, delirium precautions, Beers list review, f/u in geriatrics clinic {DATE:fu_text}.
+Reason: {geri_reasons}. Referred by {ref_title} {NAME:ref_last} from {HOSPITAL:hospital}.
+{pt_title} {NAME:pt_last} is a {AGE:age_num} yo {sex_word} with {history} who lives at {ADDRESS:street},
+{LOCATION:city} and was admitted on {DATE:admit_text} with {problem}. {REL:rel_cap} {NAME:nok_first} reports
+{geri_story} since {DATE:month_only}. {geri_findings} Social: {social}.
+Meds reviewed: {medications}.
+Rec: {geri_recs}; f/u in geriatrics clinic {DATE:fu_text}.
 Health plan member ID {ID:member_id}. Medicare # {ID:medicare}. Pacemaker serial {DEVICE:serial}.
 {NAME:geri_first} {NAME:geri_last}, NP
 """
@@ -248,7 +243,51 @@ def note_values(
         "rel_up": "",
     }
     values["rel_up"] = values["rel"].upper()
+    values["rel_cap"] = values["rel"].capitalize()
+    values.update(_clinical_values(patient, values, rng))
     return values
+
+
+def _clinical_values(patient: Patient, values: dict[str, str], rng: random.Random) -> dict[str, str]:
+    """The plain clinical body of a note: the patient's case (fixed per patient: every note of one patient is
+    about the same admission), phrased anew for each note."""
+    case = clinical.make_case(random.Random(patient.mrn))
+    systems, nursing_plan = clinical.nursing(case, rng, values)
+    study, indication, findings, impression = clinical.imaging(rng)
+    geri_reasons, geri_findings, geri_recs = clinical.geriatrics(rng)
+    return {
+        "nursing_systems": systems,
+        "nursing_plan": nursing_plan,
+        "service": rng.choice(("MEDICINE", "CARDIOLOGY", "SURGERY", "NEUROLOGY", "HOSPITALIST")),
+        "history": clinical.history(case, rng),
+        "presentation": clinical.presentation(case, rng),
+        "exam": clinical.exam(case, rng),
+        "studies": clinical.studies(case, rng),
+        "course": clinical.course(case, rng),
+        "labs": clinical.labs(rng),
+        "medications": clinical.medications(case, rng),
+        "disposition": rng.choice(clinical.DISPOSITIONS),
+        "fu_weeks": rng.choice(("1 week", "1-2 weeks", "2 weeks", "10 days", "3 weeks")),
+        "plan": clinical.plan(case, rng),
+        "sign_time": f"{rng.randint(7, 22):02d}:{rng.randint(0, 59):02d}",
+        "study": study,
+        "indication": indication,
+        "comparison": rng.choice(("Prior study from", "Outside films dated", "Radiograph of", "CT of")),
+        "findings": findings,
+        "impression": impression,
+        "unit": rng.choice(("MICU", "CCU", "SICU", "Medicine", "Step-down", "Hospitalist")),
+        "subjective": clinical.presentation(case, rng),
+        "tmax": f"{rng.uniform(97.8, 102.5):.1f}",
+        "problem": rng.choice((case.problem.name, case.problem.short)),
+        "consultant": rng.choice(("Surgery", "Cardiology", "Nephrology", "GI", "ID", "Neurology")),
+        "code": rng.choice(clinical.CODE_STATUS),
+        "pgy": str(rng.randint(1, 3)),
+        "geri_reasons": geri_reasons,
+        "geri_story": rng.choice(("3 falls", "worsening memory", "poor appetite", "two ED visits", "new confusion")),
+        "geri_findings": geri_findings,
+        "geri_recs": geri_recs,
+        "social": clinical.social(rng, values["rel"]),
+    }
 
 
 def make_note(
@@ -270,8 +309,33 @@ def _csv_bytes(rows: list[dict]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+ADDENDA = (
+    "ADDENDUM: potassium rechecked before discharge and within normal limits; no change to the plan.",
+    "ADDENDUM: patient seen again before leaving; questions answered, medication list reconciled.",
+    "ADDENDUM: outside records received and reviewed; they do not change the assessment.",
+)
+
+
+def _planted_duplicates(rows: list[dict], rng: random.Random) -> list[tuple[dict, dict]]:
+    """Two deliberate duplicates, so the demo shows deduplication at work: (original row, copy row).
+
+    * an interface resend: one note again under a new note_seq, text unchanged (an exact duplicate);
+    * an addendum: a longer note re-filed with a short addendum appended (a near-duplicate, about 95% of its
+      words shared in order).  Its gold spans are the original's: the addendum holds no PHI.
+    """
+    resent, amended = rng.sample([r for r in rows if r["note_type"] in ("Discharge summary", "Progress")], 2)
+    copies = []
+    for row, text in ((resent, resent["text"]), (amended, amended["text"] + rng.choice(ADDENDA) + "\n")):
+        seq = max(r["note_seq"] for r in rows if r["subject_id"] == row["subject_id"]) + 1
+        note_id = f"{row['subject_id']}-{row['note_type'][:2].upper()}-{seq}"
+        copies.append((row, {**row, "note_id": note_id, "note_seq": seq, "text": text}))
+        rows = [*rows, copies[-1][1]]  # the next copy of this patient takes the following note_seq
+    return copies
+
+
 def write(out_dir: Path, cohort: list[Patient], seed: int) -> list[str]:
-    """Write ~3-4 notes per patient as a CSV and a CSV.gz, a truncated .csv.gz, and the gold spans.
+    """Write ~3-4 notes per patient (plus two planted duplicates) as a CSV and a CSV.gz, a truncated .csv.gz,
+    and the gold spans.
 
     Returns every PHI string planted in the notes.
     """
@@ -306,6 +370,10 @@ def write(out_dir: Path, cohort: list[Patient], seed: int) -> list[str]:
             )
             gold.append({"id": note_id, "text": text, "spans": spans})
             planted.update(text[s["start"] : s["end"]] for s in spans if s["label"] not in {"AGE"})
+    for row, copy in _planted_duplicates(rows, rng):
+        rows.append(copy)
+        spans = next(g["spans"] for g in gold if g["id"] == row["note_id"])
+        gold.append({"id": copy["note_id"], "text": copy["text"], "spans": spans})
     half = len(rows) // 2
     (notes_dir / "notes_part1.csv").write_bytes(_csv_bytes(rows[:half]))
     (notes_dir / "notes_part2.csv.gz").write_bytes(gzip.compress(_csv_bytes(rows[half:]), mtime=0))

@@ -119,3 +119,35 @@ def save_index(
     )
     write_parquet(table.sort_by("doc_id"), index_path(governance))
     return table.num_rows
+
+
+def _rows_of(table: pa.Table, doc_ids: set[str], source: str | None) -> pa.ChunkedArray:
+    """Per row: whether it belongs to one of ``doc_ids`` or, given ``source``, to that source."""
+    found = pc.is_in(table["doc_id"], pa.array(sorted(doc_ids), pa.string()))
+    return pc.or_(found, pc.equal(table["source"], source)) if source is not None else found
+
+
+def drop_documents(governance: Path, doc_ids: set[str], source: str | None = None) -> int:
+    """Remove the rows of ``doc_ids`` (and, given ``source``, all of that source's rows); returns how many left.
+
+    Erasure calls this: an erased document must not survive as the kept twin of a later copy, and its word
+    hashes would turn back into its de-identified words.  The parameters in the file's metadata are kept.
+    """
+    path = index_path(governance)
+    if not path.exists():
+        return 0
+    table = pq.read_table(path)
+    erased = _rows_of(table, doc_ids, source)
+    removed = pc.sum(pc.cast(erased, pa.int64())).as_py() or 0
+    if removed:
+        write_parquet(table.filter(pc.invert(erased)), path)
+    return removed
+
+
+def count_documents(governance: Path, doc_ids: set[str], source: str | None = None) -> int:
+    """How many rows of ``doc_ids`` (or of ``source``) the index holds: what erasure verifies is zero."""
+    path = index_path(governance)
+    if not path.exists():
+        return 0
+    found = _rows_of(pq.read_table(path, columns=["doc_id", "source"]), doc_ids, source)
+    return pc.sum(pc.cast(found, pa.int64())).as_py() or 0
