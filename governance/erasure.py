@@ -16,9 +16,9 @@
    (shard tokens are decoded with the saved tokenizer) nor any doc_id in the dedup index, appends an
    ``erasure`` audit event, rebuilds the catalog and records the erasure in it, and regenerates the report.
 
-Keying note: erasure by key covers the records keyed by that key.  In the sample, notes, HL7 and DICOM key
-patients by MRN while FHIR keys them by the Patient resource id, so erasing one person across both needs
-both keys.  Nothing here prints, logs or records the raw key: events carry the pseudonym and counts.
+Keying note: erasure by key covers the records keyed by that key.  Notes, HL7 and DICOM key patients by
+MRN, FHIR by the Patient resource id (the sample's FHIR server uses the MRN as that id); where the two
+differ, erasing one person everywhere needs both keys.  Nothing here prints, logs or records the raw key: events carry the pseudonym and counts.
 """
 
 from __future__ import annotations
