@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +19,9 @@ log = logging.getLogger(__name__)
 def ray_session(num_cpus: int | None = None) -> Iterator[None]:
     import ray
 
-    # Ray Data narrates every execution at INFO on the console; the stages report their own counts.
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # Ray Data narrates every execution at INFO on the console; the stages report their own counts.  Its
+    # logging is configured when ray.data is first imported, from this file (an operator's own file wins).
+    os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", str(Path(__file__).with_name("ray_data_logging.yaml")))
     if ray.is_initialized():
         yield
         return
