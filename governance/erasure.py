@@ -18,7 +18,8 @@
 
 Keying note: erasure by key covers the records keyed by that key.  Notes, HL7 and DICOM key patients by
 MRN, FHIR by the Patient resource id (the sample's FHIR server uses the MRN as that id); where the two
-differ, erasing one person everywhere needs both keys.  Nothing here prints, logs or records the raw key: events carry the pseudonym and counts.
+differ, erasing one person everywhere needs both keys.  Nothing here prints, logs or records the raw key:
+events carry the pseudonym and counts.
 """
 
 from __future__ import annotations

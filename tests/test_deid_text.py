@@ -377,3 +377,69 @@ def test_address_and_town_rules_leave_clinical_text_alone(engine, text):
 def test_only_a_capitalized_line_above_a_country_line_is_its_town(engine):
     spans = found(engine, "Family flew in yesterday.\nfollow up in clinic\nGermany\n\nSend to:\nDOLE\nFrance")
     assert "DOLE" in spans and not any("follow" in k or "clinic" in k for k in spans)
+
+
+# ---- issue 3: varied sample notes (devices, abbreviations, sentence ends, wrapped titles, lower-case subjects) ----
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("S: virginia ivanova reports anorexia and subjective fevers.", "virginia ivanova"),
+        ("S: randy lee reports subjective fevers.", "randy lee"),
+        ("S: dmitri hicks reports a mechanical fall at home.", "dmitri hicks"),
+        ("S: wei tucker reports pain and warmth of the leg.", "wei tucker"),
+        ("Admitted with urosepsis. Husband Mei reports 3 falls.", "Mei"),
+        ("Cardiology (Dr.\nScott) following.", "Scott"),
+        ("PLAN: DOCUSATE 100 MG BID. DR GARCIA UPDATED.", "GARCIA"),
+        ("Discussed with Walker Smith, her neighbor.", "Walker Smith"),
+        ("Seen by Dr. Walker in clinic.", "Walker"),
+        ("The film was directed by Brad L Key last year.", "Brad L"),
+        ("It is under my partner's name Nicole Mahler.", "Nicole Mahler"),
+    ],
+)
+def test_names_after_wrapped_titles_and_before_reporting_verbs(engine, text, name):
+    spans = {k for k, v in found(engine, text).items() if v == "NAME"}
+    assert any(name in phi for phi in spans), spans
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ACTIVITY: OOB TO CHAIR, ASSIST X1 WITH WALKER, AMBULATED IN HALL WITH PT.",
+        "Ambulates with Walker; uses a rollator at home and a wheelchair for long distances.",
+        "SKIN: INTACT, IV SITE CLEAN AND DRY. RESP: O2 WEANED AS TOLERATED, LS CLEAR.",
+        "PCP visit in 1 week. Code: Full code, HCP on file. Orthostatic from 159 to 113 standing.",
+        "Admitted with SBO. Sputum gram stain with GPCs. Admitted with AECOPD, then UGIB and DKA.",
+        "Progress Note - Hospitalist - MICU\nNiece reports new confusion.",
+        "Labs: WBC 12.6, Hgb 10.4, Plt 360, INR 1.1. Kussmaul respirations.",
+        "PLAN: NO LIFTING OVER 10 POUNDS FOR 4 WEEKS; KEFLEX 500 MG QID FOR 5 DAYS. DR TO FOLLOW.",
+        "CHOLECYSTITIS: LAPAROSCOPIC CHOLECYSTECTOMY ON HOSPITAL DAY 2. STROKE CLINIC IN 6 WEEKS.",
+        "Cultures: Proteus Mirabilis, Klebsiella Pneumoniae. Hx Charcot-Marie-Tooth disease, hx wilson disease.",
+        "Started Tamsulosin and Farxiga; Brilinta continued. Apixaban held.",
+        "MoCA 12/30. Sputum gram stain with GPCs. Procalcitonin 2. FeNa under 1%.",
+        "will rush reports to the floor. Nursing staff reports good UOP.",
+    ],
+)
+def test_clinical_devices_abbreviations_and_sentence_ends_are_no_phi(engine, text):
+    assert found(engine, text) == {}
+
+
+def test_the_niece_is_not_part_of_the_name_she_reports_with(engine):
+    spans = found(engine, "Niece Karen reports new confusion since the fall.")
+    assert spans.get("Karen") == "NAME" and not any("Niece" in k for k in spans)
+
+
+def test_a_street_line_still_takes_an_abbreviated_saint_or_mount(engine):
+    assert found(engine, "Lives at 12 St. James Place with her son.").get("12 St. James Place") == "ADDRESS"
+
+
+def test_a_word_list_with_a_yaml_boolean_fails_at_load(tmp_path):
+    from pipelines.deid.config import DEFAULT_CONFIG, DEFAULT_PLACES, DeidConfigError, load_config
+
+    names = tmp_path / "names.yaml"
+    names.write_text(
+        (DEFAULT_CONFIG.parent / "names.yaml").read_text(encoding="utf-8").replace("'on'", "on"), encoding="utf-8"
+    )
+    with pytest.raises(DeidConfigError, match="stop_words"):
+        load_config(DEFAULT_CONFIG, names, DEFAULT_PLACES)
+    assert {"on", "yes", "no", "re:"} <= default_config().names.stop_words
+    assert "on" in default_config().strip_leading_words

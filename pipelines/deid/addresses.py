@@ -13,13 +13,16 @@ from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from pipelines.deid.config import DeidConfig
+from pipelines.deid.names import english_stems
 
 # "20789 Allika 46", "3482 Via Franscini 71", "808 Kálmán Imre u. 12": a house number (a building number may
-# come first), one to three street words, a number.
+# come first), one to three street words, a number; not a dose or a duration ("10 POUNDS FOR 4 WEEKS").
 NUMBER_STREET_NUMBER = regex.compile(
     r"(?<![\w.,/\-])(?P<street>\d{1,6}[ \t]+(?:\d{1,6}[ \t]+)?"
     r"(?P<words>\p{Lu}[\p{L}'’\-]+(?:[ \t]+(?:\p{L}[\p{L}'’\-]+|\p{Ll}{1,3}\.)){0,2})"
-    r"[ \t]+\d{1,5}[a-zA-Z]?\b\.?)(?![ \t]*(?i:mg|mcg|g|ml|units?|%|/|mmhg|cm|mm|kg|l|x)\b)"
+    r"[ \t]+\d{1,5}[a-zA-Z]?\b\.?)"
+    r"(?![ \t]*(?i:mg|mcg|g|ml|units?|%|/|mmhg|cm|mm|kg|lbs?|l|x|times|doses?|tabs?|puffs?|drops?|"
+    r"minutes?|min|hours?|hrs?|h|days?|d|weeks?|wks?|months?|mos?|years?|yrs?)\b)"
 )
 # One line below a street line: optional ", " / "> ", up to four words, an optional region code and postal
 # code ("SAVONLINNA", ", SV", " Norway 34796", "Aalborg NO 9100", "Cyprus (Greek) 13429").
@@ -127,7 +130,11 @@ class AddressBlockRecognizer(EntityRecognizer):
     def _street_words(self, words: str) -> bool:
         """Street words are no clinical term and start with a word that is no ordinary English word."""
         parts = [w.lower() for w in words.split()]
-        return parts[0] not in self.not_place and not any(w in self.not_place and len(w) > 3 for w in parts[1:])
+        return not self._ordinary(parts[0]) and not any(self._ordinary(w) and len(w) > 3 for w in parts[1:])
+
+    def _ordinary(self, word: str) -> bool:
+        """An English or clinical word, also inflected ("POUNDS", "days")."""
+        return word in self.not_place or any(stem in self.not_place for stem in english_stems(word))
 
     def _block_lines(self, text: str, newline: int) -> list[RecognizerResult]:
         out = []

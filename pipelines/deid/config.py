@@ -44,10 +44,12 @@ class NameRules:
     context_before: tuple[str, ...]
     weak_context: frozenset[str]
     any_case_context: frozenset[str]
+    preposition_context: frozenset[str]
     person_verbs: frozenset[str]
     stop_words: frozenset[str]
     ambiguous_names: frozenset[str]
     never_names: frozenset[str]
+    drug_stems: tuple[str, ...]
     initials_regex: str
     first_names: frozenset[str]
     last_names: frozenset[str]
@@ -121,23 +123,35 @@ def _parse_patterns(raw: list[dict[str, Any]], labels: tuple[str, ...], fragment
     return tuple(rules)
 
 
+def _words(data: dict[str, Any], key: str, source: str) -> tuple[str, ...]:
+    """A word list from YAML.  Unquoted ``on``, ``yes``, ``no`` and ``off`` are booleans in YAML 1.1, so a list
+    holding one silently loses that word (``on`` was missing from the stop words that way): fail instead."""
+    items = data.get(key) or ()
+    odd = [w for w in items if not isinstance(w, str)]
+    if odd:
+        raise DeidConfigError(f"{source} {key}: {odd} are not words; quote them ('on', 'no')")
+    return tuple(items)
+
+
 def _parse_names(data: dict[str, Any]) -> NameRules:
     def words(key: str) -> frozenset[str]:
-        return frozenset(str(w) for w in data.get(key, ()))
+        return frozenset(_words(data, key, "names"))
 
     def lower(key: str) -> frozenset[str]:
-        return frozenset(str(w).lower() for w in data.get(key, ()))
+        return frozenset(w.lower() for w in _words(data, key, "names"))
 
     return NameRules(
         titles=words("titles"),
         credentials=words("credentials"),
-        context_before=tuple(sorted({str(w).lower() for w in data["context_before"]}, key=len, reverse=True)),
+        context_before=tuple(sorted(lower("context_before"), key=len, reverse=True)),
         weak_context=lower("weak_context"),
         any_case_context=lower("any_case_context"),
+        preposition_context=lower("preposition_context"),
         person_verbs=lower("person_verbs"),
         stop_words=lower("stop_words"),
         ambiguous_names=lower("ambiguous_names"),
         never_names=lower("never_names"),
+        drug_stems=tuple(sorted(w.lower() for w in _words(data, "drug_stems", "names"))),
         initials_regex=str(data["initials_regex"]),
         first_names=_read_names(HERE / "names_first.csv"),
         last_names=_read_names(HERE / "names_last.csv"),
@@ -146,7 +160,7 @@ def _parse_names(data: dict[str, Any]) -> NameRules:
 
 def _parse_places(data: dict[str, Any]) -> PlaceRules:
     def words(key: str) -> frozenset[str]:
-        return frozenset(str(w) for w in data.get(key, ()))
+        return frozenset(_words(data, key, "places"))
 
     return PlaceRules(countries=words("countries"), cities=words("cities"), ambiguous=words("ambiguous"))
 
@@ -183,9 +197,9 @@ def load_config(
         operators=operators,
         date_shift_max_days=int(data.get("date_shift_max_days", 365)),
         patterns=_parse_patterns(data["patterns"], labels, {k: str(v) for k, v in data["fragments"].items()}),
-        strip_leading_words=frozenset(str(w) for w in data.get("strip_leading_words", ())),
-        generic_facility_words=frozenset(str(w).lower() for w in data.get("generic_facility_words", ())),
-        never_flag=frozenset(str(w).lower() for w in data.get("never_flag", ())),
+        strip_leading_words=frozenset(_words(data, "strip_leading_words", "deid")),
+        generic_facility_words=frozenset(w.lower() for w in _words(data, "generic_facility_words", "deid")),
+        never_flag=frozenset(w.lower() for w in _words(data, "never_flag", "deid")),
         text_source_kinds=frozenset(data.get("text_source_kinds", ())),
         extra_keep_keys=frozenset(data.get("extra_keep_keys", ())),
         names=_parse_names(names),

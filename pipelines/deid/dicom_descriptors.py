@@ -30,7 +30,11 @@ _EDGE_SEPARATORS = " \t\r\n^/_-.,;:+&|'\""
 @cache
 def descriptor_vocabulary(path: Path = VOCABULARY_YAML) -> frozenset[str]:
     groups = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return frozenset(str(word).lower() for words in groups.values() for word in words)
+    words = [word for group in groups.values() for word in group]
+    # Unquoted yes/no/on/off load as booleans: a vocabulary of "true" and "false" would be a silent bug.
+    if not_text := [word for word in words if not isinstance(word, str)]:
+        raise ValueError(f"{path.name}: quote these words, YAML read them as non-strings: {not_text}")
+    return frozenset(word.lower() for word in words)
 
 
 def is_safe_word(word: str) -> bool:

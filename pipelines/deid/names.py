@@ -95,14 +95,19 @@ class NameRecognizer(EntityRecognizer):
             self._is_word(tok)
             and low not in self.rules.stop_words
             and low not in self.rules.never_names
+            and not self._drug(low)
             and tok.text not in self.rules.titles
             and (strong or low not in self.clinical)
         )
 
+    def _drug(self, low: str) -> bool:
+        """A generic drug name by its USAN stem ("tamsulosin", "apixaban"), unless it is a gazetteer name."""
+        return len(low) >= 6 and low.endswith(self.rules.drug_stems) and not self._in_gazetteer(low)
+
     def _is_english(self, word: str) -> bool:
         """An ordinary word, also in inflected form ("visited", "brings") that the lemma index lacks."""
         low = word.lower()
-        return low in self.english or any(stem in self.english for stem in _stems(low))
+        return low in self.english or any(stem in self.english for stem in english_stems(low))
 
     def _is_common(self, word: str) -> bool:
         """An ordinary word that is not only a noun: WordNet's noun-only words include surnames ("yamamoto")."""
@@ -111,7 +116,7 @@ class NameRecognizer(EntityRecognizer):
         def common(w: str) -> bool:
             return w in self.english and w not in self.noun_only
 
-        return common(low) or any(common(stem) for stem in _stems(low))
+        return common(low) or any(common(stem) for stem in english_stems(low))
 
     def _name_like(self, tok: Token) -> bool:
         """A word that can be a name without any gazetteer: no ordinary English, clinical or place word."""
@@ -225,6 +230,7 @@ class NameRecognizer(EntityRecognizer):
             j = i + 1
             if j < len(toks) and toks[j].text == ".":
                 j += 1
+            j = self._name_on_next_line(toks, j)
             run = self._run_after(toks, j, 3, need_capital=False, strong=True)
             if run and not self._capitalized(toks[run[0]]) and self._ambiguous(toks[run[0]].text):
                 continue
@@ -236,6 +242,17 @@ class NameRecognizer(EntityRecognizer):
                     break
                 mark(idx, STRONG)
 
+    def _name_on_next_line(self, toks: list[Token], j: int) -> int:
+        """Where the name after a title starts when the line wraps right after the title ("Cardiology (Dr.\\nScott)"):
+        the first word of the next line if it is capitalized, no clinical word and no header ("Dr.\\nPLAN:")."""
+        if j >= len(toks) or not (toks[j].is_space and "\n" in toks[j].text):
+            return j
+        k = j + 1
+        header = k + 1 < len(toks) and toks[k + 1].text == ":"
+        if k < len(toks) and self._capitalized(toks[k]) and self._candidate(toks[k]) and not header:
+            return k
+        return j
+
     def _credentials(self, toks: list[Token], mark) -> None:
         for i, tok in enumerate(toks):
             if tok.text not in self.rules.credentials:
@@ -244,7 +261,8 @@ class NameRecognizer(EntityRecognizer):
             comma = j >= 0 and toks[j].text == ","
             if comma:
                 j -= 1
-            if not comma and tok.text not in self._strong_credentials:
+            weak = tok.text not in self._strong_credentials
+            if not comma and weak:
                 continue
             taken = 0
             while j >= 0 and taken < 4:
@@ -258,6 +276,8 @@ class NameRecognizer(EntityRecognizer):
                     break
                 if prev.text in self.rules.credentials:
                     break
+                if weak and not self._in_gazetteer(prev.text) and self._is_english(prev.text):
+                    break  # "SKIN: INTACT, IV SITE": a two-letter credential is often a clinical abbreviation
                 mark(j, STRONG)
                 taken += 1
                 j -= 1
@@ -297,6 +317,8 @@ class NameRecognizer(EntityRecognizer):
                         for idx in run + tail:
                             mark(idx, CONTEXT)
                         break
+                if key in self.rules.preposition_context and not colon and self._lone_ordinary_word(toks, run):
+                    break
                 for idx in run:
                     word = toks[idx].text
                     if any_case and not self._capitalized(toks[idx]):
@@ -304,18 +326,32 @@ class NameRecognizer(EntityRecognizer):
                             break
                         mark(idx, CONTEXT)
                         continue
-                    if weak and relation and not self._is_english(word) and word.lower() not in self.clinical:
+                    if weak and relation and not self._is_common(word) and word.lower() not in self.clinical:
                         mark(idx, CONTEXT)
                         continue
                     if weak and (self._ambiguous(word) or caps_line[idx]) and not self._in_gazetteer(word):
                         break
                     if weak and not self._in_gazetteer(word) and self._is_english(word):
                         break
+                    if not colon and not self._in_gazetteer(word) and self._is_common(word):
+                        break  # "PCP visit": an ordinary word (not only a noun, as surnames are) after a bare label
+                    if weak and not caps_line[idx] and word[:2].isupper() and not self._in_gazetteer(word):
+                        break  # "admitted with SBO", "gram stain with GPCs": an abbreviation in mixed-case text
                     if colon and not weak and self._ambiguous(word) and not self._in_gazetteer(word):
                         if not self._capitalized(toks[idx]):
                             break
                     mark(idx, CONTEXT)
                 break
+
+    def _lone_ordinary_word(self, toks: list[Token], run: list[int]) -> bool:
+        """After a bare preposition: the run is one ambiguous word ("with Walker", "TO CHAIR") that no initial or
+        name follows ("with Walker Smith", "by Brad L Key" are persons)."""
+        if not run or not self._ambiguous(toks[run[0]].text):
+            return False
+        if len(run) == 1:
+            return True
+        second = toks[run[1]].text
+        return not (INITIAL.match(second) or self._in_gazetteer(second) and not self._ambiguous(second))
 
     def _gazetteer(self, toks: list[Token], caps_line: list[bool], mark) -> None:
         for i, tok in enumerate(toks):
@@ -353,6 +389,8 @@ class NameRecognizer(EntityRecognizer):
                 continue
             if not (self._candidate(a) and self._candidate(b)) or a.text not in self.rules.first_names:
                 continue
+            if self._eponym(toks, i):
+                continue  # "wilson disease"
             if b.text in self.rules.first_names or b.text in self.rules.last_names:
                 accept = not (self._ambiguous(a.text) and self._ambiguous(b.text))
             else:
@@ -379,9 +417,24 @@ class NameRecognizer(EntityRecognizer):
             if any(not self._in_gazetteer(w) and (self._is_common(w) or len(w) < 3) for w in words):
                 continue
             known = any(self._in_gazetteer(w) and not self._ambiguous(w) for w in words)
-            if known or (len(words) == 2 and not any(self._in_gazetteer(w) or self._is_english(w) for w in words)):
+            unknown_pair = len(words) == 2 and not any(self._in_gazetteer(w) or self._is_english(w) for w in words)
+            if known or unknown_pair or self._census_pair([toks[k] for k in run]):
                 for k in run:
                     mark(k, GAZETTEER)
+
+    def _census_pair(self, pair: list[Token]) -> bool:
+        """Before a reporting verb, a given name and a surname, one of them from the census lists and the other
+        listed too or no ordinary word (nouns allowed: WordNet lists "wei"), are a person even when they are also
+        words ("virginia ivanova", "randy lee", "dmitri hicks"); not when both are listed ambiguous names ("will
+        rush", "mark page")."""
+        if len(pair) != 2 or not all(self._candidate(t) for t in pair):
+            return False
+        first, last = (t.text.lower() for t in pair)
+        given = first in self.rules.first_names
+        surname = last in self.rules.last_names
+        if not (given or surname) or first in self.rules.ambiguous_names and last in self.rules.ambiguous_names:
+            return False
+        return (given or not self._is_common(first)) and (surname or not self._is_common(last))
 
     def _middle_initials(self, toks: list[Token], caps_line: list[bool], mark) -> None:
         """First, middle initial, last: "Sari J. Paavolainen", "leidy t muris".  The initial between two name-like
@@ -550,6 +603,8 @@ class NameRecognizer(EntityRecognizer):
         for ent in nlp_artifacts.entities:
             if ent.label_ != "NAME":
                 continue
+            if any(t.text.lower() in self.rules.never_names for t in doc[ent.start : ent.end]):
+                continue  # "Proteus Difficile", "Charcot-Marie-Tooth": a pathogen or an eponym, with its other words
             idxs = [t.i for t in doc[ent.start : ent.end] if self._candidate(t) and self._capitalized(t)]
             if not idxs:
                 continue
@@ -570,7 +625,10 @@ class NameRecognizer(EntityRecognizer):
 
     @staticmethod
     def _eponym(toks: list[Token], i: int) -> bool:
+        """Followed by an eponym noun, also from inside a hyphenated eponym ("Charcot-Marie-Tooth disease")."""
         j = i + 1
+        while j + 1 < len(toks) and toks[j].text == "-" and not toks[j - 1].whitespace_ and not toks[j].whitespace_:
+            j += 2
         if j < len(toks) and toks[j].text.lower() in {"'s", "'", "’s"}:
             j += 1
         return j < len(toks) and toks[j].text.lower() in EPONYM_NOUNS
@@ -642,7 +700,7 @@ class NameRecognizer(EntityRecognizer):
         return spans
 
 
-def _stems(low: str) -> list[str]:
+def english_stems(low: str) -> list[str]:
     """Stems of ``low`` under the English inflection suffixes (see ``SUFFIX_STEM_ENDINGS``); "-ed" and "-ing"
     also undo a doubled consonant or a dropped "e" ("submitting", "making")."""
     out = [low[:-3] + "y"] if low.endswith("ies") else []  # "technologies", "studies"

@@ -74,6 +74,8 @@ class NerLocationRecognizer(EntityRecognizer):
         super().__init__(supported_entities=["LOCATION"], name="spacy-location", supported_language="en")
         self.config = config
         self.english = english_words
+        # Clinical words, and drugs and eponyms ("Kussmaul respirations"), are never places.
+        self.clinical = config.never_flag | config.names.never_names
 
     def load(self) -> None:
         """Nothing to load: the NLP engine runs the model."""
@@ -88,16 +90,22 @@ class NerLocationRecognizer(EntityRecognizer):
             if ent.label_ != "LOCATION":
                 continue
             words = ent.text.strip()
-            if words.lower() in self.config.never_flag or len(words) < 3 or not words[0].isupper():
+            if words.lower() in self.clinical or len(words) < 3 or not words[0].isupper():
                 continue
             if words.isupper() and len(words) <= 4:
                 # Short ALL-CAPS "places" in clinical text are nearly always abbreviations (CXR, LLE).
                 continue
-            if all(w.lower() in self.english or w.lower() in self.config.never_flag for w in words.split()):
-                # Made of ordinary or clinical words only ("Echo EF"): not a place name.
+            if all(self._no_place_word(w, words.isupper()) for w in words.split()):
+                # Made of ordinary or clinical words, numbers and, in capitals, abbreviations only ("Echo EF",
+                # "Plt 360", "MD PGY-3", "LS CLEAR"): not a place name.
                 continue
             results.append(RecognizerResult("LOCATION", ent.start_char, ent.end_char, self.config.spacy_score))
         return results
+
+    def _no_place_word(self, word: str, capitals: bool) -> bool:
+        low = word.lower()
+        abbreviation = capitals and len(word) <= 3
+        return low in self.english or low in self.clinical or abbreviation or any(c.isdigit() for c in word)
 
 
 def pattern_recognizers(config: DeidConfig) -> list[ConfiguredPatternRecognizer]:
