@@ -82,6 +82,20 @@ def test_dev_and_test_sets_differ_and_spans_are_exact():
             assert value and value == value.strip()
 
 
+def test_dev2_is_a_separate_style_family_with_exact_spans_in_every_case():
+    dev2 = make_gold_set("dev2", 60, seed=5)
+    assert dev2 == make_gold_set("dev2", 60, seed=5)
+    others = {r["text"] for r in make_gold_set("dev", 30, seed=5) + make_gold_set("test", 30, seed=5)}
+    assert {r["text"] for r in dev2}.isdisjoint(others)
+    assert any(r["text"] == r["text"].lower() for r in dev2) and any(r["text"] == r["text"].upper() for r in dev2)
+    labels = {s["label"] for r in dev2 for s in r["spans"]}
+    assert {"NAME", "LOCATION", "HOSPITAL", "ADDRESS", "ZIP", "PHONE", "DATE"} <= labels
+    for record in dev2:
+        for s in record["spans"]:
+            value = record["text"][s["start"] : s["end"]]
+            assert value and value == value.strip()
+
+
 def test_sample_notes_writer(tmp_path):
     planted = notes.write(tmp_path, make_cohort(12, 20261128), 20261128)
     files = sorted(p.name for p in (tmp_path / "incoming" / "notes").iterdir())

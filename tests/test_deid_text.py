@@ -443,3 +443,44 @@ def test_a_word_list_with_a_yaml_boolean_fails_at_load(tmp_path):
         load_config(DEFAULT_CONFIG, names, DEFAULT_PLACES)
     assert {"on", "yes", "no", "re:"} <= default_config().names.stop_words
     assert "on" in default_config().strip_leading_words
+
+
+@pytest.mark.parametrize(
+    ("text", "phi"),
+    [
+        ("Works nights at a warehouse on Route 65. Insurance verified.", "Route 65"),
+        ("Lives with wife in Tulsa, Polk County, second floor.", "Polk County"),
+        ("sister lives in orange county.", "orange county"),
+        ("Apartment at 826 Jefferson St, Georgetown 78659; 14 stairs.", "78659"),
+        ("Clinic, 5620 Elm Street, Suite 292, Rochester 18770 on Nov 25th.", "Rochester"),
+        ("History from pt and son Jim, who drove down from Pueblo.", "Pueblo"),
+        ("Lives alone near Tupelo. Sleeps poorly.", "Tupelo"),
+        ("Prescriptions were sent to Hillside Pharmacy on Elm Rd in Gresham.", "Hillside Pharmacy"),
+        ("Prescriptions were sent to Hillside Pharmacy on Elm Rd in Gresham.", "Elm Rd"),
+        ("Prescriptions were sent to Hillside Pharmacy on Elm Rd in Gresham.", "Gresham"),
+        ("Skilled Nursing Note - Brookside Manor, Moline\nResident: Rivera, C.", "Brookside Manor"),
+        ("Skilled Nursing Note - Brookside Manor, Moline\nResident: Rivera, C.", "Moline"),
+        ("Seen yesterday at Mercy Yakima in Yakima, Washington for the same.", "Yakima"),
+        ("TRANSFERRED FROM MERCY, KENOSHA WI ON 12/16/2018", "KENOSHA WI"),
+        ("Home health: Visiting Nurse Service of Bend will call you.", "Visiting Nurse Service of Bend"),
+    ],
+)
+def test_places_facilities_and_roads_as_case_management_and_transfer_notes_write_them(engine, text, phi):
+    assert phi in found(engine, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "PREFERRED PHARMACY: NONE ON FILE.",
+        "GI/GU: TOLERATING DIET, NPO AFTER MN, VOIDING QS.",
+        "Give 2 tabs by mouth, route 1 of 2 per protocol.",
+        "Seen in Clinic, Room 4 today.",
+    ],
+)
+def test_new_place_and_facility_rules_leave_clinical_text_alone(engine, text):
+    assert found(engine, text) == {}
+
+
+def test_a_social_work_credential_is_no_name(engine):
+    assert found(engine, "Julie Bryant, LCSW\nSW to follow.") == {"Julie Bryant": "NAME"}

@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("gold")
     ev.add_argument("--predictions")
     mk = sub.add_parser("make-set")
-    mk.add_argument("split", choices=("dev", "test", "clean"))
+    mk.add_argument("split", choices=("dev", "dev2", "test", "clean"))
     mk.add_argument("out")
     mk.add_argument("--n", type=int, default=300)
     mk.add_argument("--seed", type=int, default=1)

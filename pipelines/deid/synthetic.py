@@ -3,7 +3,8 @@
 ``dev`` is for tuning: the sample-note templates (medcurate.sample.notes) with many patients.  ``test`` is for
 reporting only and is never tuned on: other seeds, extra templates written separately (telephone encounter,
 OR note, ED triage, social work, pathology), and a name list that mixes census names with rare and
-non-English names the gazetteers do not hold, so name recall is not just gazetteer recall.
+non-English names the gazetteers do not hold, so name recall is not just gazetteer recall.  ``dev2`` is a
+second tuning set in yet other note styles (``synthetic_dev2``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from medcurate.sample.notes import STYLES, make_note
 from medcurate.sample.people import Person, make_cohort
+from pipelines.deid.synthetic_dev2 import make_dev2_set
 
 TEST_TEMPLATES = {
     "Telephone": """\
@@ -95,11 +97,14 @@ def _with_test_names(patients, rng: random.Random):
 
 
 def make_gold_set(split: str, n_docs: int, seed: int) -> list[dict]:
-    """``n_docs`` labelled notes in the gold JSONL record shape ({"id", "text", "spans"}); ``clean``: no PHI."""
+    """``n_docs`` labelled notes in the gold JSONL record shape ({"id", "text", "spans"}); ``clean``: no PHI;
+    ``dev2``: other note styles for tuning (``synthetic_dev2``)."""
     if split == "clean":
         return make_phi_free_set(n_docs, seed)
+    if split == "dev2":
+        return make_dev2_set(n_docs, seed, make_cohort(max(4, n_docs // 3), seed=seed))
     if split not in ("dev", "test"):
-        raise ValueError("split must be 'dev', 'test' or 'clean'")
+        raise ValueError("split must be 'dev', 'dev2', 'test' or 'clean'")
     rng = random.Random(f"{split}-{seed}")
     patients = make_cohort(max(4, n_docs // 3), seed=seed + (0 if split == "dev" else 7919))
     templates = dict(STYLES)
