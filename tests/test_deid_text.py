@@ -417,6 +417,7 @@ def test_names_after_wrapped_titles_and_before_reporting_verbs(engine, text, nam
         "Started Tamsulosin and Farxiga; Brilinta continued. Apixaban held.",
         "MoCA 12/30. Sputum gram stain with GPCs. Procalcitonin 2. FeNa under 1%.",
         "will rush reports to the floor. Nursing staff reports good UOP.",
+        "CC: Weakness and fatigue x3 days.\nCC: SOB\ncc: chest pain, Nausea",  # chief complaint, not carbon copy
     ],
 )
 def test_clinical_devices_abbreviations_and_sentence_ends_are_no_phi(engine, text):
