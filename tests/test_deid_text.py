@@ -485,3 +485,35 @@ def test_new_place_and_facility_rules_leave_clinical_text_alone(engine, text):
 
 def test_a_social_work_credential_is_no_name(engine):
     assert found(engine, "Julie Bryant, LCSW\nSW to follow.") == {"Julie Bryant": "NAME"}
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("per keisha, ok to discharge.", "keisha"),
+        ("d/w jessica re plan.", "jessica"),
+        ("spoke w/ jessica re dispo.", "jessica"),
+        ("spoke with raj about meds.", "raj"),
+        ("will be seen by keisha tomorrow.", "keisha"),
+        ("message left for denise to call back.", "denise"),
+        ("therapist evelyn at lakeview clinic.", "evelyn"),
+        ("your nurse will be kevin.", "kevin"),
+        ("pt called maria at home.", "maria"),
+    ],
+)
+def test_a_lone_lower_case_name_after_a_weak_person_context_is_a_name(engine, text, name):
+    assert found(engine, text) == {name: "NAME"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ambulates with walker, oob to chair, meds per protocol, taken by mouth.",
+        "discussed with family, spoke with pt, seen by pt, message left for pharmacy.",
+        "d/w attending, per rn, paged covering md, called radiology, seen by ortho.",
+        "pain better with rest, with grace and joy; given by iv push, per gi, spoke with charge rn.",
+        "w/ assist, therapist recommends rehab, your nurse will be in shortly.",
+    ],
+)
+def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
+    assert not {k for k, v in found(engine, text).items() if v == "NAME"}

@@ -317,6 +317,9 @@ class NameRecognizer(EntityRecognizer):
                         for idx in run + tail:
                             mark(idx, CONTEXT)
                         break
+                if weak and not colon and not run and self._lone_lower_case_name(toks, j):
+                    mark(j, CONTEXT)
+                    break
                 if key in self.rules.preposition_context and not colon and self._lone_ordinary_word(toks, run):
                     break
                 for idx in run:
@@ -342,6 +345,21 @@ class NameRecognizer(EntityRecognizer):
                             break
                     mark(idx, CONTEXT)
                 break
+
+    def _lone_lower_case_name(self, toks: list[Token], j: int) -> bool:
+        """After a weak person context, a lower-case word ("per keisha", "spoke with raj", "records faxed by
+        noah"), which the capitalized run skips: notes drop capitals, so it is a name when it is in a name gazetteer
+        and no ordinary English, clinical, drug or place word, nor an ambiguous name ("with walker", "by mouth")."""
+        if j >= len(toks) or not toks[j].text.islower():
+            return False
+        low = toks[j].text
+        return (
+            len(low) >= 3
+            and self._in_gazetteer(low)
+            and self._candidate(toks[j])
+            and not self._ambiguous(low)
+            and low not in self.places
+        )
 
     def _lone_ordinary_word(self, toks: list[Token], run: list[int]) -> bool:
         """After a bare preposition: the run is one ambiguous word ("with Walker", "TO CHAIR") that no initial or
