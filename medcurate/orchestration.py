@@ -15,7 +15,7 @@ from typing import Any
 from governance import audit
 from medcurate import storage
 from medcurate.context import RunContext, StageReport
-from medcurate.runner import open_run, run_stage
+from medcurate.runner import open_run, push_audit_log, run_stage
 from medcurate.spec import load_spec
 from medcurate.zones import Zones
 
@@ -37,7 +37,7 @@ def prepare_run(spec: str, data_root: str | None, run_id: str, demo: bool = Fals
     ctx = open_run(spec, data_root=data_root, run_id=safe_run_id(run_id), demo=demo)
     with storage.exclusive(ctx.zones.root):
         audit.record_run_start(ctx)
-        storage.push(ctx.zones.root, only=[audit.audit_log_path(ctx.zones.governance)])
+        push_audit_log(ctx.zones.root)
     root = storage.display(ctx.zones.root)
     return {"spec": str(Path(spec).resolve()), "data_root": root, "run_id": ctx.run_id, "demo": demo}
 
@@ -102,7 +102,7 @@ def ingest_source_for(run: dict[str, Any], source: str, secret_key: str | None =
         try:
             report = ingest_unit(ctx, source)
         except Exception:
-            storage.push(ctx.zones.root, only=[audit.audit_log_path(ctx.zones.governance)])  # the unit_failed event
+            push_audit_log(ctx.zones.root)  # the unit_failed event
             raise
         storage.push(ctx.zones.root)
     counts = report.counts(source)
@@ -140,7 +140,7 @@ def finish_run(run: dict[str, Any]) -> dict[str, Any]:
     with storage.exclusive(root):
         details = {"status": "succeeded", "stages": stages}
         audit.append_event(root / "governance", audit.RUN_END, run["run_id"], details)
-        storage.push(root, only=[audit.audit_log_path(root / "governance")])
+        push_audit_log(root)
     return {"run_id": run["run_id"], "status": "succeeded"}
 
 
@@ -149,7 +149,7 @@ def record_task_failure(data_root: str, run_id: str, details: dict[str, Any]) ->
     root = storage.checkout(data_root, zones=["governance"])
     with storage.exclusive(root):
         audit.append_event(root / "governance", audit.TASK_FAILED, run_id, details)
-        storage.push(root, only=[audit.audit_log_path(root / "governance")])
+        push_audit_log(root)
 
 
 def data_root_of(spec: str, data_root: str | None) -> str:

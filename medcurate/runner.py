@@ -181,7 +181,7 @@ def run_pipeline(ctx: RunContext, progress: Callable[[str], None] = print) -> li
     reports: list[StageReport] = []
     with storage.exclusive(ctx.zones.root):
         audit.record_run_start(ctx)
-        _push_audit_log(ctx)
+        push_audit_log(ctx.zones.root)
     status = "failed"
     try:
         with ray_session():
@@ -200,13 +200,15 @@ def run_pipeline(ctx: RunContext, progress: Callable[[str], None] = print) -> li
         details = {"status": status, "stages": [r.stage for r in reports]}
         with storage.exclusive(ctx.zones.root):
             audit.append_event(ctx.zones.governance, audit.RUN_END, ctx.run_id, details)
-            _push_audit_log(ctx)
+            push_audit_log(ctx.zones.root)
     return reports
 
 
-def _push_audit_log(ctx: RunContext) -> None:
-    """Publish run-level audit events at once (holding the working copy): a later pull would drop them."""
-    storage.push(ctx.zones.root, only=[audit.audit_log_path(ctx.zones.governance)])
+def push_audit_log(root: Path) -> None:
+    """Publish audit events at once (holding the working copy): a later pull would drop unpushed ones.
+
+    A no-op for a local data root (``medcurate.storage``)."""
+    storage.push(root, only=[audit.audit_log_path(root / "governance")])
 
 
 def _top_reasons(removed: dict[str, int], n: int = 3) -> str:
