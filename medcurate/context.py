@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -97,11 +98,15 @@ class StageReport:
             finished_at=data.get("finished_at"),
         )
 
-    def save(self, ctx: RunContext) -> Path:
+    def save(self, ctx: RunContext, path: Path | None = None) -> Path:
+        """Write the report (by default ``governance/stages/<stage>.json``) under a temporary name, then rename:
+        a reader never sees half a report."""
         self.finished_at = datetime.now(UTC).isoformat()
-        ctx.stage_dir.mkdir(parents=True, exist_ok=True)
-        path = ctx.stage_dir / f"{self.stage}.json"
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str))
+        path = path or ctx.stage_dir / f"{self.stage}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str))
+        os.replace(tmp, path)
         return path
 
 

@@ -23,7 +23,6 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -286,7 +285,7 @@ def ingest_unit(ctx: RunContext, source_name: str) -> StageReport:
             "quarantined_files": sum(1 for f in files if f["status"] == "quarantined"),
             "seconds": round(time.perf_counter() - started, 3),
         }
-        _save_fragment(ctx, source.name, report)
+        report.save(ctx, fragment_path(ctx.zones, source.name))
     except Exception as exc:
         audit.append_event(ctx.zones.governance, audit.UNIT_FAILED, ctx.run_id, {**unit, "error": type(exc).__name__})
         raise
@@ -294,17 +293,6 @@ def ingest_unit(ctx: RunContext, source_name: str) -> StageReport:
     done = {**unit, "input": counts.input, "output": counts.output, "removed": dict(sorted(counts.removed.items()))}
     audit.append_event(ctx.zones.governance, audit.UNIT_END, ctx.run_id, done)
     return report
-
-
-def _save_fragment(ctx: RunContext, source: str, report: StageReport) -> Path:
-    """Written under a temporary name and renamed, so ``merge`` never reads half a fragment."""
-    report.finished_at = datetime.now(UTC).isoformat()
-    path = fragment_path(ctx.zones, source)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
-    return path
 
 
 def merge(ctx: RunContext) -> StageReport:
