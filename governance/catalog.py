@@ -35,9 +35,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from medcurate.context import RunContext, StageReport, load_stage_reports
-from medcurate.keys import key_fingerprint, pseudonym
-from medcurate.zones import Zones
+from medcurate.core.context import RunContext, StageReport, load_stage_reports
+from medcurate.core.keys import key_fingerprint, pseudonym
+from medcurate.core.zones import Zones
 
 log = logging.getLogger(__name__)
 

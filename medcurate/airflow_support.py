@@ -35,7 +35,7 @@ DEFAULT_SPEC = "sample"
 # The pool must exist (docs/operations.md, "Airflow"): the scheduler never starts a task of a missing pool.
 RAY_POOL = os.environ.get("MEDCURATE_RAY_POOL", "medcurate_ray")
 
-# medcurate.runner.STAGE_NAMES and medcurate.schema.SOURCE_KINDS, spelled out so that parsing imports nothing
+# medcurate.runner.STAGE_NAMES and medcurate.core.schema.SOURCE_KINDS, spelled out so that parsing imports nothing
 # heavy (pyarrow alone takes most of a second); tests/test_dags.py checks that they agree.
 STAGE_NAMES = ("ingest", "validate_raw", "deid", "curate", "shard", "validate_shards", "catalog", "report")
 SOURCE_KINDS = ("fhir", "notes_csv", "hl7v2", "dicom", "pubmed", "pmc")

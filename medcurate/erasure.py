@@ -41,12 +41,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from governance import audit
-from governance.access import seal, unseal
 from governance.catalog import DEID_EVENTS_FILE, build_catalog, catalog_path, record_erasure, row_doc_ids, shard_rows
-from medcurate import storage
-from medcurate.context import RunContext
-from medcurate.keys import pseudonym
-from medcurate.zones import Zones, write_parquet
+from medcurate.core import storage
+from medcurate.core.context import RunContext
+from medcurate.core.keys import pseudonym
+from medcurate.core.sealing import seal, unseal
+from medcurate.core.zones import Zones, write_parquet
 from pipelines.quality import dedup_index
 from pipelines.quality.raw_identifiers import identifiers as raw_identifiers
 from pipelines.shard.hf_layout import ShardFile, SplitWriter

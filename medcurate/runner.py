@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from governance import audit
-from governance.access import seal_published
-from medcurate import storage
-from medcurate.context import RunContext, StageReport
-from medcurate.keys import load_key
-from medcurate.ray_runtime import ray_session
-from medcurate.spec import load_spec
-from medcurate.zones import Zones
+from medcurate.core import storage
+from medcurate.core.context import RunContext, StageReport
+from medcurate.core.keys import load_key
+from medcurate.core.ray_runtime import ray_session
+from medcurate.core.sealing import seal_published
+from medcurate.core.spec import load_spec
+from medcurate.core.zones import Zones
 
 log = logging.getLogger("medcurate")
 
@@ -75,7 +75,7 @@ def open_run(
 
     curation_config(spec)
     root = data_root or spec.data_root
-    # An object-store root (s3://...) is worked on in a local working copy (medcurate.storage).
+    # An object-store root (s3://...) is worked on in a local working copy (medcurate.core.storage).
     if storage.is_uri(root):
         root = storage.working_copy(str(root)).root
     else:
@@ -207,7 +207,7 @@ def run_pipeline(ctx: RunContext, progress: Callable[[str], None] = print) -> li
 def push_audit_log(root: Path) -> None:
     """Publish audit events at once (holding the working copy): a later pull would drop unpushed ones.
 
-    A no-op for a local data root (``medcurate.storage``)."""
+    A no-op for a local data root (``medcurate.core.storage``)."""
     storage.push(root, only=[audit.audit_log_path(root / "governance")])
 
 

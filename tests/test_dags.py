@@ -20,8 +20,8 @@ import duckdb
 import pytest
 
 from governance import audit
+from medcurate.core.schema import SOURCE_KINDS
 from medcurate.runner import STAGE_NAMES
-from medcurate.schema import SOURCE_KINDS
 
 REPO = Path(__file__).resolve().parents[1]
 DAGS = REPO / "dags"

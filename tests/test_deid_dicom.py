@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
-from medcurate.keys import pseudonym
+from medcurate.core.keys import pseudonym
 from pipelines.deid.dicom import DUMMY_TEXT, DicomDeidentifier
 from pipelines.deid.dicom_dates import clamp_age
 from pipelines.deid.dicom_descriptors import clean_descriptor, is_safe_word

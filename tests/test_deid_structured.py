@@ -9,9 +9,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from medcurate.keys import date_shift_days, pseudonym
-from medcurate.schema import DEID_DOCUMENT_SCHEMA, RAW_DOCUMENT_SCHEMA
-from medcurate.zones import read_zone
+from medcurate.core.keys import date_shift_days, pseudonym
+from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, RAW_DOCUMENT_SCHEMA
+from medcurate.core.zones import read_zone
 from pipelines.deid.config import default_config
 from pipelines.deid.dicom_dates import date_offset
 from pipelines.deid.engine import DeidEngine, PhiSpan

@@ -10,10 +10,10 @@ import datasets
 import pytest
 from tokenizers import Tokenizer
 
-from medcurate.schema import RAW_DOCUMENT_SCHEMA
-from medcurate.zones import read_zone
+from medcurate.core.schema import RAW_DOCUMENT_SCHEMA
+from medcurate.core.zones import read_zone
+from medcurate.formats.date_text import shift_date_text
 from pipelines.deid.config import default_config
-from pipelines.deid.dates import shift_date_text
 from pipelines.deid.surrogates import Replacer
 
 pytestmark = pytest.mark.slow

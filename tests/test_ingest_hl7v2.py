@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
+from medcurate.core.schema import Document, Provenance, documents_to_table
 from medcurate.sample import hl7 as sample_hl7
 from medcurate.sample.people import make_cohort
-from medcurate.schema import Document, Provenance, documents_to_table
 from pipelines.ingest.base import BadInput, RejectedRecord
 from pipelines.ingest.hl7v2 import Delimiters, Hl7v2Parser, message_item
 

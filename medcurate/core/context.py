@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from medcurate.spec import CorpusSpec
-from medcurate.zones import Zones
+from medcurate.core.spec import CorpusSpec
+from medcurate.core.zones import Zones
 
 log = logging.getLogger("medcurate")
 

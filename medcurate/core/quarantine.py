@@ -15,8 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from medcurate.schema import QUARANTINE_SCHEMA
-from medcurate.zones import Zones, make_private_dir, write_parquet
+from medcurate.core.schema import QUARANTINE_SCHEMA
+from medcurate.core.zones import Zones, make_private_dir, write_parquet
 
 
 class QuarantineWriter:

@@ -11,7 +11,7 @@ import os
 import stat
 from pathlib import Path
 
-from medcurate.zones import Zones
+from medcurate.core.zones import Zones
 
 # Stage -> the zone it publishes.
 PUBLISHING_STAGES = {"curate": "curated", "shard": "shards"}

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from medcurate.schema import LEGAL_BASES, SOURCE_KINDS
+from medcurate.core.schema import LEGAL_BASES, SOURCE_KINDS
 
 
 class SpecError(ValueError):

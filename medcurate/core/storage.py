@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcurate.zones import ZONES, make_private_dir
+from medcurate.core.zones import ZONES, make_private_dir
 
 log = logging.getLogger("medcurate")
 
@@ -327,7 +327,7 @@ def _md5(path: Path) -> str:
 
 def _seal_published(root: Path, zones: Collection[str]) -> None:
     """Pulled published zones are read-only, as the stage that published them left them."""
-    from governance.access import PUBLISHING_STAGES, seal
+    from medcurate.core.sealing import PUBLISHING_STAGES, seal
 
     for zone in set(PUBLISHING_STAGES.values()) & set(zones):
         seal(root / zone)

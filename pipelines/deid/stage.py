@@ -23,12 +23,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from governance.catalog import DEID_EVENTS_FILE, DEID_EVENTS_SCHEMA
-from medcurate.context import RunContext, StageFailed, StageReport
-from medcurate.keys import pseudonym
-from medcurate.quarantine import QuarantineWriter, quarantined_doc_ids
-from medcurate.ray_runtime import ray_session
-from medcurate.schema import DEID_DOCUMENT_SCHEMA, RAW_DOCUMENT_SCHEMA
-from medcurate.zones import write_parquet
+from medcurate.core.context import RunContext, StageFailed, StageReport
+from medcurate.core.keys import pseudonym
+from medcurate.core.quarantine import QuarantineWriter, quarantined_doc_ids
+from medcurate.core.ray_runtime import ray_session
+from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, RAW_DOCUMENT_SCHEMA
+from medcurate.core.zones import write_parquet
 from pipelines.deid.config import DeidConfig, default_config
 from pipelines.deid.engine import DeidEngine, PhiSpan
 from pipelines.deid.structured_docs import (

@@ -3,8 +3,8 @@
 Free text needs a statistical engine because PHI can sit anywhere in it; a structured record says what each
 field is, so a rule table (``structured_rules.yaml``) decides per field, and a reviewer can read the whole
 policy in one file.  Every action reuses the text engine's primitives, so one patient comes out the same in a
-note and in a record: ``medcurate.keys.pseudonym`` for identifiers (the ``patient`` namespace gives exactly the
-document's ``patient_pseudonym``), ``Replacer`` surrogates for names, ``medcurate.keys.date_shift_days`` (via
+note and in a record: ``medcurate.core.keys.pseudonym`` for identifiers (the ``patient`` namespace gives exactly the
+document's ``patient_pseudonym``), ``Replacer`` surrogates for names, ``medcurate.core.keys.date_shift_days`` (via
 ``shift_date_text``) for dates.  Unknown or unparsable values of a PHI field are dropped, never passed on.
 ``names_seen`` collects the words of every name field the record held (raw values, in memory only): a free-text
 leaf is short and loses the context a whole note gives the text engine ("Randy presents with..."), so the
@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
-from medcurate.keys import keyed_hash, pseudonym
+from medcurate.core.keys import keyed_hash, pseudonym
+from medcurate.formats.date_text import shift_date_text
 from pipelines.deid.config import DeidConfig, default_config
-from pipelines.deid.dates import shift_date_text
 from pipelines.deid.engine import PhiSpan
 from pipelines.deid.surrogates import AGE_CEILING, NAME_PART, Replacer
 from pipelines.ingest.hl7v2 import Delimiters

@@ -29,13 +29,13 @@ from typing import Any
 
 import regex
 
+from medcurate.formats.fhir_timeline import timeline_from_bundle
 from pipelines.deid.config import DeidConfig
 from pipelines.deid.engine import PhiSpan
 from pipelines.deid.structured import StructuredDeidentifier, TextDeid
 from pipelines.deid.surrogates import Replacer
 from pipelines.ingest.base import RejectedRecord
 from pipelines.ingest.fhir import FHIR_JSON_KEY
-from pipelines.ingest.fhir_render import timeline_from_bundle
 from pipelines.ingest.hl7v2 import HL7_MESSAGE_KEY, message_item
 from pipelines.ingest.notes_csv import CSV_ROW_KEY
 

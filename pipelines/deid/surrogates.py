@@ -1,6 +1,6 @@
 """Replace PHI spans: type tags, per-patient surrogate names, per-patient date shifts, ages 90+.
 
-Surrogates are derived from HMAC(secret key, patient, original) (``medcurate.keys.keyed_hash``), so the same
+Surrogates are derived from HMAC(secret key, patient, original) (``medcurate.core.keys.keyed_hash``), so the same
 name gets the same surrogate in every note of one patient and in every run with the same key, but nothing
 links a surrogate back to the original without the key.  All dates of a patient move back by one offset
 (1..``date_shift_max_days`` days, also keyed) so intervals between events survive.  A full date 90 or more
@@ -18,9 +18,9 @@ from functools import cached_property
 
 import regex
 
-from medcurate.keys import date_shift_days, keyed_hash
+from medcurate.core.keys import date_shift_days, keyed_hash
+from medcurate.formats.date_text import shift_date_text, written_year
 from pipelines.deid.config import DeidConfig
-from pipelines.deid.dates import shift_date_text, written_year
 from pipelines.deid.engine import PhiSpan
 
 NAME_PART = regex.compile(r"[A-Za-z][A-Za-z'\-]*[A-Za-z]|[A-Za-z]")

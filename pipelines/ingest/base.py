@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medcurate.schema import Document
+from medcurate.core.schema import Document
 
 
 class BadInput(Exception):

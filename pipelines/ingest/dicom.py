@@ -36,7 +36,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, PersonName
 
-from medcurate.schema import Document
+from medcurate.core.schema import Document
 from pipelines.ingest.base import BadInput, ParsedItem, Parser, RejectedRecord
 
 BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}

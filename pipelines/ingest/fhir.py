@@ -36,9 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcurate.schema import Document
-from pipelines.ingest.base import BadInput, ParsedItem, Parser, RejectedRecord
-from pipelines.ingest.fhir_render import (
+from medcurate.core.schema import Document
+from medcurate.formats.fhir_timeline import (
     TIMELINE_RESOURCES,
     AttachmentError,
     attachment_text,
@@ -49,6 +48,7 @@ from pipelines.ingest.fhir_render import (
     timeline_bundle,
     without_attachment_data,
 )
+from pipelines.ingest.base import BadInput, ParsedItem, Parser, RejectedRecord
 from pipelines.ingest.files import open_text, read_text
 
 # metadata.extra key of the structured payload (raw zone only, until the deid stage de-identifies it).

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-from medcurate.schema import Document
+from medcurate.core.schema import Document
 from pipelines.ingest.base import BadInput, ParsedItem, Parser, RejectedRecord
 from pipelines.ingest.files import open_text
 

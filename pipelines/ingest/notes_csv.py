@@ -27,8 +27,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from medcurate.schema import Document
-from medcurate.spec import SpecError
+from medcurate.core.schema import Document
+from medcurate.core.spec import SpecError
 from pipelines.ingest.base import BadInput, ParsedItem, Parser, RejectedRecord
 from pipelines.ingest.files import open_text
 

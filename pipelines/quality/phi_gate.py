@@ -29,9 +29,9 @@ from typing import Any
 import pyarrow.parquet as pq
 import yaml
 
-from medcurate.spec import CorpusSpec
-from medcurate.zones import Zones
-from pipelines.deid.dates import shift_date_text
+from medcurate.core.spec import CorpusSpec
+from medcurate.core.zones import Zones
+from medcurate.formats.date_text import shift_date_text
 from pipelines.quality.raw_identifiers import identifiers
 from pipelines.quality.steps import Doc, Ledger, Step
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from medcurate.context import StageFailed
+from medcurate.core.context import StageFailed
 
 # The columns each shard mode must have (see docs/shards.md); validate_shards reads them as segment lists.
 SHARD_COLUMNS = {

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets.utils.py_utils import asdict
 
-from medcurate.hashing import merkle_root, sha256_file
+from medcurate.core.hashing import merkle_root, sha256_file
 from pipelines.shard.progress import BuildProgress, ShardFile
 
 # Same as ``save_to_disk``'s default writer batch size.

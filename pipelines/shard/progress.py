@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcurate.hashing import sha256_file
+from medcurate.core.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
