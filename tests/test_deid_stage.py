@@ -134,8 +134,8 @@ TIMELINE_BUNDLE = {
 @pytest.fixture()
 def structured_ctx(tmp_path) -> RunContext:
     """One good HL7 message and FHIR timeline, and three records whose payload cannot be used."""
+    from medcurate.core.schema import FHIR_JSON_KEY
     from medcurate.formats.fhir_timeline import timeline_from_bundle
-    from pipelines.ingest.fhir import FHIR_JSON_KEY
     from pipelines.ingest.hl7v2 import message_item
 
     zones = Zones(tmp_path / "data").ensure()

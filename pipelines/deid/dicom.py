@@ -47,18 +47,18 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from medcurate.core.keys import pseudonym
-from pipelines.deid.config import default_config
-from pipelines.deid.dicom_dates import DateShifter, clamp_age, date_offset
-from pipelines.deid.dicom_descriptors import clean_descriptor
-from pipelines.deid.dicom_profile import Profile, load_profile
-from pipelines.deid.dicom_uids import is_registered_uid, remap_uid
-from pipelines.ingest.dicom import (
+from medcurate.formats.dicom_json import (
     dataset_from_json,
     dataset_to_json,
     instance_text,
     quiet_pydicom,
     study_text,
 )
+from pipelines.deid.config import default_config
+from pipelines.deid.dicom_dates import DateShifter, clamp_age, date_offset
+from pipelines.deid.dicom_descriptors import clean_descriptor
+from pipelines.deid.dicom_profile import Profile, load_profile
+from pipelines.deid.dicom_uids import is_registered_uid, remap_uid
 
 BURNED_IN_REASON = "possible_burned_in_text"
 # Modalities whose pixels are photographs, screenshots or documents, where text (names, dates) is often

@@ -27,7 +27,7 @@ from medcurate.core.context import RunContext, StageFailed, StageReport
 from medcurate.core.keys import pseudonym
 from medcurate.core.quarantine import QuarantineWriter, quarantined_doc_ids
 from medcurate.core.ray_runtime import ray_session
-from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, RAW_DOCUMENT_SCHEMA
+from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, DICOM_JSON_KEY, RAW_DOCUMENT_SCHEMA
 from medcurate.core.zones import write_parquet
 from pipelines.deid.config import DeidConfig, default_config
 from pipelines.deid.engine import DeidEngine, PhiSpan
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 BATCH_DOCS = 64
 REVIEW_PER_SOURCE = 3
 REVIEW_SAMPLE = "deid_review_sample.jsonl"
-DICOM_JSON_KEY = "dicom_json"
 DICOM_UID_FIELDS = ("study_uid", "series_uid", "sop_instance_uid")
 BURNED_IN = "possible_burned_in_text"
 

@@ -29,10 +29,10 @@ import yaml
 
 from medcurate.core.keys import keyed_hash, pseudonym
 from medcurate.formats.date_text import shift_date_text
+from medcurate.formats.hl7v2 import Delimiters
 from pipelines.deid.config import DeidConfig, default_config
 from pipelines.deid.engine import PhiSpan
 from pipelines.deid.surrogates import AGE_CEILING, NAME_PART, Replacer
-from pipelines.ingest.hl7v2 import Delimiters
 
 DEFAULT_RULES = Path(__file__).with_name("structured_rules.yaml")
 ACTIONS = frozenset(

@@ -29,15 +29,13 @@ from typing import Any
 
 import regex
 
+from medcurate.core.schema import CSV_ROW_KEY, FHIR_JSON_KEY, HL7_MESSAGE_KEY
 from medcurate.formats.fhir_timeline import timeline_from_bundle
+from medcurate.formats.hl7v2 import MessageRejected, message_document
 from pipelines.deid.config import DeidConfig
 from pipelines.deid.engine import PhiSpan
 from pipelines.deid.structured import StructuredDeidentifier, TextDeid
 from pipelines.deid.surrogates import Replacer
-from pipelines.ingest.base import RejectedRecord
-from pipelines.ingest.fhir import FHIR_JSON_KEY
-from pipelines.ingest.hl7v2 import HL7_MESSAGE_KEY, message_item
-from pipelines.ingest.notes_csv import CSV_ROW_KEY
 
 # source kind -> the metadata.extra key of its payload
 PAYLOAD_KEYS = {"fhir": FHIR_JSON_KEY, "hl7v2": HL7_MESSAGE_KEY, "notes_csv": CSV_ROW_KEY}
@@ -157,10 +155,11 @@ class StructuredPayloads:
 
     def _hl7(self, deid: StructuredDeidentifier, raw: str) -> tuple[str, str]:
         message = deid.hl7(raw)
-        item = message_item(1, [s for s in re.split(r"\r\n|\r|\n", message) if s])
-        if isinstance(item, RejectedRecord):
-            raise PayloadError("structured_render_failed", f"{HL7_MESSAGE_KEY}: {item.reason}")
-        return message, item.text
+        try:
+            document = message_document(1, [s for s in re.split(r"\r\n|\r|\n", message) if s])
+        except MessageRejected as exc:
+            raise PayloadError("structured_render_failed", f"{HL7_MESSAGE_KEY}: {exc.reason}") from None
+        return message, document.text
 
     def _csv(self, deid: StructuredDeidentifier, raw: str) -> str:
         row = _json_object(raw, CSV_ROW_KEY)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcurate.core.schema import Document
+from medcurate.core.schema import FHIR_JSON_KEY, Document
 from medcurate.formats.fhir_timeline import (
     TIMELINE_RESOURCES,
     AttachmentError,
@@ -50,9 +50,6 @@ from medcurate.formats.fhir_timeline import (
 )
 from pipelines.ingest.base import BadInput, ParsedItem, Parser, RejectedRecord
 from pipelines.ingest.files import open_text, read_text
-
-# metadata.extra key of the structured payload (raw zone only, until the deid stage de-identifies it).
-FHIR_JSON_KEY = "fhir_json"
 
 # Resolves a Reference element to (resource type or None, id); None when it cannot be resolved.
 Resolver = Callable[[Any], "tuple[str | None, str] | None"]

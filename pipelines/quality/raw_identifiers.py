@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from typing import Any
 
+from medcurate.core.schema import DICOM_JSON_KEY
+
 IdentifierPairs = Iterator[tuple[str, str]]
 
 # A name part shorter than this ("Li", an initial) matches too many ordinary tokens to be searched alone.
@@ -138,7 +140,7 @@ def _dicom_values(element: dict[str, Any]) -> Iterator[str]:
 
 def dicom_identifiers(row: dict[str, Any]) -> IdentifierPairs:
     extra = dict((row.get("metadata") or {}).get("extra") or [])
-    header = extra.get("dicom_json")
+    header = extra.get(DICOM_JSON_KEY)
     if not header:
         return
     parsed = json.loads(header)
