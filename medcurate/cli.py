@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", help="use this run id instead of a new one")
     run.set_defaults(func=cmd_run)
 
-    from medcurate.runner import STAGE_NAMES
+    from medcurate.core.names import STAGE_NAMES
 
     stage = sub.add_parser("stage", help="run one stage of a run (what an Airflow task does)")
     stage.add_argument("name", choices=STAGE_NAMES)

@@ -61,7 +61,7 @@ def _split_dirs(shards: Path) -> list[Path]:
 
 
 def test_every_stage_ran_and_reported(sample_run):
-    from medcurate.runner import STAGE_NAMES
+    from medcurate.core.names import STAGE_NAMES
 
     assert [r.stage for r in sample_run.reports] == list(STAGE_NAMES)
     assert any(line.startswith("[1/") for line in sample_run.progress)

@@ -8,10 +8,10 @@ from collections import Counter
 import pytest
 
 from medcurate.core.schema import Document, Provenance, documents_to_table
+from medcurate.formats.hl7v2 import Delimiters
 from medcurate.sample import hl7 as sample_hl7
 from medcurate.sample.people import make_cohort
 from pipelines.ingest.base import BadInput, RejectedRecord
-from medcurate.formats.hl7v2 import Delimiters
 from pipelines.ingest.hl7v2 import Hl7v2Parser, message_item
 
 PID = (

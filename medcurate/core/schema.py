@@ -23,7 +23,6 @@ from typing import Any
 
 import pyarrow as pa
 
-SOURCE_KINDS = ("fhir", "notes_csv", "hl7v2", "dicom", "pubmed", "pmc")
 LEGAL_BASES = ("consent", "waiver", "public-domain", "open-license", "data-use-agreement", "limited-data-set")
 
 METADATA_TYPE = pa.struct(

@@ -327,7 +327,8 @@ def _md5(path: Path) -> str:
 
 def _seal_published(root: Path, zones: Collection[str]) -> None:
     """Pulled published zones are read-only, as the stage that published them left them."""
-    from medcurate.core.sealing import PUBLISHING_STAGES, seal
+    from medcurate.core.names import PUBLISHING_STAGES
+    from medcurate.core.sealing import seal
 
     for zone in set(PUBLISHING_STAGES.values()) & set(zones):
         seal(root / zone)

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from medcurate.core.schema import SOURCE_KINDS
+from medcurate.core.names import SOURCE_KINDS
 from medcurate.core.spec import CorpusSpec, SpecError
 
 FILTERS_FILE = Path(__file__).with_name("filters.yaml")
