@@ -12,7 +12,6 @@ quarantined are skipped.  Only counts are logged and reported.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, DICOM_JSON_KEY, RAW_DOCU
 from medcurate.core.zones import write_parquet
 from pipelines.deid.config import DeidConfig, default_config
 from pipelines.deid.engine import DeidEngine, PhiSpan
+from pipelines.deid.review_sample import REVIEW_SAMPLE, mark_replacements, write_review_sample
 from pipelines.deid.structured_docs import (
     PAYLOAD_KEYS,
     PayloadError,
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 BATCH_DOCS = 64
 REVIEW_PER_SOURCE = 3
-REVIEW_SAMPLE = "deid_review_sample.jsonl"
 DICOM_UID_FIELDS = ("study_uid", "series_uid", "sop_instance_uid")
 BURNED_IN = "possible_burned_in_text"
 
@@ -306,7 +305,7 @@ class DeidStage:
             if stale.resolve() not in written:
                 stale.unlink()
         self.quarantine.flush()
-        self._write_review()
+        write_review_sample(self.ctx.zones, self.review)
         write_parquet(
             pa.Table.from_pylist(self.events, schema=DEID_EVENTS_SCHEMA), self.ctx.zones.governance / DEID_EVENTS_FILE
         )
@@ -331,27 +330,7 @@ class DeidStage:
             self.report.total_output,
             sum(phi_by_type.values()),
         )
-        self.report.save(self.ctx)
         return self.report
-
-    def _write_review(self) -> None:
-        path = self.ctx.zones.governance / REVIEW_SAMPLE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as fh:
-            for record in self.review:
-                fh.write(json.dumps(record) + "\n")
-
-
-def mark_replacements(deid: DeidText) -> str:
-    """The de-identified text with every replacement wrapped in «» for a human residual-risk review."""
-    parts = []
-    pos = 0
-    for r in deid.replacements:
-        parts.append(deid.text[pos : r.start])
-        parts.append(f"«{deid.text[r.start : r.end]}»")
-        pos = r.end
-    parts.append(deid.text[pos:])
-    return "".join(parts)
 
 
 def run(ctx: RunContext) -> StageReport:
