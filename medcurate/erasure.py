@@ -51,7 +51,7 @@ from medcurate.core import storage
 from medcurate.core.context import RunContext
 from medcurate.core.keys import pseudonym
 from medcurate.core.sealing import seal, unseal
-from medcurate.core.zones import Zones, write_parquet
+from medcurate.core.zones import Zones, write_parquet, zone_parts
 from pipelines.deid import review_sample
 from pipelines.quality import dedup_index
 from pipelines.quality.raw_identifiers import identifiers as raw_identifiers
@@ -97,10 +97,6 @@ class ErasureResult:
         return asdict(self)
 
 
-def _parts(directory: Path) -> list[Path]:
-    return [p for p in sorted(directory.rglob("*.parquet")) if not p.name.startswith(".")] if directory.exists() else []
-
-
 def _column_values(parts: list[Path], column: str, where: str, params: list[Any]) -> set[str]:
     if not parts:
         return set()
@@ -111,16 +107,16 @@ def _column_values(parts: list[Path], column: str, where: str, params: list[Any]
 def _targets(ctx: RunContext, patient_key: str | None, source: str | None) -> tuple[set[str], set[str]]:
     """(doc_ids to remove, raw identifiers to look for afterwards): both held in memory only."""
     zones = ctx.zones
-    zone_parts = _parts(zones.raw) + _parts(zones.deid) + _parts(zones.curated) + _quarantine_parts(zones)
     if source is not None:
-        doc_ids = _column_values(zone_parts, "doc_id", "source = ?", [source])
+        every_part = [part for _, parts in _parts_by_zone(zones) for part in parts]
+        doc_ids = _column_values(every_part, "doc_id", "source = ?", [source])
         catalog_where, catalog_param = "source = ?", source
         identifiers: set[str] = set()
     else:
         subject = pseudonym(ctx.secret_key, patient_key)
-        raw = _parts(zones.raw)
+        raw = zone_parts(zones.raw)
         doc_ids = _column_values(raw, "doc_id", "patient_key = ?", [patient_key])
-        published = _parts(zones.deid) + _parts(zones.curated)
+        published = zone_parts(zones.deid) + zone_parts(zones.curated)
         doc_ids |= _column_values(published, "doc_id", "patient_pseudonym = ?", [subject])
         identifiers = {patient_key}
         for column in RAW_IDENTIFIER_COLUMNS[1:]:
@@ -136,8 +132,15 @@ def _targets(ctx: RunContext, patient_key: str | None, source: str | None) -> tu
     return doc_ids, identifiers
 
 
-def _quarantine_parts(zones: Zones) -> list[Path]:
-    return [p for p in _parts(zones.quarantine) if p.parent.name != "files"]
+def _parts_by_zone(zones: Zones) -> list[tuple[str, list[Path]]]:
+    """The Parquet parts erasure rewrites, per zone (the quarantine's index, not its copies of input files)."""
+    quarantine = [p for p in zone_parts(zones.quarantine) if p.parent.name != "files"]
+    return [
+        ("raw", zone_parts(zones.raw)),
+        ("deid", zone_parts(zones.deid)),
+        ("curated", zone_parts(zones.curated)),
+        ("quarantine", quarantine),
+    ]
 
 
 def _remove_rows(path: Path, zones: Zones, doc_ids: pa.Array, source: str | None) -> int:
@@ -161,12 +164,7 @@ def _remove_from_zones(ctx: RunContext, doc_ids: set[str], source: str | None) -
     zones = ctx.zones
     ids = pa.array(sorted(doc_ids), pa.string())
     removed: dict[str, int] = {}
-    for zone, parts in (
-        ("raw", _parts(zones.raw)),
-        ("deid", _parts(zones.deid)),
-        ("curated", _parts(zones.curated)),
-        ("quarantine", _quarantine_parts(zones)),
-    ):
+    for zone, parts in _parts_by_zone(zones):
         removed[zone] = sum(_remove_rows(p, zones, ids, source) for p in parts)
     if source is not None:
         copies = zones.quarantine / "files" / source
@@ -214,12 +212,7 @@ def verify_erased(ctx: RunContext, doc_ids: set[str], identifiers: set[str], sou
     problems = []
     pattern = _identifier_pattern(identifiers)
     ids = [str(i) for i in doc_ids] or [""]
-    for zone, parts in (
-        ("raw", _parts(zones.raw)),
-        ("deid", _parts(zones.deid)),
-        ("curated", _parts(zones.curated)),
-        ("quarantine", _quarantine_parts(zones)),
-    ):
+    for zone, parts in _parts_by_zone(zones):
         if not parts:
             continue
         files = [str(p) for p in parts]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from medcurate.core.zones import Zones
+from medcurate.core.zones import Zones, write_text_atomic
 from pipelines.deid.surrogates import DeidText
 
 REVIEW_SAMPLE = "deid_review_sample.jsonl"
@@ -31,7 +31,7 @@ def drop_documents(zones: Zones, doc_ids: set[str]) -> int:
         return 0
     lines = path.read_text(encoding="utf-8").splitlines()
     kept = [line for line in lines if line.strip() and json.loads(line).get("doc_id") not in doc_ids]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
     return len(lines) - len(kept)
 
 

@@ -27,7 +27,7 @@ from medcurate.core.keys import pseudonym
 from medcurate.core.quarantine import QuarantineWriter, quarantined_doc_ids
 from medcurate.core.ray_runtime import ray_session
 from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, DICOM_JSON_KEY, RAW_DOCUMENT_SCHEMA
-from medcurate.core.zones import write_parquet
+from medcurate.core.zones import write_parquet, zone_parts
 from pipelines.deid.config import DeidConfig, default_config
 from pipelines.deid.engine import DeidEngine, PhiSpan
 from pipelines.deid.review_sample import REVIEW_SAMPLE, mark_replacements, write_review_sample
@@ -80,12 +80,8 @@ class RayTextAnalyzer:
 
 
 def _raw_parts(ctx: RunContext) -> Iterator[tuple[str, Path]]:
-    raw = ctx.zones.raw
-    if not raw.exists():
-        return
-    for path in sorted(raw.rglob("*.parquet")):
-        if not path.name.startswith("."):
-            yield path.parent.relative_to(raw).as_posix(), path
+    for path in zone_parts(ctx.zones.raw):
+        yield path.parent.relative_to(ctx.zones.raw).as_posix(), path
 
 
 class DeidStage:

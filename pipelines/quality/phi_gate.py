@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from medcurate.core.spec import CorpusSpec
-from medcurate.core.zones import Zones
+from medcurate.core.zones import Zones, zone_parts
 from medcurate.formats.date_text import shift_date_text
 from pipelines.quality.raw_identifiers import identifiers, searchable
 from pipelines.quality.steps import Doc, Ledger, Step
@@ -94,7 +94,7 @@ class RawPatientIndex:
         for source in spec.sources:
             if source.kind not in config.source_kinds:
                 continue
-            for part in sorted(p for p in (zones.raw / source.name).rglob("*.parquet") if not p.name.startswith(".")):
+            for part in zone_parts(zones.raw / source.name):
                 for row in pq.read_table(part, columns=RAW_COLUMNS).to_pylist():
                     index.add(row, config.full_date)
         return index
