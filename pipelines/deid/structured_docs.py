@@ -3,8 +3,9 @@ of a rendered record is rendered again from the de-identified payload.
 
 Ingest keeps each record's structured payload in the raw zone's ``metadata.extra`` (``PAYLOAD_KEYS``).  A FHIR
 timeline and an HL7 message are renderings of their payload, so their text is not run through the text engine
-but rendered again, by the ingest renderer, from the payload ``StructuredDeidentifier`` returns: every name,
-id and date in it is then replaced by exactly the surrogate, pseudonym and shift the patient's notes get.  For
+but rendered again, by the renderer ingest used (``medcurate.formats``), from the payload
+``StructuredDeidentifier`` returns: every name, id and date in it is then replaced by exactly the surrogate,
+pseudonym and shift the patient's notes get.  For
 narrative documents (FHIR DocumentReference / DiagnosticReport, CSV notes) the text still goes through the text
 engine and only the payload is de-identified here.
 

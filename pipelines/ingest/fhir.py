@@ -16,7 +16,7 @@ Every document keeps the structured payload it was rendered from in ``metadata.e
 resource of a narrative document, a collection Bundle (Patient first, then the events in the order they
 arrived) for a timeline; base64 attachment bytes are left out.  The raw zone is owner-only; the deid stage
 de-identifies the payload field by field and renders the timeline text again from the de-identified Bundle
-(``fhir_render.timeline_from_bundle``), so nothing of the payload goes further un-de-identified.
+(``medcurate.formats.fhir_timeline.timeline_from_bundle``), so nothing of the payload goes further un-de-identified.
 
 patient_key is the Patient resource id, because that is what every reference carries and what a bulk export
 can resolve without first reading Patient.ndjson; the MRN stays in the timeline text.  A resource whose
