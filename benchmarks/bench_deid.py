@@ -64,7 +64,7 @@ def timed(run: Callable[[], object]) -> tuple[float, float]:
 def ray_rows(texts: list[str], chars: int) -> list[tuple[str, float, float, int]]:
     import ray
 
-    from pipelines.deid.stage import RayTextAnalyzer
+    from pipelines.deid.text_handler import RayTextAnalyzer
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     rows = []
