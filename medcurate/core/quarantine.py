@@ -19,6 +19,19 @@ from medcurate.core.schema import QUARANTINE_SCHEMA
 from medcurate.core.zones import Zones, make_private_dir, write_parquet
 
 
+class Rejected(Exception):
+    """Why a file or a record goes to quarantine: ``reason`` is a short code, ``detail`` a sentence without PHI.
+
+    Stages raise subclasses of it (a file ingest cannot read, an HL7 message that makes no document, a payload
+    the deid stage cannot use); the quarantine record carries the two fields, never the input.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
 class QuarantineWriter:
     """Collects one stage's quarantine records.  Creating it clears that stage's earlier records: a retried
     stage rewrites its own quarantine, and stale records of a failed attempt must not linger.

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
+from medcurate.core.quarantine import Rejected
 from medcurate.core.schema import HL7_MESSAGE_KEY, Document
 
 SUPPORTED_TYPES = {("ORU", "R01"), ("MDM", "T02")}
@@ -37,13 +38,8 @@ _SAFE_CODE = re.compile(r"[A-Za-z0-9_.]{1,8}")
 _TS = re.compile(r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d+)?([+-]\d{4})?$")
 
 
-class MessageRejected(ValueError):
-    """A message that makes no document; ``reason`` is a short code, ``detail`` a sentence without PHI."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+class MessageRejected(Rejected):
+    """A message that makes no document."""
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from typing import Any
 
 import regex
 
+from medcurate.core.quarantine import Rejected
 from medcurate.core.schema import CSV_ROW_KEY, FHIR_JSON_KEY, HL7_MESSAGE_KEY
 from medcurate.formats.fhir_timeline import timeline_from_bundle
 from medcurate.formats.hl7v2 import MessageRejected, message_document
@@ -45,13 +46,8 @@ PAYLOAD_REQUIRED = frozenset({"fhir", "hl7v2"})
 TIMELINE = "patient_timeline"
 
 
-class PayloadError(Exception):
-    """A record whose payload cannot be used; ``reason`` is a short code, ``detail`` has no value in it."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+class PayloadError(Rejected):
+    """A record whose payload cannot be used (``detail`` has no value of it)."""
 
 
 @dataclass
