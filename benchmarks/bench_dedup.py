@@ -37,9 +37,9 @@ from pathlib import Path
 
 from datasketch import MinHash, MinHashLSH
 
-from medcurate.context import StageReport
-from medcurate.quarantine import QuarantineWriter
-from medcurate.zones import Zones
+from medcurate.core.context import StageReport
+from medcurate.core.quarantine import QuarantineWriter
+from medcurate.core.zones import Zones
 from pipelines.quality.curation_config import DedupConfig
 from pipelines.quality.dedup import NearDedup, shingles, word_sequence
 from pipelines.quality.dedup_index import PublishedIndex

@@ -31,9 +31,9 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
+from medcurate.sample.deid_gold import make_gold_set  # noqa: E402
 from pipelines.deid.config import default_config  # noqa: E402
 from pipelines.deid.engine import DeidEngine  # noqa: E402
-from pipelines.deid.synthetic import make_gold_set  # noqa: E402
 
 
 def offline_tldextract(cache_dir: str) -> None:
@@ -64,7 +64,7 @@ def timed(run: Callable[[], object]) -> tuple[float, float]:
 def ray_rows(texts: list[str], chars: int) -> list[tuple[str, float, float, int]]:
     import ray
 
-    from pipelines.deid.stage import RayTextAnalyzer
+    from pipelines.deid.text_handler import RayTextAnalyzer
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     rows = []

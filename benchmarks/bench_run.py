@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tree_memory import PeakTreeRSS
 
-from medcurate.runner import STAGE_NAMES
+from medcurate.core.names import STAGE_NAMES
 from medcurate.sample import generate_sample
 
 

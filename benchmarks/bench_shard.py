@@ -40,8 +40,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tree_memory import PeakTreeRSS
 
-from medcurate.schema import DEID_DOCUMENT_SCHEMA, METADATA_TYPE, make_doc_id
-from medcurate.zones import write_parquet
+from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, METADATA_TYPE, make_doc_id
+from medcurate.core.zones import write_parquet
 
 SOURCE = "bench_notes"
 PART_BYTES = 20 * 1024 * 1024
@@ -143,9 +143,9 @@ def child_ceiling(curated: Path, tokenizer: Path) -> dict[str, Any]:
 def child_stage(data_root: Path, tokenizer: Path, workers: int) -> dict[str, Any]:
     import ray
 
-    from medcurate.context import RunContext
-    from medcurate.spec import parse_spec
-    from medcurate.zones import Zones
+    from medcurate.core.context import RunContext
+    from medcurate.core.spec import parse_spec
+    from medcurate.core.zones import Zones
     from pipelines.shard.stage import run
 
     spec = parse_spec(

@@ -19,7 +19,6 @@ from airflow.sdk import dag
 from medcurate.airflow_support import (
     DAG_DEFAULTS,
     SHARDS_ASSET,
-    STAGE_NAMES,
     finish_task,
     ingest_source,
     list_sources,
@@ -27,6 +26,7 @@ from medcurate.airflow_support import (
     prepare,
     stage_task,
 )
+from medcurate.core.names import STAGE_NAMES
 
 
 @dag(dag_id="curate_medical_corpus", schedule=None, tags=["medcurate"], doc_md=__doc__, **DAG_DEFAULTS)

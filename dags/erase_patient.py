@@ -2,7 +2,7 @@
 
     erase
 
-One task calling the same library function as ``medcurate erase --patient KEY`` (``governance.erasure``):
+One task calling the same library function as ``medcurate erase --patient KEY`` (``medcurate.erasure``):
 records leave raw, deid, curated and the quarantine index, the affected shards are rewritten, manifest and
 Merkle root updated, an ``erasure`` audit event appended and the catalog updated; the task fails if any of
 the patient's doc_ids or raw identifiers remain in the published data.  ``patient_key`` is the key as the
@@ -46,7 +46,7 @@ PATIENT_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/^-]{0,127}$"
 def erase_patient():
     @task
     def erase(params: dict | None = None) -> dict:
-        from governance import erasure
+        from medcurate import erasure
 
         ctx = erasure.open_for_erasure(params["spec"], params["data_root"], demo=False, secret_key=secret_key())
         return erasure.erase(ctx, patient_key=params["patient_key"]).summary()

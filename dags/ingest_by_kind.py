@@ -17,12 +17,12 @@ from airflow.sdk import dag
 from medcurate.airflow_support import (
     DAG_DEFAULTS,
     RAW_ASSETS,
-    SOURCE_KINDS,
     finish_task,
     ingest_source,
     list_sources,
     prepare,
 )
+from medcurate.core.names import SOURCE_KINDS
 
 
 def ingest_dag(kind: str):

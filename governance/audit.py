@@ -7,7 +7,7 @@ without trusting whoever holds the file.  Rewriting the whole tail consistently 
 head hash kept elsewhere: the report and the catalog record it, and ``verify --expect-head`` checks it.
 
 Events carry counts, codes, ids and hashes only: never document text, never the raw patient key, never the
-pseudonymization key (``medcurate.keys.key_fingerprint`` tells which key was used without holding it).
+pseudonymization key (``medcurate.core.keys.key_fingerprint`` tells which key was used without holding it).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from medcurate.context import RunContext, StageReport
+    from medcurate.core.context import RunContext, StageReport
 
 AUDIT_LOG = "audit.log.jsonl"
 GENESIS_HASH = "0" * 64
@@ -183,7 +183,7 @@ def _last_config_hash(events: list[dict[str, Any]]) -> str | None:
 
 def record_run_start(ctx: RunContext) -> None:
     """``run_start``, preceded by ``config_change`` when the spec differs from the previous run's."""
-    from medcurate.keys import key_fingerprint
+    from medcurate.core.keys import key_fingerprint
 
     governance = ctx.zones.governance
     config_hash = ctx.spec.config_hash()
@@ -205,7 +205,7 @@ def record_run_start(ctx: RunContext) -> None:
 
 def record_stage_end(ctx: RunContext, report: StageReport) -> None:
     """``stage_end`` with the stage's counts; ``publication`` too when the stage published a zone."""
-    from governance.access import PUBLISHING_STAGES
+    from medcurate.core.sealing import PUBLISHING_STAGES
 
     governance = ctx.zones.governance
     append_event(

@@ -35,9 +35,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from medcurate.context import RunContext, StageReport, load_stage_reports
-from medcurate.keys import key_fingerprint, pseudonym
-from medcurate.zones import Zones
+from medcurate.core.context import RunContext, StageReport, load_stage_reports
+from medcurate.core.keys import key_fingerprint, pseudonym
+from medcurate.core.zones import Zones, temporary_path, zone_parts
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def connect(path: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
 
 
 def _parts(directory: Path) -> list[str]:
-    return [str(p) for p in sorted(directory.rglob("*.parquet")) if not p.name.startswith(".")]
+    return [str(p) for p in zone_parts(directory)]
 
 
 def row_doc_ids(table: pa.Table) -> tuple[pa.Array, pa.Array]:
@@ -313,7 +313,7 @@ def build_catalog(ctx: RunContext, record_run: bool = True) -> Path:
     from governance import audit
 
     path = catalog_path(ctx.zones)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temporary_path(path)
     tmp.unlink(missing_ok=True)
     manifest = _load_manifest(ctx.zones)
     reports = load_stage_reports(ctx.zones)

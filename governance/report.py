@@ -22,9 +22,9 @@ import pyarrow.parquet as pq
 
 from governance import audit
 from governance.catalog import catalog_path, connect
-from medcurate.context import RunContext, StageReport, load_stage_reports
-from medcurate.runner import STAGE_NAMES
-from medcurate.zones import PHI_ZONES
+from medcurate.core.context import RunContext, StageReport, load_stage_reports
+from medcurate.core.names import STAGE_NAMES
+from medcurate.core.zones import PHI_ZONES
 
 STAGE = "report"
 # The datasheet's funnel.  The curate stage reports its steps in ``details["curation_steps"]``; each step is

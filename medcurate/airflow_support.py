@@ -2,7 +2,8 @@
 
 It lives in the library rather than in ``dags/`` so that every DAG file, the DAG processor and the workers
 import it the same way (a plain ``DagBag`` does not put ``dags/`` on ``sys.path``).  Parsing a DAG file runs
-this module's top level, so it imports only ``airflow.sdk``; the medcurate stages are imported inside the
+this module's top level, so it imports only ``airflow.sdk`` and the stage and kind names
+(``medcurate.core.names``); the medcurate stages are imported inside the
 tasks, where their cost is paid once per task instead of once per parse.
 
 Where a run's spec and data root come from, first match wins:
@@ -25,6 +26,8 @@ from typing import Any
 
 from airflow.sdk import Asset, Param, task
 
+from medcurate.core.names import SOURCE_KINDS
+
 log = logging.getLogger("medcurate")
 
 KEY_VARIABLE = "MEDCURATE_PSEUDONYM_KEY"
@@ -35,10 +38,6 @@ DEFAULT_SPEC = "sample"
 # The pool must exist (docs/operations.md, "Airflow"): the scheduler never starts a task of a missing pool.
 RAY_POOL = os.environ.get("MEDCURATE_RAY_POOL", "medcurate_ray")
 
-# medcurate.runner.STAGE_NAMES and medcurate.schema.SOURCE_KINDS, spelled out so that parsing imports nothing
-# heavy (pyarrow alone takes most of a second); tests/test_dags.py checks that they agree.
-STAGE_NAMES = ("ingest", "validate_raw", "deid", "curate", "shard", "validate_shards", "catalog", "report")
-SOURCE_KINDS = ("fhir", "notes_csv", "hl7v2", "dicom", "pubmed", "pmc")
 RAY_STAGES = ("deid", "shard")
 # Logical assets: one DAG's update of a zone triggers the next DAG.  The zone's location travels in the
 # event's extra, because one deployment may curate several corpora under different data roots.

@@ -12,9 +12,9 @@ import logging
 import sys
 from pathlib import Path
 
-from medcurate.context import StageFailed
-from medcurate.keys import MissingKeyError
-from medcurate.spec import SpecError
+from medcurate.core.context import StageFailed
+from medcurate.core.keys import MissingKeyError
+from medcurate.core.spec import SpecError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -34,7 +34,7 @@ def _fmt(value: object) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from medcurate import storage
+    from medcurate.core import storage
     from medcurate.orchestration import DEMO_DIR
     from medcurate.runner import open_run, run_pipeline, summary_rows
 
@@ -116,7 +116,7 @@ def _data_root(args: argparse.Namespace) -> Path:
     """
     import os
 
-    from medcurate import storage
+    from medcurate.core import storage
     from medcurate.orchestration import DEMO_DIR
 
     return storage.checkout(args.data_root or os.environ.get(DATA_ROOT_ENV) or DEMO_DIR / "data", zones=["governance"])
@@ -125,7 +125,7 @@ def _data_root(args: argparse.Namespace) -> Path:
 def cmd_lineage(args: argparse.Namespace) -> int:
     from governance import lineage
     from governance.catalog import catalog_path, connect
-    from medcurate.zones import Zones
+    from medcurate.core.zones import Zones
 
     if not (args.doc_id or args.shard):
         print("error: give a DOC_ID or --shard PATH", file=sys.stderr)
@@ -151,7 +151,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from governance.audit import verify
-    from medcurate.zones import Zones
+    from medcurate.core.zones import Zones
 
     result = verify(Zones(_data_root(args)).governance, expect_head=args.expect_head)
     if not result.ok:
@@ -162,7 +162,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
-    from governance.erasure import ErasureIncomplete, ErasureRequestError, erase, open_for_erasure
+    from medcurate.erasure import ErasureIncomplete, ErasureRequestError, erase, open_for_erasure
     from medcurate.orchestration import DEMO_DIR
 
     patient = sys.stdin.readline().strip() if args.patient == "-" else args.patient
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", help="use this run id instead of a new one")
     run.set_defaults(func=cmd_run)
 
-    from medcurate.runner import STAGE_NAMES
+    from medcurate.core.names import STAGE_NAMES
 
     stage = sub.add_parser("stage", help="run one stage of a run (what an Airflow task does)")
     stage.add_argument("name", choices=STAGE_NAMES)

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from governance import audit
-from medcurate import storage
-from medcurate.context import RunContext, StageReport
+from medcurate.core import storage
+from medcurate.core.context import RunContext, StageReport
+from medcurate.core.spec import load_spec
+from medcurate.core.zones import Zones
 from medcurate.runner import open_run, push_audit_log, run_stage
-from medcurate.spec import load_spec
-from medcurate.zones import Zones
 
 SAMPLE_SPEC = "sample"
 DEMO_DIR = Path("medcurate-demo")
@@ -97,7 +97,7 @@ def ingest_source_for(run: dict[str, Any], source: str, secret_key: str | None =
     from pipelines.ingest.stage import ingest_unit
 
     ctx = _open(run, secret_key)
-    with storage.exclusive(ctx.zones.root):  # an object-store root: see medcurate.storage
+    with storage.exclusive(ctx.zones.root):  # an object-store root: see medcurate.core.storage
         storage.pull(ctx.zones.root)
         try:
             report = ingest_unit(ctx, source)

@@ -3,12 +3,11 @@
 The stage list below is the whole pipeline.  Each stage is a function ``(RunContext) -> StageReport`` that
 reads one zone and writes the next; the runner only opens the run, times each stage, saves its report and
 stops at the first failure, so a failed stage never lets anything downstream be published.  Stage modules
-are imported when their stage runs, which keeps the command line and DAG parsing fast.
+are imported when their stage runs, which keeps the command line and the Airflow tasks fast.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import secrets
 import time
@@ -20,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from governance import audit
-from governance.access import seal_published
-from medcurate import storage
-from medcurate.context import RunContext, StageReport
-from medcurate.keys import load_key
-from medcurate.ray_runtime import ray_session
-from medcurate.spec import load_spec
-from medcurate.zones import Zones
+from medcurate.core import storage
+from medcurate.core.context import RunContext, StageReport
+from medcurate.core.keys import load_key
+from medcurate.core.names import STAGE_NAMES
+from medcurate.core.ray_runtime import ray_session
+from medcurate.core.sealing import seal_published
+from medcurate.core.spec import load_spec
+from medcurate.core.zones import Zones
 
 log = logging.getLogger("medcurate")
 
@@ -36,25 +36,72 @@ DEMO_KEY_FILE = "raw/.demo-pseudonym-key"
 @dataclass(frozen=True)
 class Stage:
     name: str
-    target: str  # "module:function"
+    run: Callable[[RunContext], StageReport]
     purpose: str
 
-    def function(self) -> Callable[[RunContext], StageReport]:
-        module, func = self.target.split(":")
-        return getattr(importlib.import_module(module), func)
+
+# One function per stage, each importing its stage module when the stage runs: importing every stage up front
+# (Presidio, Great Expectations, Ray, DuckDB) costs tens of seconds that the CLI and the Airflow workers would
+# pay for every command and task.
+def _ingest(ctx: RunContext) -> StageReport:
+    from pipelines.ingest.stage import run
+
+    return run(ctx)
 
 
+def _validate_raw(ctx: RunContext) -> StageReport:
+    from pipelines.quality.stage import validate_raw
+
+    return validate_raw(ctx)
+
+
+def _deid(ctx: RunContext) -> StageReport:
+    from pipelines.deid.stage import run
+
+    return run(ctx)
+
+
+def _curate(ctx: RunContext) -> StageReport:
+    from pipelines.quality.stage import curate
+
+    return curate(ctx)
+
+
+def _shard(ctx: RunContext) -> StageReport:
+    from pipelines.shard.stage import run
+
+    return run(ctx)
+
+
+def _validate_shards(ctx: RunContext) -> StageReport:
+    from pipelines.quality.stage import validate_shards
+
+    return validate_shards(ctx)
+
+
+def _catalog(ctx: RunContext) -> StageReport:
+    from governance.catalog import run
+
+    return run(ctx)
+
+
+def _report(ctx: RunContext) -> StageReport:
+    from governance.report import run
+
+    return run(ctx)
+
+
+# In the order of ``medcurate.core.names.STAGE_NAMES``.
 STAGES: tuple[Stage, ...] = (
-    Stage("ingest", "pipelines.ingest.stage:run", "parse input files into the raw zone"),
-    Stage("validate_raw", "pipelines.quality.stage:validate_raw", "Great Expectations on the raw zone"),
-    Stage("deid", "pipelines.deid.stage:run", "de-identify text, structured fields and DICOM headers"),
-    Stage("curate", "pipelines.quality.stage:curate", "validate de-identified documents, publish curated"),
-    Stage("shard", "pipelines.shard.stage:run", "tokenize on Ray and write trainer-ready shards"),
-    Stage("validate_shards", "pipelines.quality.stage:validate_shards", "Great Expectations on the shards"),
-    Stage("catalog", "governance.catalog:run", "rebuild the lineage catalog (DuckDB)"),
-    Stage("report", "governance.report:run", "write the governance report (JSON + HTML)"),
+    Stage("ingest", _ingest, "parse input files into the raw zone"),
+    Stage("validate_raw", _validate_raw, "Great Expectations on the raw zone"),
+    Stage("deid", _deid, "de-identify text, structured fields and DICOM headers"),
+    Stage("curate", _curate, "validate de-identified documents, publish curated"),
+    Stage("shard", _shard, "tokenize on Ray and write trainer-ready shards"),
+    Stage("validate_shards", _validate_shards, "Great Expectations on the shards"),
+    Stage("catalog", _catalog, "rebuild the lineage catalog (DuckDB)"),
+    Stage("report", _report, "write the governance report (JSON + HTML)"),
 )
-STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
 def new_run_id() -> str:
@@ -75,7 +122,7 @@ def open_run(
 
     curation_config(spec)
     root = data_root or spec.data_root
-    # An object-store root (s3://...) is worked on in a local working copy (medcurate.storage).
+    # An object-store root (s3://...) is worked on in a local working copy (medcurate.core.storage).
     if storage.is_uri(root):
         root = storage.working_copy(str(root)).root
     else:
@@ -137,7 +184,7 @@ def _run_and_publish(ctx: RunContext, stage: Stage, step: Callable[[RunContext],
         log.info("run %s: stage %s started", ctx.run_id, name)
         audit.append_event(ctx.zones.governance, audit.STAGE_START, ctx.run_id, {"stage": name})
         started = time.perf_counter()
-        report = (step or stage.function())(ctx)
+        report = (step or stage.run)(ctx)
         report.details.setdefault("seconds", round(time.perf_counter() - started, 3))
         report.save(ctx)
         # Published zones are read-only from here on; the audit log says what was published and when.
@@ -207,7 +254,7 @@ def run_pipeline(ctx: RunContext, progress: Callable[[str], None] = print) -> li
 def push_audit_log(root: Path) -> None:
     """Publish audit events at once (holding the working copy): a later pull would drop unpushed ones.
 
-    A no-op for a local data root (``medcurate.storage``)."""
+    A no-op for a local data root (``medcurate.core.storage``)."""
     storage.push(root, only=[audit.audit_log_path(root / "governance")])
 
 

@@ -16,7 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """The session's Ray instance; ``medcurate.ray_runtime.ray_session`` reuses it instead of starting its own."""
+    """The session's Ray instance; ``medcurate.core.ray_runtime.ray_session`` reuses it instead of starting its own."""
     import ray
 
     if not ray.is_initialized():

@@ -131,8 +131,8 @@ def test_init_migrates_sets_the_admin_password_once_and_creates_the_pool(service
 def test_environment_carries_what_the_code_reads(services):
     from medcurate.airflow_support import DATA_ROOT_SETTING, KEY_VARIABLE
     from medcurate.cli import DATA_ROOT_ENV
-    from medcurate.keys import KEY_ENV
-    from medcurate.storage import WORK_DIR_ENV
+    from medcurate.core.keys import KEY_ENV
+    from medcurate.core.storage import WORK_DIR_ENV
 
     assert KEY_VARIABLE == KEY_ENV
     for name, service in _airflow(services).items():

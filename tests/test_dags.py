@@ -20,8 +20,8 @@ import duckdb
 import pytest
 
 from governance import audit
-from medcurate.runner import STAGE_NAMES
-from medcurate.schema import SOURCE_KINDS
+from medcurate.core.names import SOURCE_KINDS, STAGE_NAMES
+from medcurate.runner import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 DAGS = REPO / "dags"
@@ -72,10 +72,8 @@ def airflow_home(tmp_path_factory) -> Path:
     return home
 
 
-def test_the_dags_spell_stages_and_kinds_as_the_library_does(tmp_path: Path):
-    code = "import json; from medcurate import airflow_support as s; print(json.dumps([s.STAGE_NAMES, s.SOURCE_KINDS]))"
-    stages, kinds = _python(code, _airflow_env(tmp_path))
-    assert (tuple(stages), tuple(kinds)) == (STAGE_NAMES, tuple(SOURCE_KINDS))
+def test_the_dag_stage_tasks_are_the_runners_stages_in_order():
+    assert tuple(stage.name for stage in STAGES) == STAGE_NAMES
 
 
 def test_dagbag_imports_fast_with_the_expected_dags_tasks_and_settings(tmp_path: Path):

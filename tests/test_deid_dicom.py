@@ -21,13 +21,13 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
-from medcurate.keys import pseudonym
+from medcurate.core.keys import pseudonym
+from medcurate.formats.dicom_json import dataset_from_json, dataset_to_json, instance_text
 from pipelines.deid.dicom import DUMMY_TEXT, DicomDeidentifier
 from pipelines.deid.dicom_dates import clamp_age
 from pipelines.deid.dicom_descriptors import clean_descriptor, is_safe_word
 from pipelines.deid.dicom_profile import load_profile
 from pipelines.deid.dicom_uids import is_registered_uid
-from pipelines.ingest.dicom import dataset_from_json, dataset_to_json, instance_text
 
 # The tests read raw originals too (outside the de-identifier's own quiet reading): no value-quoting warnings.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

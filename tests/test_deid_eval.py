@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from medcurate.sample import notes
+from medcurate.sample.deid_gold import make_gold_set
 from medcurate.sample.people import make_cohort
 from pipelines.deid.engine import PhiSpan
 from pipelines.deid.evaluate import convert_presidio_research, evaluate, predict, read_gold, score
-from pipelines.deid.synthetic import make_gold_set
 
 PRESIDIO = Path("/work/shared/data/presidio-research/synth_dataset_v2.json")
 

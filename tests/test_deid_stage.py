@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 from pydicom import examples
 
-from medcurate.context import RunContext
-from medcurate.keys import pseudonym
-from medcurate.schema import (
+from medcurate.core.context import RunContext
+from medcurate.core.keys import pseudonym
+from medcurate.core.schema import (
     DEID_DOCUMENT_SCHEMA,
     QUARANTINE_SCHEMA,
     Document,
@@ -20,8 +20,8 @@ from medcurate.schema import (
     documents_to_table,
     make_doc_id,
 )
-from medcurate.spec import CorpusSpec, SourceSpec
-from medcurate.zones import Zones, write_parquet
+from medcurate.core.spec import CorpusSpec, SourceSpec
+from medcurate.core.zones import Zones, write_parquet
 from pipelines.deid import stage
 from pipelines.deid.config import default_config
 from pipelines.deid.engine import PhiSpan
@@ -134,8 +134,8 @@ TIMELINE_BUNDLE = {
 @pytest.fixture()
 def structured_ctx(tmp_path) -> RunContext:
     """One good HL7 message and FHIR timeline, and three records whose payload cannot be used."""
-    from pipelines.ingest.fhir import FHIR_JSON_KEY
-    from pipelines.ingest.fhir_render import timeline_from_bundle
+    from medcurate.core.schema import FHIR_JSON_KEY
+    from medcurate.formats.fhir_timeline import timeline_from_bundle
     from pipelines.ingest.hl7v2 import message_item
 
     zones = Zones(tmp_path / "data").ensure()

@@ -9,14 +9,15 @@ from datetime import date, timedelta
 
 import pytest
 
-from medcurate.keys import date_shift_days, pseudonym
-from medcurate.schema import DEID_DOCUMENT_SCHEMA, RAW_DOCUMENT_SCHEMA
-from medcurate.zones import read_zone
+from medcurate.core.keys import date_shift_days, pseudonym
+from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, RAW_DOCUMENT_SCHEMA
+from medcurate.core.zones import read_zone
 from pipelines.deid.config import default_config
 from pipelines.deid.dicom_dates import date_offset
 from pipelines.deid.engine import DeidEngine, PhiSpan
-from pipelines.deid.structured import StructuredDeidentifier, StructuredRulesError, load_rules, text_deidentifier
+from pipelines.deid.structured import StructuredDeidentifier, text_deidentifier
 from pipelines.deid.structured_docs import renders_text
+from pipelines.deid.structured_rules import StructuredRulesError, load_rules
 from pipelines.deid.surrogates import Replacer
 
 KEY = b"structured-test-key-0123456789"

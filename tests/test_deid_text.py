@@ -8,8 +8,8 @@ from datetime import date, datetime
 
 import pytest
 
+from medcurate.formats.date_text import shift_date_text, written_year
 from pipelines.deid.config import default_config
-from pipelines.deid.dates import shift_date_text, written_year
 from pipelines.deid.engine import DeidEngine, PhiSpan
 from pipelines.deid.evaluate import deidentify_text
 from pipelines.deid.surrogates import Replacer

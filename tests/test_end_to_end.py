@@ -10,10 +10,10 @@ import datasets
 import pytest
 from tokenizers import Tokenizer
 
-from medcurate.schema import RAW_DOCUMENT_SCHEMA
-from medcurate.zones import read_zone
+from medcurate.core.schema import RAW_DOCUMENT_SCHEMA
+from medcurate.core.zones import read_zone
+from medcurate.formats.date_text import shift_date_text
 from pipelines.deid.config import default_config
-from pipelines.deid.dates import shift_date_text
 from pipelines.deid.surrogates import Replacer
 
 pytestmark = pytest.mark.slow
@@ -61,7 +61,7 @@ def _split_dirs(shards: Path) -> list[Path]:
 
 
 def test_every_stage_ran_and_reported(sample_run):
-    from medcurate.runner import STAGE_NAMES
+    from medcurate.core.names import STAGE_NAMES
 
     assert [r.stage for r in sample_run.reports] == list(STAGE_NAMES)
     assert any(line.startswith("[1/") for line in sample_run.progress)

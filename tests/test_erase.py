@@ -17,12 +17,12 @@ import pytest
 
 from governance import audit
 from governance.catalog import catalog_path, connect
-from governance.erasure import _stated_identifiers, erase, open_for_erasure, verify_erased
 from medcurate.cli import main
-from medcurate.hashing import merkle_root, sha256_file
-from medcurate.keys import KEY_ENV, pseudonym
+from medcurate.core.hashing import merkle_root, sha256_file
+from medcurate.core.keys import KEY_ENV, pseudonym
+from medcurate.core.zones import read_zone
+from medcurate.erasure import _stated_identifiers, erase, open_for_erasure, verify_erased
 from medcurate.runner import DEMO_KEY_FILE
-from medcurate.zones import read_zone
 from pipelines.quality.dedup_index import index_path
 
 pytestmark = pytest.mark.slow

@@ -15,9 +15,10 @@ import pytest
 from governance import audit, lineage
 from governance.catalog import catalog_path, connect
 from medcurate.cli import main
-from medcurate.hashing import sha256_file
-from medcurate.runner import DEMO_KEY_FILE, STAGE_NAMES
-from medcurate.schema import make_doc_id
+from medcurate.core.hashing import sha256_file
+from medcurate.core.names import STAGE_NAMES
+from medcurate.core.schema import make_doc_id
+from medcurate.runner import DEMO_KEY_FILE
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from medcurate.formats.dicom_json import dataset_from_json, dataset_to_json, instance_text, study_text
 from medcurate.sample import dicom as sample_dicom
 from medcurate.sample.people import make_cohort
 from pipelines.ingest.base import BadInput, RejectedRecord
-from pipelines.ingest.dicom import DicomParser, dataset_from_json, dataset_to_json, instance_text, study_text
+from pipelines.ingest.dicom import DicomParser
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from medcurate.core.schema import Document, Provenance, documents_to_table
+from medcurate.formats.fhir_timeline import timeline_from_bundle
 from medcurate.sample import fhir as sample_fhir
 from medcurate.sample.people import make_cohort
-from medcurate.schema import Document, Provenance, documents_to_table
 from pipelines.ingest.base import BadInput, RejectedRecord
 from pipelines.ingest.fhir import FhirParser
-from pipelines.ingest.fhir_render import timeline_from_bundle
 
 PID = "9f1c2b4e-0000-4000-8000-000000000001"
 NOTE = "Discharge summary for Maria Lopez, MRN 55501234, seen 03/04/2019.\nFollow up with Dr. Chen."

@@ -7,11 +7,12 @@ from collections import Counter
 
 import pytest
 
+from medcurate.core.schema import Document, Provenance, documents_to_table
+from medcurate.formats.hl7v2 import Delimiters
 from medcurate.sample import hl7 as sample_hl7
 from medcurate.sample.people import make_cohort
-from medcurate.schema import Document, Provenance, documents_to_table
 from pipelines.ingest.base import BadInput, RejectedRecord
-from pipelines.ingest.hl7v2 import Delimiters, Hl7v2Parser, message_item
+from pipelines.ingest.hl7v2 import Hl7v2Parser, message_item
 
 PID = (
     "PID|1||55501234^^^MAIN^MR~998877^^^SSA^SS||Lopez^Maria^J||19610714|F|||12 Elm Street^^Salem^MA^01970"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from medcurate.schema import Document, Provenance, documents_to_table
-from medcurate.spec import SpecError
+from medcurate.core.schema import Document, Provenance, documents_to_table
+from medcurate.core.spec import SpecError
 from pipelines.ingest.base import BadInput, RejectedRecord
 from pipelines.ingest.notes_csv import NotesCsvParser
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from medcurate.core.schema import Document
 from medcurate.sample import literature
-from medcurate.schema import Document
 from pipelines.ingest.base import BadInput, Deletion, RejectedRecord
 from pipelines.ingest.pubmed import PubmedParser
 

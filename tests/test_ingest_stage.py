@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from governance import audit
+from medcurate.core.schema import RAW_DOCUMENT_SCHEMA, make_doc_id
+from medcurate.core.spec import SpecError
+from medcurate.core.zones import read_zone
 from medcurate.runner import open_run, run_stage
-from medcurate.schema import RAW_DOCUMENT_SCHEMA, make_doc_id
-from medcurate.spec import SpecError
-from medcurate.zones import read_zone
 from pipelines.ingest.stage import IngestIncomplete, ingest_unit, merge
 
 HEADER = "note_id,subject_id,hadm_id,note_type,note_seq,charttime,storetime,text\n"

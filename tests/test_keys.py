@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from medcurate.keys import KEY_ENV, MissingKeyError, load_key
+from medcurate.core.keys import KEY_ENV, MissingKeyError, load_key
 
 
 def test_a_key_handed_in_wins_and_never_enters_the_environment(monkeypatch):

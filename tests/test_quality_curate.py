@@ -11,11 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from medcurate.context import RunContext, StageFailed
-from medcurate.keys import pseudonym
-from medcurate.schema import DEID_DOCUMENT_SCHEMA, Document, Provenance, documents_to_table, make_doc_id
-from medcurate.spec import parse_spec
-from medcurate.zones import Zones, read_zone, write_parquet
+from medcurate.core.context import RunContext, StageFailed
+from medcurate.core.keys import pseudonym
+from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, Document, Provenance, documents_to_table, make_doc_id
+from medcurate.core.spec import parse_spec
+from medcurate.core.zones import Zones, read_zone, write_parquet
 from pipelines.quality.stage import curate
 
 KEY = b"k" * 32

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from test_shard import shard_context
 
-from medcurate.context import RunContext, StageFailed
+from medcurate.core.context import RunContext, StageFailed
 from pipelines.quality.stage import validate_shards
 from pipelines.shard.stage import run
 

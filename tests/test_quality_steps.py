@@ -11,10 +11,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from medcurate.context import StageReport
-from medcurate.quarantine import QuarantineWriter
-from medcurate.spec import SpecError, parse_spec
-from medcurate.zones import Zones
+from medcurate.core.context import StageReport
+from medcurate.core.quarantine import QuarantineWriter
+from medcurate.core.spec import SpecError, parse_spec
+from medcurate.core.zones import Zones
 from pipelines.quality.curation_config import Benchmark, DedupConfig, curation_config
 from pipelines.quality.decontam import BenchmarkNgrams, Decontaminator
 from pipelines.quality.dedup import (

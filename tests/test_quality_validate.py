@@ -10,9 +10,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from medcurate.context import RunContext, StageFailed
-from medcurate.keys import pseudonym
-from medcurate.schema import (
+from medcurate.core.context import RunContext, StageFailed
+from medcurate.core.keys import pseudonym
+from medcurate.core.schema import (
     DEID_DOCUMENT_SCHEMA,
     QUARANTINE_SCHEMA,
     Document,
@@ -20,8 +20,8 @@ from medcurate.schema import (
     documents_to_table,
     make_doc_id,
 )
-from medcurate.spec import parse_spec
-from medcurate.zones import Zones, write_parquet
+from medcurate.core.spec import parse_spec
+from medcurate.core.zones import Zones, write_parquet
 from pipelines.quality.stage import curate, validate_raw, validate_shards
 
 datasets.disable_progress_bars()

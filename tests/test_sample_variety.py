@@ -13,6 +13,7 @@ import pytest
 
 from medcurate.sample import clinical, literature, notes, people
 from pipelines.deid.evaluate import read_gold
+from pipelines.deid.surrogates import RESERVED_NAMES_FILE
 from pipelines.quality.text_norm import words
 from pipelines.quality.word_similarity import WordSequence, longest_common_subsequence
 
@@ -72,3 +73,10 @@ def test_pubmed_abstracts_are_not_near_duplicates(tmp_path):
     abstracts = [a for a in abstracts if a]
     assert len(abstracts) >= 15
     assert max(_shared(a, b) for a, b in itertools.combinations(abstracts, 2)) < MAX_SHARED
+
+
+def test_no_surrogate_can_be_a_name_of_the_sample():
+    """The deid stage reads the sample's names from its own data file, not from the generator: it must keep up."""
+    reserved = {line.lower() for line in RESERVED_NAMES_FILE.read_text(encoding="utf-8").split()[1:]}
+    missing = {n for n in (*people.FIRST_NAMES, *people.LAST_NAMES) if n.lower() not in reserved}
+    assert not missing, f"add to {RESERVED_NAMES_FILE.name}: {sorted(missing)}"

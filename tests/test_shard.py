@@ -10,11 +10,11 @@ import pyarrow as pa
 import pytest
 from tokenizers import Tokenizer
 
-from medcurate.context import RunContext, StageFailed
-from medcurate.hashing import merkle_root, sha256_file
-from medcurate.schema import DEID_DOCUMENT_SCHEMA, METADATA_FIELDS
-from medcurate.spec import parse_spec
-from medcurate.zones import Zones, write_parquet
+from medcurate.core.context import RunContext, StageFailed
+from medcurate.core.hashing import merkle_root, sha256_file
+from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, METADATA_FIELDS
+from medcurate.core.spec import parse_spec
+from medcurate.core.zones import Zones, write_parquet
 from pipelines.shard.hf_layout import SplitWriter, row_payload_bytes
 from pipelines.shard.ray_tokenize import EMPTY_AFTER_TOKENIZATION, document_schema
 from pipelines.shard.splits import assign_split

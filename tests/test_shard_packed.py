@@ -13,7 +13,7 @@ import pytest
 from test_shard import SPLITS, TEXT_BY_DOC, shard_context
 from tokenizers import Tokenizer
 
-from medcurate.spec import SpecError, parse_spec
+from medcurate.core.spec import SpecError, parse_spec
 from pipelines.shard.mixing import copies_of
 from pipelines.shard.packing import Packer, packed_tally
 from pipelines.shard.ray_tokenize import SAMPLED_OUT, token_id_type

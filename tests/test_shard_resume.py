@@ -23,10 +23,10 @@ import ray
 import yaml
 from test_shard import SPLITS, tree_bytes
 
-from medcurate.context import RunContext
-from medcurate.schema import DEID_DOCUMENT_SCHEMA, METADATA_FIELDS
-from medcurate.spec import load_spec
-from medcurate.zones import Zones, write_parquet
+from medcurate.core.context import RunContext
+from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, METADATA_FIELDS
+from medcurate.core.spec import load_spec
+from medcurate.core.zones import Zones, write_parquet
 from pipelines.shard.progress import PROGRESS_DIR
 from pipelines.shard.stage import run
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from medcurate.spec import SpecError, load_spec, parse_spec
+from medcurate.core.spec import SpecError, load_spec, parse_spec
 
 MINIMAL = {"sources": [{"name": "n", "kind": "notes_csv", "paths": "x/*.csv", "license": "l", "legal_basis": "waiver"}]}
 

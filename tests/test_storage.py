@@ -14,12 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from governance import audit
-from governance.erasure import erase, open_for_erasure
-from medcurate import storage
 from medcurate.cli import main
-from medcurate.runner import STAGE_NAMES, open_run, run_pipeline, run_stage
+from medcurate.core import storage
+from medcurate.core.names import STAGE_NAMES
+from medcurate.core.zones import read_zone
+from medcurate.erasure import erase, open_for_erasure
+from medcurate.runner import open_run, run_pipeline, run_stage
 from medcurate.sample import generate_sample
-from medcurate.zones import read_zone
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 

@@ -5,7 +5,7 @@ radiology reports, telegraphic progress notes).  A template marks PHI as ``{LABE
 ``{key}``; rendering records the character span of every PHI value, so the gold standard is exact by
 construction.  The clinical body between the PHI lines is a plain value written by ``clinical.py`` for each
 patient and note, so that notes of different patients are different documents, as near-duplicate detection
-expects of real ones.  The same renderer builds the larger dev/test sets in ``pipelines.deid.synthetic``.
+expects of real ones.  The same renderer builds the larger dev/test sets in ``medcurate.sample.deid_gold``.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ every sequence depth, gets one action:
   Calibration, ...), every UID that is not a DICOM-registered one is remapped, every other person name is
   emptied, and every age of 90 years or more becomes ``090Y``.
 
-PatientID and PatientName become the keyed pseudonym (``medcurate.keys.pseudonym``) rather than a constant
+PatientID and PatientName become the keyed pseudonym (``medcurate.core.keys.pseudonym``) rather than a constant
 dummy, so one patient's instances stay linkable across files, studies and the other source kinds.
 
 Action codes and what they do here: X remove; Z empty (a sequence loses its items); D a dummy value of the VR
@@ -46,19 +46,19 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from medcurate.keys import pseudonym
-from pipelines.deid.config import default_config
-from pipelines.deid.dicom_dates import DateShifter, clamp_age, date_offset
-from pipelines.deid.dicom_descriptors import clean_descriptor
-from pipelines.deid.dicom_profile import Profile, load_profile
-from pipelines.deid.dicom_uids import is_registered_uid, remap_uid
-from pipelines.ingest.dicom import (
+from medcurate.core.keys import pseudonym
+from medcurate.formats.dicom_json import (
     dataset_from_json,
     dataset_to_json,
     instance_text,
     quiet_pydicom,
     study_text,
 )
+from pipelines.deid.config import default_config
+from pipelines.deid.dicom_dates import DateShifter, clamp_age, date_offset
+from pipelines.deid.dicom_descriptors import clean_descriptor
+from pipelines.deid.dicom_profile import Profile, load_profile
+from pipelines.deid.dicom_uids import is_registered_uid, remap_uid
 
 BURNED_IN_REASON = "possible_burned_in_text"
 # Modalities whose pixels are photographs, screenshots or documents, where text (names, dates) is often

@@ -2,7 +2,7 @@
 
 Every date and time of one patient moves back by the same offset, so intervals (days between a baseline and a
 follow-up scan, seconds between two series) survive while the calendar dates do not.  The offset is keyed on
-the patient: the whole days come from the one formula every modality uses (``medcurate.keys.date_shift_days``:
+the patient: the whole days come from the one formula every modality uses (``medcurate.core.keys.date_shift_days``:
 1..``date_shift_max_days`` of deid.yaml), so a CT and the note that discusses it still fall on the same shifted
 day; on top come 1..3599 seconds, so times of day change too.  An instant in the first hour after midnight may
 thereby land one day before its note's shifted date.  Without the key the offset cannot be recomputed.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta
 
-from medcurate.keys import DATE_SHIFT_NAMESPACE, date_shift_days, keyed_hash
+from medcurate.core.keys import DATE_SHIFT_NAMESPACE, date_shift_days, keyed_hash
 
 MAX_TIME_SHIFT_SECONDS = 3599
 SECONDS_PER_DAY = 86400

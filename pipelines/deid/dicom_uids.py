@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pydicom.uid import UID_dictionary
 
-from medcurate.keys import keyed_hash
+from medcurate.core.keys import keyed_hash
 
 UID_NAMESPACE = "dicom-uid"
 

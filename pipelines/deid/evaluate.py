@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "eval":
         print(json.dumps(evaluate(args.gold, args.predictions), indent=2))
     elif args.command == "make-set":
-        from pipelines.deid.synthetic import write_gold_set
+        from medcurate.sample.deid_gold import write_gold_set
 
         print(write_gold_set(Path(args.out), args.split, args.n, args.seed))
     elif args.command == "convert-presidio":

@@ -3,8 +3,9 @@ of a rendered record is rendered again from the de-identified payload.
 
 Ingest keeps each record's structured payload in the raw zone's ``metadata.extra`` (``PAYLOAD_KEYS``).  A FHIR
 timeline and an HL7 message are renderings of their payload, so their text is not run through the text engine
-but rendered again, by the ingest renderer, from the payload ``StructuredDeidentifier`` returns: every name,
-id and date in it is then replaced by exactly the surrogate, pseudonym and shift the patient's notes get.  For
+but rendered again, by the renderer ingest used (``medcurate.formats``), from the payload
+``StructuredDeidentifier`` returns: every name, id and date in it is then replaced by exactly the surrogate,
+pseudonym and shift the patient's notes get.  For
 narrative documents (FHIR DocumentReference / DiagnosticReport, CSV notes) the text still goes through the text
 engine and only the payload is de-identified here.
 
@@ -29,15 +30,14 @@ from typing import Any
 
 import regex
 
+from medcurate.core.quarantine import Rejected
+from medcurate.core.schema import CSV_ROW_KEY, FHIR_JSON_KEY, HL7_MESSAGE_KEY
+from medcurate.formats.fhir_timeline import timeline_from_bundle
+from medcurate.formats.hl7v2 import MessageRejected, message_document
 from pipelines.deid.config import DeidConfig
 from pipelines.deid.engine import PhiSpan
 from pipelines.deid.structured import StructuredDeidentifier, TextDeid
 from pipelines.deid.surrogates import Replacer
-from pipelines.ingest.base import RejectedRecord
-from pipelines.ingest.fhir import FHIR_JSON_KEY
-from pipelines.ingest.fhir_render import timeline_from_bundle
-from pipelines.ingest.hl7v2 import HL7_MESSAGE_KEY, message_item
-from pipelines.ingest.notes_csv import CSV_ROW_KEY
 
 # source kind -> the metadata.extra key of its payload
 PAYLOAD_KEYS = {"fhir": FHIR_JSON_KEY, "hl7v2": HL7_MESSAGE_KEY, "notes_csv": CSV_ROW_KEY}
@@ -46,13 +46,8 @@ PAYLOAD_REQUIRED = frozenset({"fhir", "hl7v2"})
 TIMELINE = "patient_timeline"
 
 
-class PayloadError(Exception):
-    """A record whose payload cannot be used; ``reason`` is a short code, ``detail`` has no value in it."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+class PayloadError(Rejected):
+    """A record whose payload cannot be used (``detail`` has no value of it)."""
 
 
 @dataclass
@@ -157,10 +152,11 @@ class StructuredPayloads:
 
     def _hl7(self, deid: StructuredDeidentifier, raw: str) -> tuple[str, str]:
         message = deid.hl7(raw)
-        item = message_item(1, [s for s in re.split(r"\r\n|\r|\n", message) if s])
-        if isinstance(item, RejectedRecord):
-            raise PayloadError("structured_render_failed", f"{HL7_MESSAGE_KEY}: {item.reason}")
-        return message, item.text
+        try:
+            document = message_document(1, [s for s in re.split(r"\r\n|\r|\n", message) if s])
+        except MessageRejected as exc:
+            raise PayloadError("structured_render_failed", f"{HL7_MESSAGE_KEY}: {exc.reason}") from None
+        return message, document.text
 
     def _csv(self, deid: StructuredDeidentifier, raw: str) -> str:
         row = _json_object(raw, CSV_ROW_KEY)

@@ -1,6 +1,6 @@
 """Replace PHI spans: type tags, per-patient surrogate names, per-patient date shifts, ages 90+.
 
-Surrogates are derived from HMAC(secret key, patient, original) (``medcurate.keys.keyed_hash``), so the same
+Surrogates are derived from HMAC(secret key, patient, original) (``medcurate.core.keys.keyed_hash``), so the same
 name gets the same surrogate in every note of one patient and in every run with the same key, but nothing
 links a surrogate back to the original without the key.  All dates of a patient move back by one offset
 (1..``date_shift_max_days`` days, also keyed) so intervals between events survive.  A full date 90 or more
@@ -14,15 +14,19 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import cached_property
+from functools import cache, cached_property
+from pathlib import Path
 
 import regex
 
-from medcurate.keys import date_shift_days, keyed_hash
+from medcurate.core.keys import date_shift_days, keyed_hash
+from medcurate.formats.date_text import shift_date_text, written_year
 from pipelines.deid.config import DeidConfig
-from pipelines.deid.dates import shift_date_text, written_year
 from pipelines.deid.engine import PhiSpan
 
+# Names no surrogate may be: the first and last names of the bundled sample's patients (tests/test_sample_variety.py
+# checks the file still covers the sample's lists).
+RESERVED_NAMES_FILE = Path(__file__).with_name("surrogates_reserved.csv")
 NAME_PART = regex.compile(r"[A-Za-z][A-Za-z'\-]*[A-Za-z]|[A-Za-z]")
 AGE_CEILING = 90
 
@@ -43,6 +47,12 @@ class DeidText:
     replacements: list[Replacement]
 
 
+@cache
+def _reserved_names() -> frozenset[str]:
+    lines = RESERVED_NAMES_FILE.read_text(encoding="utf-8").splitlines()[1:]  # after the "name" header
+    return frozenset(line.strip().lower() for line in lines if line.strip())
+
+
 class Replacer:
     def __init__(
         self, key: bytes | None, config: DeidConfig, tags_only: bool = False, today: date | None = None
@@ -58,13 +68,11 @@ class Replacer:
     def _pools(self) -> tuple[list[str], list[str]]:
         """Surrogate name pools: gazetteer names that are not also ordinary or clinical words.
 
-        The names the bundled synthetic sample gives its patients are left out too, so that in the sample any
-        of them found in the output is a leak, never a surrogate that happens to coincide.
+        The names the bundled synthetic sample gives its patients (``RESERVED_NAMES_FILE``) are left out too, so
+        that in the sample any of them found in the output is a leak, never a surrogate that happens to coincide.
         """
-        from medcurate.sample.people import FIRST_NAMES, LAST_NAMES
-
         names = self.config.names
-        reserved = {n.lower() for n in (*FIRST_NAMES, *LAST_NAMES)}
+        reserved = _reserved_names()
         banned = names.ambiguous_names | names.never_names | names.stop_words | reserved
 
         def pool(words: frozenset[str]) -> list[str]:

@@ -23,16 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medcurate.schema import Document
+from medcurate.core.quarantine import Rejected
+from medcurate.core.schema import Document
 
 
-class BadInput(Exception):
-    """The whole file is unusable.  ``reason`` is a short code, ``detail`` a sentence without PHI."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+class BadInput(Rejected):
+    """The whole file is unusable."""
 
 
 @dataclass(frozen=True)

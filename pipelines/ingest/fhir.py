@@ -16,7 +16,7 @@ Every document keeps the structured payload it was rendered from in ``metadata.e
 resource of a narrative document, a collection Bundle (Patient first, then the events in the order they
 arrived) for a timeline; base64 attachment bytes are left out.  The raw zone is owner-only; the deid stage
 de-identifies the payload field by field and renders the timeline text again from the de-identified Bundle
-(``fhir_render.timeline_from_bundle``), so nothing of the payload goes further un-de-identified.
+(``medcurate.formats.fhir_timeline.timeline_from_bundle``), so nothing of the payload goes further un-de-identified.
 
 patient_key is the Patient resource id, because that is what every reference carries and what a bulk export
 can resolve without first reading Patient.ndjson; the MRN stays in the timeline text.  A resource whose
@@ -36,9 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcurate.schema import Document
-from pipelines.ingest.base import BadInput, ParsedItem, Parser, RejectedRecord
-from pipelines.ingest.fhir_render import (
+from medcurate.core.schema import FHIR_JSON_KEY, Document
+from medcurate.formats.fhir_timeline import (
     TIMELINE_RESOURCES,
     AttachmentError,
     attachment_text,
@@ -49,10 +48,8 @@ from pipelines.ingest.fhir_render import (
     timeline_bundle,
     without_attachment_data,
 )
+from pipelines.ingest.base import BadInput, ParsedItem, Parser, RejectedRecord
 from pipelines.ingest.files import open_text, read_text
-
-# metadata.extra key of the structured payload (raw zone only, until the deid stage de-identifies it).
-FHIR_JSON_KEY = "fhir_json"
 
 # Resolves a Reference element to (resource type or None, id); None when it cannot be resolved.
 Resolver = Callable[[Any], "tuple[str | None, str] | None"]

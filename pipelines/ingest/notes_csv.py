@@ -27,8 +27,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from medcurate.schema import Document
-from medcurate.spec import SpecError
+from medcurate.core.schema import CSV_ROW_KEY, Document
+from medcurate.core.spec import SpecError
 from pipelines.ingest.base import BadInput, ParsedItem, Parser, RejectedRecord
 from pipelines.ingest.files import open_text
 
@@ -41,8 +41,6 @@ DEFAULT_COLUMNS = {
     "charttime": "charttime",
     "text": "text",
 }
-# metadata.extra key of the structured payload (raw zone only, until the deid stage de-identifies it).
-CSV_ROW_KEY = "csv_row"
 # A file lacking one of these cannot give documents with an id, a patient and text: the export is wrong.
 REQUIRED_COLUMNS = ("note_id", "subject_id", "text")
 # Discharge summaries run to tens of thousands of characters; the csv default limit is 131072.

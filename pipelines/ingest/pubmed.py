@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from xml.etree.ElementTree import Element
 
-from medcurate.schema import Document
+from medcurate.core.schema import Document
 from pipelines.ingest.base import BadInput, Deletion, ParsedItem, Parser, RejectedRecord
 from pipelines.ingest.xml_safety import iterparse_xml
 

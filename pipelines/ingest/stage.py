@@ -29,12 +29,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from governance import audit
-from medcurate.context import RunContext, SourceCounts, StageFailed, StageReport
-from medcurate.hashing import sha256_file
-from medcurate.quarantine import QuarantineWriter
-from medcurate.schema import RAW_DOCUMENT_SCHEMA, Document, Provenance, documents_to_table, make_doc_id
-from medcurate.spec import SourceSpec
-from medcurate.zones import Zones, make_private_dir, write_parquet
+from medcurate.core.context import RunContext, SourceCounts, StageFailed, StageReport
+from medcurate.core.hashing import sha256_file
+from medcurate.core.quarantine import QuarantineWriter
+from medcurate.core.schema import RAW_DOCUMENT_SCHEMA, Document, Provenance, documents_to_table, make_doc_id
+from medcurate.core.spec import SourceSpec
+from medcurate.core.zones import Zones, make_private_dir, temporary_path, write_parquet
 from pipelines.ingest.base import BadInput, Deletion, Parser, RejectedRecord
 from pipelines.ingest.registry import PARSERS
 
@@ -64,7 +64,7 @@ class _PartWriter:
 
     def __init__(self, path: Path, provenance: Provenance) -> None:
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.tmp")
+        self.tmp = temporary_path(path)
         self.provenance = provenance
         self.buffer: list[Document] = []
         self.writer: pq.ParquetWriter | None = None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medcurate.context import RunContext
+from medcurate.core.context import RunContext
 from pipelines.quality.curation_config import CurationConfig
 from pipelines.quality.decontam import BenchmarkNgrams, Decontaminator
 from pipelines.quality.dedup import CopyForwardDedup, ExactDedup, NearDedup

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from medcurate.schema import SOURCE_KINDS
-from medcurate.spec import CorpusSpec, SpecError
+from medcurate.core.names import SOURCE_KINDS
+from medcurate.core.spec import CorpusSpec, SpecError
 
 FILTERS_FILE = Path(__file__).with_name("filters.yaml")
 BOILERPLATE_FILE = Path(__file__).with_name("boilerplate.yaml")

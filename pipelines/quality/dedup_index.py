@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from medcurate.zones import write_parquet
+from medcurate.core.zones import write_parquet
 from pipelines.quality.curation_config import DedupConfig
 from pipelines.quality.word_similarity import WORD_HASH
 

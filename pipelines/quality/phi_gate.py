@@ -29,19 +29,16 @@ from typing import Any
 import pyarrow.parquet as pq
 import yaml
 
-from medcurate.spec import CorpusSpec
-from medcurate.zones import Zones
-from pipelines.deid.dates import shift_date_text
-from pipelines.quality.raw_identifiers import identifiers
+from medcurate.core.spec import CorpusSpec
+from medcurate.core.zones import Zones, zone_parts
+from medcurate.formats.date_text import shift_date_text
+from pipelines.quality.raw_identifiers import identifiers, searchable
 from pipelines.quality.steps import Doc, Ledger, Step
 
 GATE_FILE = Path(__file__).with_name("phi_gate.yaml")
 RAW_COLUMNS = ["doc_id", "source_kind", "doc_type", "patient_key", "text", "metadata"]
 # Order of precedence when one document has hits of several kinds: its quarantine reason is the first.
 KIND_ORDER = ("name", "identifier", "birth_date", "address", "phone", "email", "ssn", "mrn", "unshifted_date")
-MIN_IDENTIFIER_CHARS = 3
-# A short all-digit identifier ("4471") is indistinguishable from a lab value or a dose.
-MIN_NUMERIC_IDENTIFIER_DIGITS = 5
 
 
 @dataclass(frozen=True)
@@ -82,7 +79,7 @@ class RawPatientIndex:
         key = row.get("patient_key")
         if key:
             for kind, value in identifiers(row):
-                if _searchable(value):
+                if searchable(value):
                     self.identifiers[key][kind].add(value)
         metadata = row.get("metadata") or {}
         self.docs[row["doc_id"]] = RawDoc(
@@ -97,17 +94,10 @@ class RawPatientIndex:
         for source in spec.sources:
             if source.kind not in config.source_kinds:
                 continue
-            for part in sorted(p for p in (zones.raw / source.name).rglob("*.parquet") if not p.name.startswith(".")):
+            for part in zone_parts(zones.raw / source.name):
                 for row in pq.read_table(part, columns=RAW_COLUMNS).to_pylist():
                     index.add(row, config.full_date)
         return index
-
-
-def _searchable(value: str) -> bool:
-    value = value.strip()
-    if len(value) < MIN_IDENTIFIER_CHARS:
-        return False
-    return not (value.isdigit() and len(value) < MIN_NUMERIC_IDENTIFIER_DIGITS)
 
 
 def _matches(pattern: re.Pattern[str], text: str) -> list[str]:

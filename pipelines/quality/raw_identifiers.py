@@ -25,7 +25,16 @@ from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from typing import Any
 
+from medcurate.core.schema import DICOM_JSON_KEY
+
 IdentifierPairs = Iterator[tuple[str, str]]
+
+# A raw identifier is searched for in de-identified text (by the residual-PHI gate, and by erasure when it checks
+# that nothing of the erased patient is left) only from this length on: 3, because real name parts are that
+# short ("Lee", "Ann") and must still be found; shorter values match ordinary words.
+MIN_IDENTIFIER_CHARS = 3
+# A short all-digit identifier ("4471") is indistinguishable from a lab value or a dose.
+MIN_NUMERIC_IDENTIFIER_DIGITS = 5
 
 # A name part shorter than this ("Li", an initial) matches too many ordinary tokens to be searched alone.
 MIN_PART_CHARS = 3
@@ -46,6 +55,14 @@ DICOM_TAGS = {
     "00102154": "phone",  # PatientTelephoneNumbers
 }
 _SPLIT_NAME = re.compile(r"[\s,^]+")
+
+
+def searchable(value: str) -> bool:
+    """Whether ``value`` is distinctive enough to be searched for in de-identified text without false alarms."""
+    value = value.strip()
+    if len(value) < MIN_IDENTIFIER_CHARS:
+        return False
+    return not (value.isdigit() and len(value) < MIN_NUMERIC_IDENTIFIER_DIGITS)
 
 
 def name_variants(name: str) -> IdentifierPairs:
@@ -138,7 +155,7 @@ def _dicom_values(element: dict[str, Any]) -> Iterator[str]:
 
 def dicom_identifiers(row: dict[str, Any]) -> IdentifierPairs:
     extra = dict((row.get("metadata") or {}).get("extra") or [])
-    header = extra.get("dicom_json")
+    header = extra.get(DICOM_JSON_KEY)
     if not header:
         return
     parsed = json.loads(header)

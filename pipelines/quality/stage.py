@@ -21,10 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from great_expectations.data_context import FileDataContext
 
-from medcurate.context import RunContext, StageFailed, StageReport
-from medcurate.quarantine import QuarantineWriter, quarantined_doc_ids
-from medcurate.schema import DEID_DOCUMENT_SCHEMA, LEGAL_BASES, RAW_DOCUMENT_SCHEMA, SOURCE_KINDS
-from medcurate.zones import publish_dir, write_parquet
+from medcurate.core.context import RunContext, StageFailed, StageReport
+from medcurate.core.names import SOURCE_KINDS
+from medcurate.core.quarantine import QuarantineWriter, quarantined_doc_ids
+from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, LEGAL_BASES, RAW_DOCUMENT_SCHEMA
+from medcurate.core.zones import publish_dir, write_parquet
 from pipelines.quality.curate_pipeline import build_pipeline, minimum_rows, previous_counts, save_counts
 from pipelines.quality.curation_config import curation_config
 from pipelines.quality.dedup import published_entries

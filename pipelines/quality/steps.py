@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from medcurate.context import StageReport
-from medcurate.quarantine import QuarantineWriter
+from medcurate.core.context import StageReport
+from medcurate.core.quarantine import QuarantineWriter
 
 Doc = dict[str, Any]
 

@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from medcurate.context import StageFailed
+from medcurate.core.context import StageFailed
+from medcurate.core.zones import zone_parts
 
 # The columns each shard mode must have (see docs/shards.md); validate_shards reads them as segment lists.
 SHARD_COLUMNS = {
@@ -75,7 +76,7 @@ def _schema_problems(table: pa.Table, expected: pa.Schema) -> list[str]:
 
 def read_parts(directory: Path, schema: pa.Schema, stage: str) -> list[tuple[Path, pa.Table]]:
     """Every Parquet part below ``directory`` (sorted), checked against ``schema``, in ``relaxed(schema)``."""
-    parts = sorted(p for p in directory.rglob("*.parquet") if not p.name.startswith("."))
+    parts = zone_parts(directory)
     tables = []
     for part in parts:
         table = pq.read_table(part)
@@ -97,7 +98,7 @@ def _doc_ids(paths: Iterable[Path]) -> set[str]:
 
 
 def zone_doc_ids(directory: Path) -> set[str]:
-    return _doc_ids(p for p in sorted(directory.rglob("*.parquet")) if not p.name.startswith("."))
+    return _doc_ids(zone_parts(directory))
 
 
 def _one_segment(values: pa.ChunkedArray, value_type: pa.DataType) -> pa.Array:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets.utils.py_utils import asdict
 
-from medcurate.hashing import merkle_root, sha256_file
+from medcurate.core.hashing import merkle_root, sha256_file
 from pipelines.shard.progress import BuildProgress, ShardFile
 
 # Same as ``save_to_disk``'s default writer batch size.
@@ -206,10 +206,10 @@ class SplitWriter:
             final = self.directory / f"data-{shard.index:05d}-of-{total:05d}.arrow"
             os.replace(shard.path, final)
             shards.append(replace(shard, path=final))
-        self._write_metadata(shards)
+        self.write_metadata(shards)
         return shards
 
-    def _write_metadata(self, shards: list[ShardFile]) -> None:
+    def write_metadata(self, shards: list[ShardFile]) -> None:
         info = asdict(self.info)
         # The same two files, key order and indentation as ``Dataset.save_to_disk``.
         with (self.directory / "dataset_info.json").open("w", encoding="utf-8") as fh:

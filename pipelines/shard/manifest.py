@@ -12,8 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from medcurate.hashing import merkle_root
-from medcurate.spec import CorpusSpec
+from medcurate.core.hashing import merkle_root
+from medcurate.core.spec import CorpusSpec
 from pipelines.shard.mixing import DEFAULT_WEIGHT, MIXED_SPLIT
 from pipelines.shard.progress import ShardFile, write_json_atomic
 from pipelines.shard.tokenizer import TokenizerInfo

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from medcurate.core.zones import temporary_path
 from pipelines.shard.reader import split_files
 
 INDEX_HEADER = b"MMIDIDX\x00\x00"
@@ -88,7 +89,7 @@ def export_megatron(split_dir: str | Path, out_prefix: str | Path) -> dict[str, 
     out_prefix = Path(out_prefix)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     bin_path, idx_path = out_prefix.with_name(out_prefix.name + ".bin"), out_prefix.with_name(out_prefix.name + ".idx")
-    bin_tmp, idx_tmp = bin_path.with_name(f".{bin_path.name}.tmp"), idx_path.with_name(f".{idx_path.name}.tmp")
+    bin_tmp, idx_tmp = temporary_path(bin_path), temporary_path(idx_path)
 
     sizes = _DocumentSizes()
     with bin_tmp.open("wb") as out:

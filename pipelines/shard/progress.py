@@ -19,14 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcurate.hashing import sha256_file
+from medcurate.core.hashing import sha256_file
+from medcurate.core.zones import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,7 @@ class ShardFile:
 
 def write_json_atomic(data: dict[str, Any], path: Path) -> Path:
     """Sorted keys, fixed indentation, written by rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def build_key(parts: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
-from medcurate.schema import SOURCE_KINDS
+from medcurate.core.names import SOURCE_KINDS
 
 # The curated columns a split decision reads.
 SPLIT_KEY_COLUMNS = ["doc_id", "source_kind", "patient_pseudonym", "metadata"]

@@ -27,10 +27,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from medcurate.context import RunContext, StageFailed, StageReport
-from medcurate.hashing import sha256_file
-from medcurate.ray_runtime import ray_session
-from medcurate.zones import publish_dir
+from medcurate.core.context import RunContext, StageFailed, StageReport
+from medcurate.core.hashing import sha256_file
+from medcurate.core.ray_runtime import ray_session
+from medcurate.core.zones import publish_dir, zone_parts
 from pipelines.shard.hf_layout import SplitWriter, Tally
 from pipelines.shard.manifest import build_manifest, code_version, write_manifest
 from pipelines.shard.packing import Packer, packed_schema, packed_tally
@@ -67,7 +67,7 @@ MODES = {
 
 def curated_files(curated: Path) -> list[Path]:
     """The curated Parquet parts, sorted: the order the tokenizer trainer reads them in."""
-    return sorted(p for p in curated.rglob("*.parquet") if not p.name.startswith("."))
+    return zone_parts(curated)
 
 
 def input_records(curated: Path, files: list[Path]) -> list[dict[str, Any]]:

@@ -18,9 +18,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from medcurate.context import StageFailed
-from medcurate.hashing import sha256_file
-from medcurate.spec import CorpusSpec
+from medcurate.core.context import StageFailed
+from medcurate.core.hashing import sha256_file
+from medcurate.core.spec import CorpusSpec
 from pipelines.shard.splits import SPLIT_KEY_COLUMNS, batch_splits
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"

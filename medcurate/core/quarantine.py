@@ -15,8 +15,21 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from medcurate.schema import QUARANTINE_SCHEMA
-from medcurate.zones import Zones, make_private_dir, write_parquet
+from medcurate.core.schema import QUARANTINE_SCHEMA
+from medcurate.core.zones import Zones, make_private_dir, write_parquet
+
+
+class Rejected(Exception):
+    """Why a file or a record goes to quarantine: ``reason`` is a short code, ``detail`` a sentence without PHI.
+
+    Stages raise subclasses of it (a file ingest cannot read, an HL7 message that makes no document, a payload
+    the deid stage cannot use); the quarantine record carries the two fields, never the input.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
 
 
 class QuarantineWriter:

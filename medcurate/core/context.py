@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from medcurate.spec import CorpusSpec
-from medcurate.zones import Zones
+from medcurate.core.spec import CorpusSpec
+from medcurate.core.zones import Zones, write_text_atomic
 
 log = logging.getLogger("medcurate")
 
@@ -104,10 +103,7 @@ class StageReport:
         self.finished_at = datetime.now(UTC).isoformat()
         path = path or ctx.stage_dir / f"{self.stage}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str))
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str))
 
 
 def load_stage_reports(zones: Zones) -> dict[str, StageReport]:

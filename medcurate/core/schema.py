@@ -23,7 +23,6 @@ from typing import Any
 
 import pyarrow as pa
 
-SOURCE_KINDS = ("fhir", "notes_csv", "hl7v2", "dicom", "pubmed", "pmc")
 LEGAL_BASES = ("consent", "waiver", "public-domain", "open-license", "data-use-agreement", "limited-data-set")
 
 METADATA_TYPE = pa.struct(
@@ -51,6 +50,12 @@ METADATA_TYPE = pa.struct(
     ]
 )
 METADATA_FIELDS = tuple(f.name for f in METADATA_TYPE)
+# Keys in ``metadata.extra`` of the structured payload a record was rendered from (raw zone): the deid stage
+# de-identifies the payload field by field and renders the text again from it.
+FHIR_JSON_KEY = "fhir_json"
+HL7_MESSAGE_KEY = "hl7_message"
+CSV_ROW_KEY = "csv_row"
+DICOM_JSON_KEY = "dicom_json"
 
 _COMMON_FIELDS = [
     pa.field("doc_id", pa.string(), nullable=False),

@@ -75,6 +75,28 @@ def make_private_dir(path: Path) -> Path:
     return path
 
 
+def temporary_path(path: Path) -> Path:
+    """Where ``path`` is written before the rename that makes it appear whole: a hidden sibling (``zone_parts``
+    and readers skip it) on the same filesystem (so ``os.replace`` is atomic)."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write a text file under its temporary name, then rename: a reader never sees half a file."""
+    tmp = temporary_path(path)
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def zone_parts(directory: Path) -> list[Path]:
+    """The Parquet parts below a zone directory, sorted (so row order is deterministic), without parts still
+    being written (hidden temporary names)."""
+    if not directory.exists():
+        return []
+    return sorted(p for p in directory.rglob("*.parquet") if not p.name.startswith("."))
+
+
 def write_parquet(table: pa.Table, path: Path, zones: Zones | None = None) -> Path:
     """Write a table atomically (temp name, then rename), owner-only when it lands in a PHI zone.
 
@@ -85,7 +107,7 @@ def write_parquet(table: pa.Table, path: Path, zones: Zones | None = None) -> Pa
         make_private_dir(path.parent)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temporary_path(path)
     pq.write_table(table, tmp, compression="zstd")
     if phi:
         os.chmod(tmp, 0o600)
@@ -95,7 +117,7 @@ def write_parquet(table: pa.Table, path: Path, zones: Zones | None = None) -> Pa
 
 def read_zone(directory: Path, schema: pa.Schema | None = None) -> pa.Table:
     """Read every Parquet part below a zone directory (sorted, so row order is deterministic)."""
-    parts = sorted(p for p in directory.rglob("*.parquet") if not p.name.startswith("."))
+    parts = zone_parts(directory)
     if not parts:
         if schema is None:
             raise FileNotFoundError(f"no Parquet files under {directory}")

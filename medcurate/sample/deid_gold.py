@@ -16,9 +16,9 @@ import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from medcurate.sample.deid_dev2 import make_dev2_set
 from medcurate.sample.notes import STYLES, make_note
 from medcurate.sample.people import Person, make_cohort
-from pipelines.deid.synthetic_dev2 import make_dev2_set
 
 TEST_TEMPLATES = {
     "Telephone": """\

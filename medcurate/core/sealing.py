@@ -11,10 +11,9 @@ import os
 import stat
 from pathlib import Path
 
-from medcurate.zones import Zones
+from medcurate.core.names import PUBLISHING_STAGES
+from medcurate.core.zones import Zones
 
-# Stage -> the zone it publishes.
-PUBLISHING_STAGES = {"curate": "curated", "shard": "shards"}
 WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 
 

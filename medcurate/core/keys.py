@@ -16,7 +16,7 @@ import os
 import secrets
 from pathlib import Path
 
-from medcurate.zones import make_private_dir
+from medcurate.core.zones import make_private_dir
 
 log = logging.getLogger(__name__)
 

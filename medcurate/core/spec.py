@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from medcurate.schema import LEGAL_BASES, SOURCE_KINDS
+from medcurate.core.names import SOURCE_KINDS
+from medcurate.core.schema import LEGAL_BASES
 
 
 class SpecError(ValueError):

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcurate.zones import ZONES, make_private_dir
+from medcurate.core.zones import ZONES, make_private_dir, write_text_atomic
 
 log = logging.getLogger("medcurate")
 
@@ -183,9 +183,7 @@ class WorkingCopy:
 
     def _save_state(self, files: dict[str, dict[str, Any]]) -> None:
         path = self.directory / STATE_FILE
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"uri": self.uri, "files": files}, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps({"uri": self.uri, "files": files}, indent=1, sort_keys=True))
 
 
 def work_dir() -> Path:
@@ -327,7 +325,8 @@ def _md5(path: Path) -> str:
 
 def _seal_published(root: Path, zones: Collection[str]) -> None:
     """Pulled published zones are read-only, as the stage that published them left them."""
-    from governance.access import PUBLISHING_STAGES, seal
+    from medcurate.core.names import PUBLISHING_STAGES
+    from medcurate.core.sealing import seal
 
     for zone in set(PUBLISHING_STAGES.values()) & set(zones):
         seal(root / zone)

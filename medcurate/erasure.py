@@ -1,5 +1,10 @@
 """Erasure: a patient withdraws consent, or a source's licence is withdrawn; their records leave every zone.
 
+A workflow beside the runner: it works across every zone, so it drives the stages' public erase hooks
+(``pipelines.shard.erase.rewrite_without``, ``pipelines.quality.dedup_index.drop_documents``,
+``pipelines.deid.review_sample.drop_documents``) and records its evidence with ``governance`` (audit event,
+catalog, report).
+
 ``erase(ctx, patient_key=KEY)`` / ``erase(ctx, source=NAME)``:
 
 1. collects the documents to remove: for a patient, the raw rows whose ``patient_key`` is KEY (the key as
@@ -10,8 +15,8 @@
 2. removes them from raw, deid, curated, the quarantine index (and, for a source, its quarantined file
    copies), the de-identification review sample, per-document PHI counts and the cross-run dedup index
    (whose word hashes would otherwise keep the documents' words and make them the kept twin of a later copy);
-3. rewrites only the shard files that held them (with the shard writer, from their remaining rows; every
-   other shard stays byte-identical), then the split's ``state.json``, the manifest and its Merkle root;
+3. has the shard stage rewrite only the shard files that held them (from their remaining rows; every other
+   shard stays byte-identical), then the split's ``state.json``, the manifest and its Merkle root;
 4. verifies that none of the doc_ids and none of the raw identifiers remain anywhere in the published data
    (shard tokens are decoded with the saved tokenizer) nor any doc_id in the dedup index, appends an
    ``erasure`` audit event, rebuilds the catalog and records the erasure in it, and regenerates the report.
@@ -41,15 +46,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from governance import audit
-from governance.access import seal, unseal
-from governance.catalog import DEID_EVENTS_FILE, build_catalog, catalog_path, record_erasure, row_doc_ids, shard_rows
-from medcurate import storage
-from medcurate.context import RunContext
-from medcurate.keys import pseudonym
-from medcurate.zones import Zones, write_parquet
+from governance.catalog import DEID_EVENTS_FILE, build_catalog, catalog_path, record_erasure, shard_rows
+from medcurate.core import storage
+from medcurate.core.context import RunContext
+from medcurate.core.keys import pseudonym
+from medcurate.core.sealing import seal, unseal
+from medcurate.core.zones import Zones, write_parquet, zone_parts
+from pipelines.deid import review_sample
 from pipelines.quality import dedup_index
 from pipelines.quality.raw_identifiers import identifiers as raw_identifiers
-from pipelines.shard.hf_layout import ShardFile, SplitWriter
+from pipelines.quality.raw_identifiers import searchable
+from pipelines.shard import erase as shard_erase
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +68,6 @@ RAW_IDENTIFIER_COLUMNS = (
     "metadata.series_uid",
     "metadata.sop_instance_uid",
 )
-MIN_IDENTIFIER_CHARS = 4  # shorter values (a 3-digit id) would match unrelated numbers in de-identified text
-REVIEW_SAMPLE = "deid_review_sample.jsonl"
 
 
 class ErasureRequestError(ValueError):
@@ -92,10 +97,6 @@ class ErasureResult:
         return asdict(self)
 
 
-def _parts(directory: Path) -> list[Path]:
-    return [p for p in sorted(directory.rglob("*.parquet")) if not p.name.startswith(".")] if directory.exists() else []
-
-
 def _column_values(parts: list[Path], column: str, where: str, params: list[Any]) -> set[str]:
     if not parts:
         return set()
@@ -106,22 +107,22 @@ def _column_values(parts: list[Path], column: str, where: str, params: list[Any]
 def _targets(ctx: RunContext, patient_key: str | None, source: str | None) -> tuple[set[str], set[str]]:
     """(doc_ids to remove, raw identifiers to look for afterwards): both held in memory only."""
     zones = ctx.zones
-    zone_parts = _parts(zones.raw) + _parts(zones.deid) + _parts(zones.curated) + _quarantine_parts(zones)
     if source is not None:
-        doc_ids = _column_values(zone_parts, "doc_id", "source = ?", [source])
+        every_part = [part for _, parts in _parts_by_zone(zones) for part in parts]
+        doc_ids = _column_values(every_part, "doc_id", "source = ?", [source])
         catalog_where, catalog_param = "source = ?", source
         identifiers: set[str] = set()
     else:
         subject = pseudonym(ctx.secret_key, patient_key)
-        raw = _parts(zones.raw)
+        raw = zone_parts(zones.raw)
         doc_ids = _column_values(raw, "doc_id", "patient_key = ?", [patient_key])
-        published = _parts(zones.deid) + _parts(zones.curated)
+        published = zone_parts(zones.deid) + zone_parts(zones.curated)
         doc_ids |= _column_values(published, "doc_id", "patient_pseudonym = ?", [subject])
         identifiers = {patient_key}
         for column in RAW_IDENTIFIER_COLUMNS[1:]:
             identifiers |= _column_values(raw, column, "patient_key = ?", [patient_key])
         identifiers |= _stated_identifiers(raw, patient_key)
-        identifiers = {i for i in identifiers if len(i) >= MIN_IDENTIFIER_CHARS}
+        identifiers = {i for i in identifiers if searchable(i)}
         catalog_where, catalog_param = "patient_pseudonym = ?", subject
     catalog = catalog_path(zones)
     if catalog.exists():  # what an interrupted erasure already removed from the zones is still listed here
@@ -131,8 +132,15 @@ def _targets(ctx: RunContext, patient_key: str | None, source: str | None) -> tu
     return doc_ids, identifiers
 
 
-def _quarantine_parts(zones: Zones) -> list[Path]:
-    return [p for p in _parts(zones.quarantine) if p.parent.name != "files"]
+def _parts_by_zone(zones: Zones) -> list[tuple[str, list[Path]]]:
+    """The Parquet parts erasure rewrites, per zone (the quarantine's index, not its copies of input files)."""
+    quarantine = [p for p in zone_parts(zones.quarantine) if p.parent.name != "files"]
+    return [
+        ("raw", zone_parts(zones.raw)),
+        ("deid", zone_parts(zones.deid)),
+        ("curated", zone_parts(zones.curated)),
+        ("quarantine", quarantine),
+    ]
 
 
 def _remove_rows(path: Path, zones: Zones, doc_ids: pa.Array, source: str | None) -> int:
@@ -156,135 +164,18 @@ def _remove_from_zones(ctx: RunContext, doc_ids: set[str], source: str | None) -
     zones = ctx.zones
     ids = pa.array(sorted(doc_ids), pa.string())
     removed: dict[str, int] = {}
-    for zone, parts in (
-        ("raw", _parts(zones.raw)),
-        ("deid", _parts(zones.deid)),
-        ("curated", _parts(zones.curated)),
-        ("quarantine", _quarantine_parts(zones)),
-    ):
+    for zone, parts in _parts_by_zone(zones):
         removed[zone] = sum(_remove_rows(p, zones, ids, source) for p in parts)
     if source is not None:
         copies = zones.quarantine / "files" / source
         removed["quarantined_files"] = sum(1 for p in copies.rglob("*") if p.is_file()) if copies.exists() else 0
         shutil.rmtree(copies, ignore_errors=True)
     seal(zones.curated)
-    removed["review_sample"] = _filter_review_sample(zones, doc_ids)
+    removed["review_sample"] = review_sample.drop_documents(zones, doc_ids)
     events = zones.governance / DEID_EVENTS_FILE
     removed["deid_events"] = _remove_rows(events, zones, ids, source) if events.exists() else 0
     removed["dedup_index"] = dedup_index.drop_documents(zones.governance, doc_ids, source)
     return removed
-
-
-def _filter_review_sample(zones: Zones, doc_ids: set[str]) -> int:
-    path = zones.governance / REVIEW_SAMPLE
-    if not path.exists():
-        return 0
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line).get("doc_id") not in doc_ids]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    return len(lines) - len(kept)
-
-
-def _erased_rows(table: pa.Table, doc_ids: pa.Array) -> pa.Array:
-    """Per shard row: whether it holds an erased document (a packed row goes whole: its neighbours' fragments
-    in that row go with it, which the catalog then shows as fewer occurrences)."""
-    rows, ids = row_doc_ids(table)
-    hit = pc.filter(rows, pc.fill_null(pc.is_in(ids, doc_ids), False))
-    return pc.is_in(pa.array(range(table.num_rows), pa.int64()), hit)
-
-
-def _manifest_shards(shards: Path, manifest: dict[str, Any]) -> dict[str, ShardFile]:
-    """The manifest's shard entries as the shard writer's records (row ranges recomputed per split)."""
-    files: dict[str, ShardFile] = {}
-    next_row: dict[str, int] = {}
-    for e in sorted(manifest["shards"], key=lambda e: e["path"]):
-        start = next_row.get(e["split"], 0)
-        index = int(re.search(r"data-(\d+)-of-", e["path"]).group(1))
-        files[e["path"]] = ShardFile(
-            shards / e["path"],
-            e["split"],
-            index,
-            e["sha256"],
-            start,
-            e["rows"],
-            e["documents"],
-            e["tokens"],
-            e["documents_by_source"],
-            e["tokens_by_source"],
-        )
-        next_row[e["split"]] = start + e["rows"]
-    return files
-
-
-def _rewrite_shards(ctx: RunContext, doc_ids: set[str], erasure_id: str) -> tuple[list[str], str | None, str | None]:
-    """Rewrite the shards holding erased rows with the shard writer, then the split metadata and the manifest."""
-    from pipelines.shard.manifest import build_manifest, write_manifest
-    from pipelines.shard.stage import MODES, curated_files, input_records
-    from pipelines.shard.tokenizer import TokenizerInfo
-
-    shards = ctx.zones.shards
-    manifest_path = shards / "manifest.json"
-    if not manifest_path.exists():
-        return [], None, None
-    manifest = json.loads(manifest_path.read_text())
-    before = manifest["merkle"]["root"]
-    ids = pa.array(sorted(doc_ids), pa.string())
-    occurrences = shard_rows(shards, manifest)
-    affected = sorted(set(occurrences.filter(pc.is_in(occurrences["doc_id"], ids))["shard_path"].to_pylist()))
-    if not affected:
-        return [], before, before
-    files = _manifest_shards(shards, manifest)
-    tally = MODES[manifest["mode"]].tally
-    scratch = shards / f".erasure-{erasure_id}"
-    for relative in affected:
-        path = shards / relative
-        with pa.ipc.open_stream(path) as reader:
-            table = reader.read_all()
-        description = json.loads((path.parent / "dataset_info.json").read_text()).get("description", "")
-        # One shard in, one shard out: a target size no row set can reach keeps the writer from cutting it.
-        writer = SplitWriter(
-            scratch / relative, files[relative].split, table.schema.remove_metadata(), 1 << 62, description, tally
-        )
-        writer.write(table.filter(pc.invert(_erased_rows(table, ids))))
-        (written,) = writer.close()
-        unseal(path)
-        written.path.replace(path)
-        old = files[relative]
-        files[relative] = replace(written, path=path, index=old.index, rows_start=old.rows_start)
-    for split_dir in sorted({(shards / r).parent for r in affected}):
-        split_files = sorted((f for f in files.values() if f.path.parent == split_dir), key=lambda f: f.index)
-        description = json.loads((split_dir / "dataset_info.json").read_text()).get("description", "")
-        with pa.ipc.open_stream(split_files[0].path) as reader:
-            schema = reader.schema.remove_metadata()
-        # The shard writer's own metadata step (in scratch: a writer clears its directory), so state.json's
-        # fingerprint follows the new shard digests; then the two files replace the split's.
-        meta = scratch / "metadata" / split_dir.name
-        SplitWriter(meta, split_files[0].split, schema, 1, description, tally)._write_metadata(split_files)
-        for name in ("dataset_info.json", "state.json"):
-            unseal(split_dir / name)
-            (meta / name).replace(split_dir / name)
-    shutil.rmtree(scratch, ignore_errors=True)
-    tok = manifest["tokenizer"]
-    tokenizer = TokenizerInfo(shards / tok["path"], tok["sha256"], tok["vocab_size"], tok["bos_id"], tok["eos_id"])
-    rebuilt = build_manifest(
-        spec=ctx.spec,
-        run_id=manifest["run_id"],
-        root=shards,
-        shards=list(files.values()),
-        tokenizer=tokenizer,
-        token_dtype=manifest["token_dtype"],
-        inputs=input_records(ctx.zones.curated, curated_files(ctx.zones.curated)),
-    )
-    after = rebuilt["merkle"]["root"]
-    erasures = manifest.get("erasures", []) + [
-        {"erasure_id": erasure_id, "shards_rewritten": affected, "merkle_root_before": before}
-    ]
-    # Only what the erasure changed is replaced; the spec hash and run id still name the build.
-    manifest.update({k: rebuilt[k] for k in ("shards", "totals", "merkle", "inputs")}, erasures=erasures)
-    unseal(manifest_path)
-    write_manifest(manifest, manifest_path)
-    seal(shards)
-    return affected, before, after
 
 
 def _stated_identifiers(raw_parts: list[Path], patient_key: str) -> set[str]:
@@ -321,12 +212,7 @@ def verify_erased(ctx: RunContext, doc_ids: set[str], identifiers: set[str], sou
     problems = []
     pattern = _identifier_pattern(identifiers)
     ids = [str(i) for i in doc_ids] or [""]
-    for zone, parts in (
-        ("raw", _parts(zones.raw)),
-        ("deid", _parts(zones.deid)),
-        ("curated", _parts(zones.curated)),
-        ("quarantine", _quarantine_parts(zones)),
-    ):
+    for zone, parts in _parts_by_zone(zones):
         if not parts:
             continue
         files = [str(p) for p in parts]
@@ -380,7 +266,7 @@ def erase(ctx: RunContext, *, patient_key: str | None = None, source: str | None
     log.info("%s: erasing %d documents of a %s", erasure_id, len(doc_ids), kind)
     result = ErasureResult(erasure_id, kind, subject, len(doc_ids))
     result.removed_by_zone = _remove_from_zones(ctx, doc_ids, source)
-    result.shards_rewritten, result.merkle_root_before, result.merkle_root_after = _rewrite_shards(
+    result.shards_rewritten, result.merkle_root_before, result.merkle_root_after = shard_erase.rewrite_without(
         ctx, doc_ids, erasure_id
     )
     result.problems = verify_erased(ctx, doc_ids, identifiers, source)
