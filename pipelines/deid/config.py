@@ -46,6 +46,7 @@ class NameRules:
     any_case_context: frozenset[str]
     preposition_context: frozenset[str]
     person_verbs: frozenset[str]
+    contact_verbs: frozenset[str]
     stop_words: frozenset[str]
     ambiguous_names: frozenset[str]
     never_names: frozenset[str]
@@ -153,6 +154,7 @@ def _parse_names(data: dict[str, Any]) -> NameRules:
         any_case_context=lower("any_case_context"),
         preposition_context=lower("preposition_context"),
         person_verbs=lower("person_verbs"),
+        contact_verbs=lower("contact_verbs"),
         stop_words=lower("stop_words"),
         ambiguous_names=lower("ambiguous_names"),
         never_names=lower("never_names"),

@@ -23,14 +23,16 @@ def context_labels(v: NameVocabulary, d: NameDoc) -> None:
             if i > 0 and toks[i - 1].text.lower() in {"no", "denies"}:
                 break
             j = i + k
+            key = " ".join(phrase)
+            relation = key in v.rules.relations
+            if relation and j < len(toks) and toks[j].text == ",":
+                j += 1  # "son, dale, called": the relation's name set off by commas
             colon = j < len(toks) and toks[j].text in {":", "-", "=", "#"}
             if colon:
                 j += 1
                 while j < len(toks) and toks[j].is_space and "\n" not in toks[j].text:
                     j += 1  # "Name:    hyuuma t. maida": aligned form fields
-            key = " ".join(phrase)
             weak = key in v.rules.weak_context and not colon
-            relation = key in v.rules.relations
             any_case = key in v.rules.any_case_context
             # After a relation word a lower-case word counts too when it is a known given name ("son mike").
             run = v.run_after(toks, j, 4, need_capital=weak and not relation and not any_case)
@@ -63,6 +65,8 @@ def context_labels(v: NameVocabulary, d: NameDoc) -> None:
                 if weak and relation and not v.is_common(word) and word.lower() not in v.clinical:
                     mark(idx, CONTEXT)
                     continue
+                if weak and caps_line[idx] and word.isupper() and v.is_common(word):
+                    break  # "PT HAPPY", "PER HOUR": in capitals an ordinary word is no name, listed or not
                 if weak and (v.ambiguous(word) or caps_line[idx]) and not v.in_gazetteer(word):
                     break
                 if weak and not v.in_gazetteer(word) and v.is_english(word):
@@ -121,11 +125,13 @@ def _id_label_follows(v: NameVocabulary, toks: list[Token], i: int) -> bool:
 
 
 def _relation_run(v: NameVocabulary, toks: list[Token], run: list[int]) -> list[int]:
-    """After a relation word: capitalized words, or a lower-case known given name that is no ordinary word."""
+    """After a relation word: capitalized words, or a lower-case known given name; right after the relation
+    word even one that is also an ordinary word ("son dale", "wife joy"), later ones only if they are none."""
     out = []
     for idx in run:
         word = toks[idx].text
-        if not v.capitalized(toks[idx]) and (word not in v.rules.first_names or v.ambiguous(word)):
+        given = word in v.rules.first_names and (idx == run[0] or not v.ambiguous(word))
+        if not v.capitalized(toks[idx]) and not given:
             break
         out.append(idx)
     return out

@@ -38,6 +38,8 @@ EVIDENCE_RULES: tuple[Rule, ...] = (
     sentences.possessive_kin,
     sentences.person_verbs,
     sentences.speakers,
+    sentences.contact_subjects,
+    sentences.signature,
 )
 # Rules over the evidence found so far, in this order: lists, vetoes, then growth and propagation.
 REFINING_RULES: tuple[Rule, ...] = (

@@ -15,6 +15,8 @@ from pipelines.deid.names.vocabulary import CONTEXT, GAZETTEER, POSSESSIVE, Name
 REPORT_VERB = regex.compile(
     r"(?i)(?<=\S[ \t]+)(?:c/o|complains|reports|states|denies|endorses|presents|presented|admits)\b"
 )
+# A word after which a clause starts ("and frank called"); any punctuation does too ("social: ron visited").
+CLAUSE_OPENERS = frozenset({"and", "And", "AND"})
 QUOTES = frozenset("\"“”„«'")
 
 
@@ -113,3 +115,40 @@ def speakers(v: NameVocabulary, d: NameDoc) -> None:
     if len(speakers) >= 2 and given:
         for i in speakers:
             mark(i, CONTEXT)
+
+
+def contact_subjects(v: NameVocabulary, d: NameDoc) -> None:
+    """A known given name right before a verb of contact, at the start of a clause ("tom called twice", "and
+    frank called", "Social: RON VISITED"), is the person who called, in any case and even when it is also a
+    word: nothing else in a note calls or visits under a given name."""
+    toks, mark = d.toks, d.mark
+    for i in range(1, len(toks)):
+        if toks[i].text.lower() not in v.rules.contact_verbs:
+            continue
+        name = toks[i - 1]
+        low = name.text.lower()
+        if low not in v.rules.first_names or not v.candidate(name):
+            continue
+        before = toks[i - 2] if i >= 2 else None
+        if before is None or not before.is_alpha or before.text in CLAUSE_OPENERS or "\n" in before.whitespace_:
+            mark(i - 1, CONTEXT)
+
+
+def signature(v: NameVocabulary, d: NameDoc) -> None:
+    """The last line of a note that is only one to three words, the first a known given name ("Susan",
+    "JANE R"): a nurse's signature."""
+    toks, mark = d.toks, d.mark
+    end = len(toks)
+    while end > 0 and (toks[end - 1].is_space or not toks[end - 1].text.strip("|.-_ ")):
+        end -= 1
+    start = end
+    while start > 0 and "\n" not in toks[start - 1].whitespace_ and not toks[start - 1].is_space:
+        start -= 1
+    words = toks[start:end]
+    if not 1 <= len(words) <= 3 or not all(v.is_word(t) for t in words):
+        return
+    first = words[0].text.lower()
+    if first in v.rules.first_names and v.candidate(words[0]) and first not in v.rules.ambiguous_names:
+        for k in range(start, end):
+            if v.candidate(toks[k]):
+                mark(k, CONTEXT)
