@@ -19,13 +19,15 @@ from spacy.tokens import Doc
 from pipelines.deid.addresses import AddressBlockRecognizer
 from pipelines.deid.config import DeidConfig, default_config
 from pipelines.deid.names import NameRecognizer
-from pipelines.deid.places import PlaceRecognizer
+from pipelines.deid.places import PlaceContextRecognizer, PlaceRecognizer, repeat_places
 from pipelines.deid.recognizers import NerLocationRecognizer, pattern_recognizers
 
 # spaCy labels we never use; listing them keeps Presidio from warning about unmapped labels.
 IGNORED_SPACY_LABELS = (
     "ORG NORP FAC PRODUCT EVENT WORK_OF_ART LAW LANGUAGE DATE TIME PERCENT MONEY QUANTITY ORDINAL CARDINAL"
 ).split()
+# Labels whose words are spread to their other occurrences in the same text (see ``repeat_places``).
+PLACE_LABELS = frozenset({"HOSPITAL", "LOCATION"})
 TRIM_CHARS = " \t\r\n.,;:()[]{}\"'"
 # Parts of speech whose lemma index lists ordinary English words (nouns are left out: they include names).
 ENGLISH_POS = ("adj", "adv", "verb")
@@ -150,6 +152,16 @@ class DeidEngine:
             registry.add_recognizer(recognizer)
         registry.add_recognizer(NerLocationRecognizer(self.config, english))
         registry.add_recognizer(PlaceRecognizer(self.config.places))
+        # Words that never name a place on their own: clinical, function and facility words.
+        self.english = english
+        self.clinical_words = (
+            self.config.never_flag
+            | names.never_names
+            | names.stop_words
+            | self.config.generic_facility_words
+            | {w.lower().rstrip(".") for w in names.titles | self.config.strip_leading_words}
+        )
+        registry.add_recognizer(PlaceContextRecognizer(english, self.clinical_words))
         noun_only = noun_only_words(nlp)
         registry.add_recognizer(AddressBlockRecognizer(self.config, english))
         registry.add_recognizer(
@@ -182,6 +194,9 @@ class DeidEngine:
             span = self._clean(text, PhiSpan(r.start, r.end, r.entity_type, r.score))
             if span is not None:
                 spans.append(span)
+        places = [(s.start, s.end) for s in spans if s.label in PLACE_LABELS]
+        for start, end in repeat_places(text, places, self.clinical_words, self.english):
+            spans.append(PhiSpan(start, end, "LOCATION", self.config.spacy_score))
         return merge_overlaps(spans)
 
     def _clean(self, text: str, span: PhiSpan) -> PhiSpan | None:
