@@ -65,7 +65,8 @@ def context_labels(v: NameVocabulary, d: NameDoc) -> None:
                 if weak and relation and not v.is_common(word) and word.lower() not in v.clinical:
                     mark(idx, CONTEXT)
                     continue
-                if weak and caps_line[idx] and word.isupper() and v.is_common(word):
+                given = word.lower() in v.rules.first_names and word.lower() not in v.rules.ambiguous_names
+                if weak and caps_line[idx] and word.isupper() and v.is_common(word) and not given:
                     break  # "PT HAPPY", "PER HOUR": in capitals an ordinary word is no name, listed or not
                 if weak and (v.ambiguous(word) or caps_line[idx]) and not v.in_gazetteer(word):
                     break
@@ -125,12 +126,13 @@ def _id_label_follows(v: NameVocabulary, toks: list[Token], i: int) -> bool:
 
 
 def _relation_run(v: NameVocabulary, toks: list[Token], run: list[int]) -> list[int]:
-    """After a relation word: capitalized words, or a lower-case known given name; right after the relation
-    word even one that is also an ordinary word ("son dale", "wife joy"), later ones only if they are none."""
+    """After a relation word: capitalized words, or a lower-case known given name or word that is no ordinary
+    word ("dtr lavinka"); right after the relation word even a given name that is also an ordinary word ("son
+    dale", "wife joy"), later ones only if they are none."""
     out = []
     for idx in run:
         word = toks[idx].text
-        given = word in v.rules.first_names and (idx == run[0] or not v.ambiguous(word))
+        given = (word in v.rules.first_names or v.name_like(toks[idx])) and (idx == run[0] or not v.ambiguous(word))
         if not v.capitalized(toks[idx]) and not given:
             break
         out.append(idx)

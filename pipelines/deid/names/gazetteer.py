@@ -114,3 +114,18 @@ def ner(v: NameVocabulary, d: NameDoc) -> None:
             continue
         for i in known + unknown:
             mark(i, NER)
+
+
+def initial_surnames(v: NameVocabulary, d: NameDoc) -> None:
+    """An initial with its period, then a word that is no ordinary English, clinical or drug word, in any case
+    ("K. VANTERPOOL AWARE", "nsg (r. okafor and ...)"): a clinician's short signature.  Species after a genus
+    initial ("S. aureus") are in the never-name list."""
+    toks, mark = d.toks, d.mark
+    for i in range(len(toks) - 1):
+        initial, word = toks[i], toks[i + 1]
+        dotted = initial.text.endswith(".") and len(initial.text) == 2 and initial.text[0].isalpha()
+        if not dotted or initial.whitespace_ != " " or (i > 0 and toks[i - 1].like_num):
+            continue
+        if len(word.text) >= 3 and v.name_like(word) and not v.eponym(toks, i + 1):
+            mark(i, CONTEXT)
+            mark(i + 1, CONTEXT)

@@ -34,6 +34,7 @@ EVIDENCE_RULES: tuple[Rule, ...] = (
     gazetteer.ner,
     sentences.report_subjects,
     gazetteer.middle_initials,
+    gazetteer.initial_surnames,
     gazetteer.unknown_pairs,
     sentences.possessive_kin,
     sentences.person_verbs,

@@ -125,24 +125,29 @@ def contact_subjects(v: NameVocabulary, d: NameDoc) -> None:
     for i in range(1, len(toks)):
         if toks[i].text.lower() not in v.rules.contact_verbs:
             continue
-        name = toks[i - 1]
-        low = name.text.lower()
-        if low not in v.rules.first_names or not v.candidate(name):
+        first = i - 1
+        if first >= 1 and v.name_like(toks[first]) and toks[first - 1].text.lower() in v.rules.first_names:
+            first -= 1  # "MAEVE ODUYA CALLED": given name and surname
+        name = toks[first]
+        if name.text.lower() not in v.rules.first_names or not all(v.candidate(t) for t in toks[first:i]):
             continue
-        before = toks[i - 2] if i >= 2 else None
+        before = toks[first - 1] if first >= 1 else None
         if before is None or not before.is_alpha or before.text in CLAUSE_OPENERS or "\n" in before.whitespace_:
-            mark(i - 1, CONTEXT)
+            for k in range(first, i):
+                mark(k, CONTEXT)
 
 
 def signature(v: NameVocabulary, d: NameDoc) -> None:
-    """The last line of a note that is only one to three words, the first a known given name ("Susan",
-    "JANE R"): a nurse's signature."""
+    """The last one to three words of a note, on a line of their own or after a sentence end, the first a known
+    given name ("Susan", "... 1400U/HR. JANE R"): a nurse's signature."""
     toks, mark = d.toks, d.mark
     end = len(toks)
     while end > 0 and (toks[end - 1].is_space or not toks[end - 1].text.strip("|.-_ ")):
         end -= 1
     start = end
     while start > 0 and "\n" not in toks[start - 1].whitespace_ and not toks[start - 1].is_space:
+        if toks[start - 1].text == "." and end - start <= 3:
+            break
         start -= 1
     words = toks[start:end]
     if not 1 <= len(words) <= 3 or not all(v.is_word(t) for t in words):

@@ -20,8 +20,9 @@ def titles(v: NameVocabulary, d: NameDoc) -> None:
             j += 1
         j = _name_on_next_line(v, toks, j)
         run = v.run_after(toks, j, 3, need_capital=False, strong=True)
-        if run and not v.capitalized(toks[run[0]]) and v.ambiguous(toks[run[0]].text):
-            continue
+        first = toks[run[0]].text if run else ""
+        if run and not v.capitalized(toks[run[0]]) and v.ambiguous(first) and not v.in_gazetteer(first):
+            continue  # "dr to decide" is none, "dr. white" is
         for k, idx in enumerate(run):
             later = k > 0
             if later and (not v.capitalized(toks[idx]) or v.ambiguous(toks[idx].text)):
@@ -62,6 +63,9 @@ def credentials(v: NameVocabulary, d: NameDoc) -> None:
                 break
             if prev.text == "." and j > 0 and INITIAL.match(toks[j - 1].text + "."):
                 j -= 1
+                continue
+            if prev.text == "-" and not prev.whitespace_ and j > 0 and not toks[j - 1].whitespace_:
+                j -= 1  # a double-barrelled surname ("Ellis-Baker MD")
                 continue
             if not v.candidate(prev) or not v.capitalized(prev):
                 break

@@ -101,7 +101,7 @@ class NameVocabulary:
         return (
             self.is_word(tok)
             and low not in self.rules.stop_words
-            and low not in self.rules.never_names
+            and (strong or low not in self.rules.never_names)
             and not self.drug(low)
             and tok.text not in self.rules.titles
             and (strong or low not in self.clinical)
