@@ -80,18 +80,21 @@ def _lemma_lookups(nlp: spacy.language.Language) -> Any | None:
 
 
 def english_words(nlp: spacy.language.Language, names: frozenset[str]) -> frozenset[str]:
-    """Ordinary English words from the model's lemmatizer tables, lower-case.
+    """Ordinary English words from the model's lemmatizer tables and stop words, lower-case.
 
-    Adjectives, adverbs and verbs as they are; nouns only when they are not also in the name gazetteers
-    (the noun index holds "john" and "smith").
+    Adjectives, adverbs and verbs as they are, with their irregular forms ("came", "brought", "been": the
+    lemmatizer's exception tables); nouns only when they are not also in the name gazetteers (the noun index
+    holds "john" and "smith"); spaCy's stop words for the function words no index lists ("into", "during").
     """
     lookups = _lemma_lookups(nlp)
     if lookups is None:
         return frozenset()
     index = lookups.get_table("lemma_index")
-    words: set[str] = set()
+    words: set[str] = {w for w in nlp.Defaults.stop_words if w.isalpha()}
     for pos in ENGLISH_POS:
         words.update(w.lower() for w in index.get(pos, ()) if w.isalpha())
+        if lookups.has_table("lemma_exc"):
+            words.update(w.lower() for w in lookups.get_table("lemma_exc").get(pos, {}) if w.isalpha())
     words.update(w.lower() for w in index.get("noun", ()) if w.isalpha() and w.lower() not in names)
     return frozenset(words)
 
