@@ -21,6 +21,7 @@ from pipelines.deid.config import DeidConfig, default_config
 from pipelines.deid.names import NameRecognizer
 from pipelines.deid.places import PlaceContextRecognizer, PlaceRecognizer, repeat_places
 from pipelines.deid.recognizers import NerLocationRecognizer, pattern_recognizers
+from pipelines.deid.spelling import Misspellings
 
 # spaCy labels we never use; listing them keeps Presidio from warning about unmapped labels.
 IGNORED_SPACY_LABELS = (
@@ -164,11 +165,15 @@ class DeidEngine:
             | self.config.generic_facility_words
             | {w.lower().rstrip(".") for w in names.titles | self.config.strip_leading_words}
         )
-        registry.add_recognizer(PlaceContextRecognizer(english, self.clinical_words))
+        gazetteer = names.first_names | names.last_names
+        misspelled = Misspellings(english | self.config.never_flag | names.never_names, gazetteer)
+        registry.add_recognizer(PlaceContextRecognizer(english, self.clinical_words, misspelled))
         noun_only = noun_only_words(nlp)
         registry.add_recognizer(AddressBlockRecognizer(self.config, english))
         registry.add_recognizer(
-            NameRecognizer(names, english, noun_only, self.config.never_flag, place_words(self.config), score=0.85)
+            NameRecognizer(
+                names, english, noun_only, self.config.never_flag, place_words(self.config), misspelled, score=0.85
+            )
         )
         self.analyzer = ContextFreeAnalyzerEngine(
             registry=registry, nlp_engine=self.nlp_engine, supported_languages=["en"]

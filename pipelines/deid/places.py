@@ -7,6 +7,8 @@ to the phrases it starts, so the cost is one dict probe per capitalized word wha
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import regex
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
@@ -101,10 +103,17 @@ class PlaceContextRecognizer(EntityRecognizer):
     or function word, ordinary English or not ("transferred from Good Shepherd", "went to Seaview").  Clinical
     units ("to CCU", "from OR", "to cath lab") are in the clinical words."""
 
-    def __init__(self, english: frozenset[str], clinical: frozenset[str], score: float = 0.7) -> None:
+    def __init__(
+        self,
+        english: frozenset[str],
+        clinical: frozenset[str],
+        misspelled: Callable[[str], bool],
+        score: float = 0.7,
+    ) -> None:
         super().__init__(supported_entities=["LOCATION"], name="place-context", supported_language="en")
         self.english = english
         self.clinical = clinical
+        self.misspelled = misspelled
         self.score = score
 
     def load(self) -> None:
@@ -118,6 +127,8 @@ class PlaceContextRecognizer(EntityRecognizer):
             word = PLACE_WORD.match(text, m.end())
             if word is None or len(word.group()) < 2 or word.group().lower() in self.clinical:
                 continue
+            if self.misspelled(word.group()):
+                continue  # "to ambulence", "from Extremitees": a slip of an ordinary word
             if word.group().lower() not in self.english:
                 results.append(RecognizerResult("LOCATION", word.start(), word.end(), self.score))
             elif _title(word.group()):

@@ -108,7 +108,11 @@ def ner(v: NameVocabulary, d: NameDoc) -> None:
         if any(caps_line[i] for i in idxs) and not any(v.in_gazetteer(doc[i].text) for i in idxs):
             continue
         known = [i for i in idxs if v.in_gazetteer(doc[i].text) and not v.ambiguous(doc[i].text)]
-        unknown = [i for i in idxs if not v.in_gazetteer(doc[i].text) and not v.is_english(doc[i].text)]
+        unknown = [
+            i
+            for i in idxs
+            if not v.in_gazetteer(doc[i].text) and not v.is_english(doc[i].text) and not v.misspelled(doc[i].text)
+        ]
         header = ent.end < len(doc) and doc[ent.end].text == ":"
         if header or not (known or (unknown and len(doc[unknown[0]].text) >= 3)):
             continue

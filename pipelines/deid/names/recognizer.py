@@ -62,10 +62,11 @@ class NameRecognizer(EntityRecognizer):
         noun_only: frozenset[str],
         clinical: frozenset[str],
         places: frozenset[str] = frozenset(),
+        misspelled: Callable[[str], bool] = lambda word: False,
         score: float = 0.85,
     ) -> None:
         super().__init__(supported_entities=["NAME"], name="names", supported_language="en")
-        self.vocabulary = NameVocabulary(rules, english_words, noun_only, clinical, places)
+        self.vocabulary = NameVocabulary(rules, english_words, noun_only, clinical, places, misspelled)
         self.score = score
         self._initials = regex.compile(rules.initials_regex)
 

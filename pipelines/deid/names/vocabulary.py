@@ -8,6 +8,7 @@ capitalization says nothing about names), and the evidence level found so far fo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import regex
@@ -78,8 +79,10 @@ class NameVocabulary:
         noun_only: frozenset[str],
         clinical: frozenset[str],
         places: frozenset[str] = frozenset(),
+        misspelled: Callable[[str], bool] = lambda word: False,
     ) -> None:
         self.rules = rules
+        self.misspelled = misspelled
         self.english = english_words
         self.noun_only = noun_only
         self.clinical = clinical
@@ -126,13 +129,15 @@ class NameVocabulary:
         return common(low) or any(common(stem) for stem in english_stems(low))
 
     def name_like(self, tok: Token) -> bool:
-        """A word that can be a name without any gazetteer: no ordinary English, clinical or place word."""
+        """A word that can be a name without any gazetteer: no ordinary English, clinical or place word, nor a
+        slip of one ("ERYTHEMATUS")."""
         low = tok.text.lower()
         return (
             self.candidate(tok)
             and len(low) >= 2
             and low not in self.places
             and (self.in_gazetteer(low) and not self.ambiguous(low) or not self.is_english(low))
+            and not self.misspelled(low)
         )
 
     @staticmethod
