@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-# Shorter words are too often one slip from some word ("hicks" / "kicks"): they are never judged misspelled.
-MIN_LENGTH = 7
+# Shorter words are too often one slip from some word ("hicks" / "kicks", "Halvard" / "halyard"): never slips.
+MIN_LENGTH = 8
 
 
 def _deletions(word: str) -> list[tuple[int, str]]:

@@ -129,15 +129,15 @@ class NameVocabulary:
         return common(low) or any(common(stem) for stem in english_stems(low))
 
     def name_like(self, tok: Token) -> bool:
-        """A word that can be a name without any gazetteer: no ordinary English, clinical or place word, nor a
-        slip of one ("ERYTHEMATUS")."""
+        """A word that can be a name without any gazetteer: no ordinary English, clinical or place word, nor, in
+        capitals or lower case, a slip of one ("ERYTHEMATUS"; a Title-case "Leverett" is a name, not "leveret")."""
         low = tok.text.lower()
         return (
             self.candidate(tok)
             and len(low) >= 2
             and low not in self.places
             and (self.in_gazetteer(low) and not self.ambiguous(low) or not self.is_english(low))
-            and not self.misspelled(low)
+            and (self.title(tok) or not self.misspelled(low))
         )
 
     @staticmethod
