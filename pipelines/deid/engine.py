@@ -18,7 +18,7 @@ from spacy.tokens import Doc
 
 from pipelines.deid.addresses import AddressBlockRecognizer
 from pipelines.deid.config import DeidConfig, default_config
-from pipelines.deid.names import NameRecognizer
+from pipelines.deid.names import NameRecognizer, NameVocabulary
 from pipelines.deid.places import PlaceContextRecognizer, PlaceRecognizer, repeat_places
 from pipelines.deid.recognizers import NerLocationRecognizer, pattern_recognizers
 from pipelines.deid.spelling import Misspellings
@@ -172,7 +172,7 @@ class DeidEngine:
         registry.add_recognizer(AddressBlockRecognizer(self.config, english))
         registry.add_recognizer(
             NameRecognizer(
-                names, english, noun_only, self.config.never_flag, place_words(self.config), misspelled, score=0.85
+                NameVocabulary(names, english, noun_only, self.config.never_flag, place_words(self.config), misspelled)
             )
         )
         self.analyzer = ContextFreeAnalyzerEngine(

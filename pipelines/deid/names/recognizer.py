@@ -19,7 +19,6 @@ from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from spacy.tokens import Token
 
-from pipelines.deid.config import NameRules
 from pipelines.deid.names import context, gazetteer, sentences, spread, titles
 from pipelines.deid.names.vocabulary import INITIAL, NameDoc, NameVocabulary
 
@@ -55,20 +54,11 @@ REFINING_RULES: tuple[Rule, ...] = (
 class NameRecognizer(EntityRecognizer):
     """Presidio recognizer for NAME; needs the spaCy tokens and entities from the NLP artifacts."""
 
-    def __init__(
-        self,
-        rules: NameRules,
-        english_words: frozenset[str],
-        noun_only: frozenset[str],
-        clinical: frozenset[str],
-        places: frozenset[str] = frozenset(),
-        misspelled: Callable[[str], bool] = lambda word: False,
-        score: float = 0.85,
-    ) -> None:
+    def __init__(self, vocabulary: NameVocabulary, score: float = 0.85) -> None:
         super().__init__(supported_entities=["NAME"], name="names", supported_language="en")
-        self.vocabulary = NameVocabulary(rules, english_words, noun_only, clinical, places, misspelled)
+        self.vocabulary = vocabulary
         self.score = score
-        self._initials = regex.compile(rules.initials_regex)
+        self._initials = regex.compile(vocabulary.rules.initials_regex)
 
     def load(self) -> None:
         """Nothing to load: gazetteers come with the rules."""
