@@ -94,6 +94,8 @@ MOVE_CONTEXT = regex.compile(
     r"[ \t]+(?:the[ \t]+)?"
 )
 PLACE_WORD = regex.compile(r"\p{L}[\p{L}'’\-]*")
+# The words a place is spread by: letters only, so "Ashford-Kimble" spreads to "Kimble" alone too.
+SPREAD_WORD = regex.compile(r"\p{L}+")
 
 
 class PlaceContextRecognizer(EntityRecognizer):
@@ -160,13 +162,16 @@ def repeat_places(
     words = {
         w.group().lower()
         for start, end in spans
-        for w in PLACE_WORD.finditer(text, start, end)
+        for w in SPREAD_WORD.finditer(text, start, end)
         if len(w.group()) >= 2 and w.group().lower() not in never and spreads(w.group())
     }
     if not words:
         return []
-    pattern = regex.compile(r"(?i)(?<![\p{L}\d])(?:" + "|".join(map(regex.escape, words)) + r")(?![\p{L}\d])")
     covered = set()
     for start, end in spans:
         covered.update(range(start, end))
-    return [(m.start(), m.end()) for m in pattern.finditer(text) if m.start() not in covered and spreads(m.group())]
+    return [
+        (m.start(), m.end())
+        for m in SPREAD_WORD.finditer(text)
+        if m.group().lower() in words and m.start() not in covered and spreads(m.group())
+    ]

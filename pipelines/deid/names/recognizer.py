@@ -68,7 +68,7 @@ class NameRecognizer(EntityRecognizer):
     ) -> list[RecognizerResult]:
         if nlp_artifacts is None or nlp_artifacts.tokens is None:
             return []
-        doc = NameDoc.of(nlp_artifacts)
+        doc = NameDoc.of(text, nlp_artifacts)
         for rule in EVIDENCE_RULES + REFINING_RULES:
             rule(self.vocabulary, doc)
         spans = merge(doc.toks, doc.evidence)

@@ -23,9 +23,9 @@ QUOTES = frozenset("\"“”„«'")
 def report_subjects(v: NameVocabulary, d: NameDoc) -> None:
     """The one or two words before "c/o", "reports", "denies" ... are the person reporting: a name when
     they look like one ("S: yuki chen c/o abd pain"), whatever their case."""
-    doc, toks, mark = d.doc, d.toks, d.mark
+    toks, mark = d.toks, d.mark
     ends = None
-    for m in REPORT_VERB.finditer(doc.text):
+    for m in REPORT_VERB.finditer(d.text):
         if ends is None:
             ends = [t.idx + len(t.text) for t in toks]
         # The last two tokens that end before the verb (a bisect: walking the prefix is quadratic).

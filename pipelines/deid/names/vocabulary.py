@@ -33,6 +33,7 @@ POSSESSIVE = frozenset({"'s", "’s"})
 class NameDoc:
     """One document under analysis: its tokens, ALL-CAPS line flags and the evidence level of every token."""
 
+    text: str  # the analyzed text: ``doc.text`` would join the tokens again (a tenth of the rules' time)
     doc: Doc
     artifacts: NlpArtifacts
     toks: list[Token]
@@ -40,9 +41,9 @@ class NameDoc:
     evidence: list[int] = field(default_factory=list)
 
     @classmethod
-    def of(cls, artifacts: NlpArtifacts) -> NameDoc:
+    def of(cls, text: str, artifacts: NlpArtifacts) -> NameDoc:
         toks = list(artifacts.tokens)
-        return cls(artifacts.tokens, artifacts, toks, caps_lines(toks), [0] * len(toks))
+        return cls(text, artifacts.tokens, artifacts, toks, caps_lines(toks), [0] * len(toks))
 
     def mark(self, i: int, level: int) -> None:
         self.evidence[i] = max(self.evidence[i], level)
