@@ -32,6 +32,8 @@ def context_labels(v: NameVocabulary, d: NameDoc) -> None:
                 j += 1
                 while j < len(toks) and toks[j].is_space and "\n" not in toks[j].text:
                     j += 1  # "Name:    hyuuma t. maida": aligned form fields
+            if colon and key in v.title_words:
+                break  # "MS: STAYS SEDATED": a title with a colon is a section header (mental status)
             weak = key in v.rules.weak_context and not colon
             any_case = key in v.rules.any_case_context
             # After a relation word a lower-case word counts too when it is a known given name ("son mike").

@@ -93,6 +93,7 @@ class NameVocabulary:
         for phrase in rules.context_before:
             words = tuple(phrase.split())
             self.context.setdefault(words[0], []).append(words)
+        self.title_words = frozenset(t.lower().rstrip(".") for t in rules.titles)
         self.strong_credentials = frozenset(
             c for c in rules.credentials if len(c.replace(".", "")) >= 3 or c in {"MD", "RN", "NP", "M.D."}
         )
