@@ -113,6 +113,8 @@ def propagate(v: NameVocabulary, d: NameDoc) -> None:
             continue
         if not v.capitalized(tok) and (v.ambiguous(tok.text) or low in v.english):
             continue
+        if d.caps_line[i] and v.is_common(tok.text) and not v.in_gazetteer(tok.text):
+            continue  # in capitals an ordinary word says nothing: "STABLE" is no copy of a name "Stable"
         if low in v.rules.never_names or v.eponym(toks, i):
             continue
         evidence[i] = GAZETTEER
