@@ -88,8 +88,9 @@ class PlaceRecognizer(EntityRecognizer):
 # "sent from ASHFORD", "lives in hollowell").  Words after it are looked at one by one (see ``PlaceContextRecognizer``).
 MOVE_CONTEXT = regex.compile(
     r"(?i)\b(?:(?:transferred|transfered|transfer|trans|tx|txd|sent|admitted|admit|adm|referred|brought|arrived|"
-    r"presented|medflighted|medflight|flown|went|go|going|returned|discharged|followed)[ \t]+"
-    r"(?:(?:back|over|here|directly|emergently|urgently|back)[ \t]+)?(?:to|from|at|in|by)"
+    r"presented|presenting|medflighted|medflight|flown|went|go|going|returned|discharged|followed|came|coming|"
+    r"taken|arrival|accepted|screened|seen|evaluated|w/u)[ \t]+"
+    r"(?:(?:back|over|here|directly|emergently|urgently|back)[ \t]+)?(?:to|into|from|at|in|by)"
     r"|(?:lives|lived|living|resides|resided|residing|home)(?:[ \t]+(?:alone|nearby|locally))?[ \t]+(?:in|at|near))"
     r"[ \t]+(?:the[ \t]+)?"
 )
