@@ -154,7 +154,6 @@ class DeidEngine:
         registry = RecognizerRegistry(supported_languages=["en"])
         for recognizer in pattern_recognizers(self.config):
             registry.add_recognizer(recognizer)
-        registry.add_recognizer(NerLocationRecognizer(self.config, english))
         registry.add_recognizer(PlaceRecognizer(self.config.places))
         # Words that never name a place on their own: clinical, function and facility words.
         self.english = english
@@ -167,6 +166,7 @@ class DeidEngine:
         )
         gazetteer = names.first_names | names.last_names
         misspelled = Misspellings(english | self.config.never_flag | names.never_names, gazetteer)
+        registry.add_recognizer(NerLocationRecognizer(self.config, english, misspelled))
         registry.add_recognizer(PlaceContextRecognizer(english, self.clinical_words, misspelled))
         noun_only = noun_only_words(nlp)
         registry.add_recognizer(AddressBlockRecognizer(self.config, english))

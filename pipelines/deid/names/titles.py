@@ -74,7 +74,8 @@ def credentials(v: NameVocabulary, d: NameDoc) -> None:
             if weak and not v.in_gazetteer(prev.text) and v.is_english(prev.text):
                 break  # "SKIN: INTACT, IV SITE": a two-letter credential is often a clinical abbreviation
             initial_before = j > 0 and INITIAL.match(toks[j - 1].text)
-            if prev.text.isupper() and v.is_common(prev.text) and not initial_before:
+            ordinary = v.is_common(prev.text) or v.is_english(prev.text) and not v.in_gazetteer(prev.text)
+            if prev.text.isupper() and ordinary and not initial_before:
                 break  # "U/O 15CC LAST HOUR MD AWARE": in capitals an ordinary word before MD is none ("J. TANNER" is)
             if j > 0 and toks[j - 1].like_num and len(prev.text) == 1:
                 break  # "2 L NP": a unit after a number (litres by nasal prongs), not an initial
