@@ -21,8 +21,9 @@ def titles(v: NameVocabulary, d: NameDoc) -> None:
         j = _name_on_next_line(v, toks, j)
         run = v.run_after(toks, j, 3, need_capital=False, strong=True)
         first = toks[run[0]].text if run else ""
-        if run and not v.capitalized(toks[run[0]]) and v.ambiguous(first) and not v.in_gazetteer(first):
-            continue  # "dr to decide" is none, "dr. white" is
+        ordinary = first.lower() in v.rules.ambiguous_names or v.is_common(first)
+        if run and not v.capitalized(toks[run[0]]) and ordinary and not v.in_gazetteer(first):
+            continue  # "dr. aware" is none; "dr. white" (a listed name), "dr. darwin" (a noun only) are
         for k, idx in enumerate(run):
             later = k > 0
             if later and (not v.capitalized(toks[idx]) or v.ambiguous(toks[idx].text)):
