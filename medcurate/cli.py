@@ -92,12 +92,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_deid_eval(args: argparse.Namespace) -> int:
-    import json
+    from pipelines.deid.evaluate import evaluate, print_evaluation
 
-    from pipelines.deid.evaluate import evaluate
-
-    result = evaluate(Path(args.gold), predictions_out=Path(args.predictions) if args.predictions else None)
-    print(json.dumps(result, indent=2, sort_keys=True))
+    predictions = Path(args.predictions) if args.predictions else None
+    print_evaluation(evaluate(Path(args.gold), predictions_out=predictions, missed=args.missed))
     return 0
 
 
@@ -220,6 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     deid_eval = sub.add_parser("deid-eval", help="score de-identification on a labelled JSONL corpus")
     deid_eval.add_argument("gold", help='JSONL: {"id", "text", "spans": [{"start", "end", "label"}]}')
     deid_eval.add_argument("--predictions", help="also write the predicted spans to this JSONL file")
+    deid_eval.add_argument(
+        "--missed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="developers only: print up to N missed gold spans and N false positives per label, with context",
+    )
     deid_eval.set_defaults(func=cmd_deid_eval)
 
     deid_text = sub.add_parser("deid-text", help="de-identify text from stdin to stdout")

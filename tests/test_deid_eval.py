@@ -13,7 +13,7 @@ from medcurate.sample import notes
 from medcurate.sample.deid_gold import make_gold_set
 from medcurate.sample.people import make_cohort
 from pipelines.deid.engine import PhiSpan
-from pipelines.deid.evaluate import convert_presidio_research, evaluate, predict, read_gold, score
+from pipelines.deid.evaluate import convert_presidio_research, error_report, evaluate, predict, read_gold, score
 
 PRESIDIO = Path("/work/shared/data/presidio-research/synth_dataset_v2.json")
 
@@ -57,6 +57,37 @@ def test_evaluate_end_to_end_on_a_small_gold_file(tmp_path):
     assert metrics["recall"] == 1.0 and metrics["precision"] == 1.0
     predicted = json.loads(out.read_text())
     assert predicted["id"] == "d1" and "text" not in predicted
+
+
+def test_leak_rate_counts_uncovered_gold_characters_and_years_are_no_phi():
+    gold = [
+        {
+            "id": "a",
+            "text": "Seen by Okafor in 1999 on 7/22.",
+            "spans": [
+                {"start": 8, "end": 14, "label": "NAME"},
+                {"start": 18, "end": 22, "label": "DateYear"},
+                {"start": 26, "end": 30, "label": "DATE"},
+            ],
+        }
+    ]
+    m = score(gold, {"a": [PhiSpan(8, 11, "NAME"), PhiSpan(18, 22, "DATE")]})
+    assert m["gold_spans"] == 2 and "DateYear" not in m["recall_by_label"]
+    assert m["leak_rate"] == round(7 / 10, 4)
+    assert m["leak_rate_by_label"] == {"DATE": 1.0, "NAME": 0.5}
+    assert m["precision"] == 1.0  # a redacted year is kept text lost, not a false positive
+
+
+def test_error_report_lists_misses_and_false_positives_with_context():
+    text = "Seen by Okafor today.\nBP stable."
+    gold = [{"id": "a", "text": text, "spans": [{"start": 8, "end": 14, "label": "NAME"}]}]
+    lines = error_report(gold, {"a": [PhiSpan(22, 24, "NAME")]}, limit=5)
+    assert lines == [
+        "== missed NAME: 1",
+        "  Seen by [[Okafor]] today.|BP stable.",
+        "== false positive NAME: 1",
+        "  Seen by Okafor today.|[[BP]] stable.",
+    ]
 
 
 @pytest.mark.skipif(not PRESIDIO.exists(), reason="presidio-research data set not available")

@@ -517,3 +517,48 @@ def test_a_lone_lower_case_name_after_a_weak_person_context_is_a_name(engine, te
 )
 def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
     assert not {k for k, v in found(engine, text).items() if v == "NAME"}
+
+
+@pytest.mark.parametrize(
+    ("text", "phi"),
+    [
+        ("Pt transferred to BWH for cath on 3/4.", "BWH"),
+        ("social: pt lives in brockton with her son.", "brockton"),
+        ("ADMITTED FROM OKONJO HOSP. FOR CHEST PAIN.", "OKONJO"),
+        ("Transferred from Saint Amadeus Memorial. AT AMADEUS SHE WAS INTUBATED.", "AMADEUS"),
+        ("plan per dr.okafor, will recheck lytes", "okafor"),
+        ("BP 86/42. NP AGATHA MADE AWARE, BOLUS GIVEN.", "AGATHA"),
+        ("K 3.1, REPLETED. W. OKONKWO AWARE.", "OKONKWO"),
+        ("social: son dale phoned, updated.", "dale"),
+        ("dtr lavinka in contact by phone.", "lavinka"),
+        ("cath 6/89 showed 2VD.", "6/89"),
+        ("Questions to Pager 40917.", "40917"),
+    ],
+)
+def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, phi):
+    """Shapes of real nursing notes (issue 12), in made-up words: places after moves, facility names in any
+    case and their repeats, names after glued titles, NP, initials, relations and contact verbs."""
+    spans = found(engine, text)
+    assert any(phi in s for s in spans), spans
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "MS: STAYS SEDATED ON PROPOFOL, OPENS EYES TO VOICE.",
+        "RESP: ON PSV 12/6, 40%, CRACKLES 2/3 UP BILAT. SAT 88 TO 92 ON 3 L NP.",
+        "U/O 15CC LAST HOUR MD AWARE. SON WENT INTO SEE PT.",
+        "Pt ASYMPTOMATTIC. Contineue to monitor. SACRUM ERYTHEMATUS, CREAM APPLIED.",
+        "HR 80, HO AWARE. Vent settings in Carevue.",
+    ],
+)
+def test_icu_shorthand_and_typing_slips_are_no_phi(engine, text):
+    assert found(engine, text) == {}
+
+
+def test_typing_slips_are_one_edit_from_a_long_known_word():
+    from pipelines.deid.spelling import Misspellings
+
+    slips = Misspellings(["asymptomatic", "continue", "reddened", "leveret"], names=frozenset({"leverett"}))
+    assert [slips(w) for w in ("ASYMPTOMATTIC", "Contineue", "REDDENNED", "contniue")] == [True] * 4
+    assert [slips(w) for w in ("Leverett", "Wojtaszek", "continue", "reddened1")] == [False] * 4

@@ -61,7 +61,8 @@ class AddressBlockRecognizer(EntityRecognizer):
         self.street_patterns = [
             regex.compile(r.regex, regex.MULTILINE) for r in config.patterns if r.label == "ADDRESS"
         ]
-        self.not_place = english | config.never_flag | config.names.never_names
+        # Function words ("88 TO 92", "30 WITH PH") are in no lemma index: the name rules' stop words hold them.
+        self.not_place = english | config.never_flag | config.names.never_names | config.names.stop_words
         self.clinical = config.never_flag | config.names.never_names
         self.places = {p.lower() for p in config.places.countries | config.places.cities}
         self.countries = {p.lower() for p in config.places.countries}

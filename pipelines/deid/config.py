@@ -46,11 +46,17 @@ class NameRules:
     any_case_context: frozenset[str]
     preposition_context: frozenset[str]
     person_verbs: frozenset[str]
+    contact_verbs: frozenset[str]
     stop_words: frozenset[str]
     ambiguous_names: frozenset[str]
     never_names: frozenset[str]
     drug_stems: tuple[str, ...]
     initials_regex: str
+    eponym_nouns: frozenset[str]
+    relations: frozenset[str]
+    kin_after_possessive: frozenset[str]
+    vocative_next: frozenset[str]
+    id_labels: frozenset[str]
     first_names: frozenset[str]
     last_names: frozenset[str]
 
@@ -148,11 +154,17 @@ def _parse_names(data: dict[str, Any]) -> NameRules:
         any_case_context=lower("any_case_context"),
         preposition_context=lower("preposition_context"),
         person_verbs=lower("person_verbs"),
+        contact_verbs=lower("contact_verbs"),
         stop_words=lower("stop_words"),
         ambiguous_names=lower("ambiguous_names"),
         never_names=lower("never_names"),
         drug_stems=tuple(sorted(w.lower() for w in _words(data, "drug_stems", "names"))),
         initials_regex=str(data["initials_regex"]),
+        eponym_nouns=lower("eponym_nouns"),
+        relations=lower("relations"),
+        kin_after_possessive=lower("kin_after_possessive"),
+        vocative_next=lower("vocative_next"),
+        id_labels=lower("id_labels"),
         first_names=_read_names(HERE / "names_first.csv"),
         last_names=_read_names(HERE / "names_last.csv"),
     )

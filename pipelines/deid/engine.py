@@ -18,14 +18,17 @@ from spacy.tokens import Doc
 
 from pipelines.deid.addresses import AddressBlockRecognizer
 from pipelines.deid.config import DeidConfig, default_config
-from pipelines.deid.names import NameRecognizer
-from pipelines.deid.places import PlaceRecognizer
+from pipelines.deid.names import NameRecognizer, NameVocabulary
+from pipelines.deid.places import PlaceContextRecognizer, PlaceRecognizer, repeat_places
 from pipelines.deid.recognizers import NerLocationRecognizer, pattern_recognizers
+from pipelines.deid.spelling import Misspellings
 
 # spaCy labels we never use; listing them keeps Presidio from warning about unmapped labels.
 IGNORED_SPACY_LABELS = (
     "ORG NORP FAC PRODUCT EVENT WORK_OF_ART LAW LANGUAGE DATE TIME PERCENT MONEY QUANTITY ORDINAL CARDINAL"
 ).split()
+# Labels whose words are spread to their other occurrences in the same text (see ``repeat_places``).
+PLACE_LABELS = frozenset({"HOSPITAL", "LOCATION"})
 TRIM_CHARS = " \t\r\n.,;:()[]{}\"'"
 # Parts of speech whose lemma index lists ordinary English words (nouns are left out: they include names).
 ENGLISH_POS = ("adj", "adv", "verb")
@@ -78,18 +81,21 @@ def _lemma_lookups(nlp: spacy.language.Language) -> Any | None:
 
 
 def english_words(nlp: spacy.language.Language, names: frozenset[str]) -> frozenset[str]:
-    """Ordinary English words from the model's lemmatizer tables, lower-case.
+    """Ordinary English words from the model's lemmatizer tables and stop words, lower-case.
 
-    Adjectives, adverbs and verbs as they are; nouns only when they are not also in the name gazetteers
-    (the noun index holds "john" and "smith").
+    Adjectives, adverbs and verbs as they are, with their irregular forms ("came", "brought", "been": the
+    lemmatizer's exception tables); nouns only when they are not also in the name gazetteers (the noun index
+    holds "john" and "smith"); spaCy's stop words for the function words no index lists ("into", "during").
     """
     lookups = _lemma_lookups(nlp)
     if lookups is None:
         return frozenset()
     index = lookups.get_table("lemma_index")
-    words: set[str] = set()
+    words: set[str] = {w for w in nlp.Defaults.stop_words if w.isalpha()}
     for pos in ENGLISH_POS:
         words.update(w.lower() for w in index.get(pos, ()) if w.isalpha())
+        if lookups.has_table("lemma_exc"):
+            words.update(w.lower() for w in lookups.get_table("lemma_exc").get(pos, {}) if w.isalpha())
     words.update(w.lower() for w in index.get("noun", ()) if w.isalpha() and w.lower() not in names)
     return frozenset(words)
 
@@ -148,12 +154,26 @@ class DeidEngine:
         registry = RecognizerRegistry(supported_languages=["en"])
         for recognizer in pattern_recognizers(self.config):
             registry.add_recognizer(recognizer)
-        registry.add_recognizer(NerLocationRecognizer(self.config, english))
         registry.add_recognizer(PlaceRecognizer(self.config.places))
+        # Words that never name a place on their own: clinical, function and facility words.
+        self.english = english
+        self.clinical_words = (
+            self.config.never_flag
+            | names.never_names
+            | names.stop_words
+            | self.config.generic_facility_words
+            | {w.lower().rstrip(".") for w in names.titles | self.config.strip_leading_words}
+        )
+        gazetteer = names.first_names | names.last_names
+        misspelled = Misspellings(english | self.config.never_flag | names.never_names, gazetteer)
+        registry.add_recognizer(NerLocationRecognizer(self.config, english, misspelled))
+        registry.add_recognizer(PlaceContextRecognizer(english, self.clinical_words, misspelled))
         noun_only = noun_only_words(nlp)
         registry.add_recognizer(AddressBlockRecognizer(self.config, english))
         registry.add_recognizer(
-            NameRecognizer(names, english, noun_only, self.config.never_flag, place_words(self.config), score=0.85)
+            NameRecognizer(
+                NameVocabulary(names, english, noun_only, self.config.never_flag, place_words(self.config), misspelled)
+            )
         )
         self.analyzer = ContextFreeAnalyzerEngine(
             registry=registry, nlp_engine=self.nlp_engine, supported_languages=["en"]
@@ -182,6 +202,9 @@ class DeidEngine:
             span = self._clean(text, PhiSpan(r.start, r.end, r.entity_type, r.score))
             if span is not None:
                 spans.append(span)
+        places = [(s.start, s.end) for s in spans if s.label in PLACE_LABELS]
+        for start, end in repeat_places(text, places, self.clinical_words, self.english):
+            spans.append(PhiSpan(start, end, "LOCATION", self.config.spacy_score))
         return merge_overlaps(spans)
 
     def _clean(self, text: str, span: PhiSpan) -> PhiSpan | None:

@@ -6,8 +6,14 @@ text:
 
 * recall: a gold span is found when at least half of its characters are covered by predicted spans of any
   label (``strict_recall``: all of its characters), overall and per gold label;
+* leak rate: the share of gold PHI characters that no predicted span covers, overall and per gold label: what
+  would be published;
 * precision: a predicted span is correct when at least half of its characters lie inside gold spans, overall
   and per predicted label; ``char_precision``: the share of predicted characters that are gold PHI.
+
+Gold labels in ``NOT_PHI_LABELS`` (bare years, which Safe Harbor lets stay) count in no recall or leak figure,
+but a prediction over them is not a false positive either.  ``error_report`` lists missed gold spans and false
+positives with some context, for developers looking at labelled development data only.
 
 ``convert_presidio_research`` maps the presidio-research synthetic set to this format (PII kinds that are not
 HIPAA identifiers, such as organisations, titles and nationalities, are left out; ages only from 90; a bare year
@@ -46,6 +52,8 @@ PRESIDIO_LABELS = {
 }
 BATCH = 32
 BARE_YEAR = re.compile(r"(?:19|20)\d{2}")
+NOT_PHI_LABELS = frozenset({"DateYear"})
+CONTEXT_CHARS = 30
 
 _engine: DeidEngine | None = None
 
@@ -74,12 +82,16 @@ def score(gold: Iterable[dict[str, Any]], predictions: dict[str, list[PhiSpan]])
     total = Counter()
     pred_ok = Counter()
     pred_total = Counter()
+    label_chars = Counter()
+    label_covered = Counter()
     pred_chars = pred_gold_chars = gold_chars = gold_covered_chars = 0
     for record in gold:
         gold_iv = [(s["start"], s["end"]) for s in record["spans"]]
         preds = predictions.get(record["id"], [])
         pred_iv = _union([(p.start, p.end) for p in preds])
         for span in record["spans"]:
+            if span["label"] in NOT_PHI_LABELS:
+                continue
             length = span["end"] - span["start"]
             covered = _covered(pred_iv, span["start"], span["end"])
             total[span["label"]] += 1
@@ -87,6 +99,8 @@ def score(gold: Iterable[dict[str, Any]], predictions: dict[str, list[PhiSpan]])
             strict[span["label"]] += covered >= length
             gold_chars += length
             gold_covered_chars += covered
+            label_chars[span["label"]] += length
+            label_covered[span["label"]] += covered
         gold_union = _union(gold_iv)
         for p in preds:
             inside = _covered(gold_union, p.start, p.end)
@@ -104,6 +118,8 @@ def score(gold: Iterable[dict[str, Any]], predictions: dict[str, list[PhiSpan]])
         "recall": ratio(sum(found.values()), sum(total.values())),
         "strict_recall": ratio(sum(strict.values()), sum(total.values())),
         "char_recall": ratio(gold_covered_chars, gold_chars),
+        "leak_rate": ratio(gold_chars - gold_covered_chars, gold_chars) if gold_chars else 0.0,
+        "leak_rate_by_label": {k: ratio(label_chars[k] - label_covered[k], label_chars[k]) for k in sorted(total)},
         "precision": ratio(sum(pred_ok.values()), sum(pred_total.values())),
         "char_precision": ratio(pred_gold_chars, pred_chars),
         "recall_by_label": {k: ratio(found[k], total[k]) for k in sorted(total)},
@@ -111,6 +127,37 @@ def score(gold: Iterable[dict[str, Any]], predictions: dict[str, list[PhiSpan]])
         "gold_by_label": dict(sorted(total.items())),
         "precision_by_label": {k: ratio(pred_ok[k], pred_total[k]) for k in sorted(pred_total)},
     }
+
+
+def error_report(records: list[dict[str, Any]], predictions: dict[str, list[PhiSpan]], limit: int) -> list[str]:
+    """Up to ``limit`` missed gold spans per gold label and false positives per predicted label, each with
+    ``CONTEXT_CHARS`` of text either side (newlines shown as "|").  It prints the text of labelled development
+    data, so it is a developer's tool: never called from a pipeline run or written to a log."""
+    missed: dict[str, list[str]] = {}
+    false: dict[str, list[str]] = {}
+    for record in records:
+        text = record["text"]
+        preds = predictions.get(record["id"], [])
+        pred_iv = _union([(p.start, p.end) for p in preds])
+        gold_union = _union([(s["start"], s["end"]) for s in record["spans"]])
+        for span in record["spans"]:
+            length = span["end"] - span["start"]
+            if span["label"] not in NOT_PHI_LABELS and _covered(pred_iv, span["start"], span["end"]) * 2 < length:
+                missed.setdefault(span["label"], []).append(_in_context(text, span["start"], span["end"]))
+        for p in preds:
+            if _covered(gold_union, p.start, p.end) * 2 < p.end - p.start:
+                false.setdefault(p.label, []).append(_in_context(text, p.start, p.end))
+    lines: list[str] = []
+    for title, found in (("missed", missed), ("false positive", false)):
+        for label in sorted(found):
+            lines.append(f"== {title} {label}: {len(found[label])}")
+            lines.extend(f"  {item}" for item in found[label][:limit])
+    return lines
+
+
+def _in_context(text: str, start: int, end: int) -> str:
+    shown = f"{text[max(0, start - CONTEXT_CHARS) : start]}[[{text[start:end]}]]{text[end : end + CONTEXT_CHARS]}"
+    return shown.replace("\r", "").replace("\n", "|")
 
 
 def _union(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -134,9 +181,13 @@ def predict(records: list[dict[str, Any]], engine: DeidEngine | None = None) -> 
 
 
 def evaluate(
-    gold_jsonl_path: str | Path, predictions_out: str | Path | None = None, engine: DeidEngine | None = None
+    gold_jsonl_path: str | Path,
+    predictions_out: str | Path | None = None,
+    engine: DeidEngine | None = None,
+    missed: int = 0,
 ) -> dict[str, Any]:
-    """Run the engine over a gold file and score it; optionally write predicted spans (offsets only) as JSONL."""
+    """Run the engine over a gold file and score it; optionally write predicted spans (offsets only) as JSONL,
+    and with ``missed`` > 0 add ``error_report`` lines (text of the gold file) under "errors"."""
     records = read_gold(Path(gold_jsonl_path))
     predictions = predict(records, engine)
     if predictions_out is not None:
@@ -146,6 +197,8 @@ def evaluate(
                 fh.write(json.dumps({"id": record["id"], "spans": spans}) + "\n")
     metrics = score(records, predictions)
     metrics["documents"] = len(records)
+    if missed > 0:
+        metrics["errors"] = error_report(records, predictions, missed)
     return metrics
 
 
@@ -182,6 +235,14 @@ def _age_at_least_90(value: str) -> bool:
     return bool(digits) and int(digits[0]) >= 90
 
 
+def print_evaluation(metrics: dict[str, Any]) -> None:
+    """The metrics as JSON, then the error report lines (if any) as plain text a developer can read."""
+    errors = metrics.pop("errors", [])
+    print(json.dumps(metrics, indent=2, sort_keys=True))
+    for line in errors:
+        print(line)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Developer entry point: ``python -m pipelines.deid.evaluate {eval,make-set,convert-presidio,text}``."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.deid.evaluate")
@@ -189,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     ev = sub.add_parser("eval")
     ev.add_argument("gold")
     ev.add_argument("--predictions")
+    ev.add_argument("--missed", type=int, default=0, help="print up to N missed spans and false positives per label")
     mk = sub.add_parser("make-set")
     mk.add_argument("split", choices=("dev", "dev2", "test", "clean"))
     mk.add_argument("out")
@@ -200,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("text")
     args = parser.parse_args(argv)
     if args.command == "eval":
-        print(json.dumps(evaluate(args.gold, args.predictions), indent=2))
+        print_evaluation(evaluate(args.gold, args.predictions, missed=args.missed))
     elif args.command == "make-set":
         from medcurate.sample.deid_gold import write_gold_set
 

@@ -7,6 +7,8 @@ to the phrases it starts, so the cost is one dict probe per capitalized word wha
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import regex
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
@@ -80,3 +82,97 @@ class PlaceRecognizer(EntityRecognizer):
             if gaps_ok and cased:
                 return n
         return 0
+
+
+# A move between care sites: the place named after it is a hospital, a town or a unit ("transferred to SVH",
+# "sent from ASHFORD", "lives in hollowell").  Words after it are looked at one by one (see ``PlaceContextRecognizer``).
+MOVE_CONTEXT = regex.compile(
+    r"(?i)\b(?:(?:transferred|transfered|transfer|trans|tx|txd|sent|admitted|admit|adm|referred|brought|arrived|"
+    r"presented|presenting|medflighted|medflight|flown|went|go|going|returned|discharged|followed|came|coming|"
+    r"taken|arrival|accepted|screened|seen|evaluated|w/u)[ \t]+"
+    r"(?:(?:back|over|here|directly|emergently|urgently|back)[ \t]+)?(?:to|into|from|at|in|by)"
+    r"|(?:lives|lived|living|resides|resided|residing|home)(?:[ \t]+(?:alone|nearby|locally))?[ \t]+(?:in|at|near))"
+    r"[ \t]+(?:the[ \t]+)?"
+)
+PLACE_WORD = regex.compile(r"\p{L}[\p{L}'’\-]*")
+# The words a place is spread by: letters only, so "Ashford-Kimble" spreads to "Kimble" alone too.
+SPREAD_WORD = regex.compile(r"\p{L}+")
+
+
+class PlaceContextRecognizer(EntityRecognizer):
+    """LOCATION for the place after a move or a home phrase.  In any case, a word that is no ordinary English,
+    clinical, unit or function word: an abbreviation ("transferred to SVH"), a unit named after a place ("sent to
+    BLAKEMORE 4"), a town ("lives in hollowell").  In mixed-case text, Title-case words that are no clinical
+    or function word, ordinary English or not ("transferred from Good Shepherd", "went to Seaview").  Clinical
+    units ("to CCU", "from OR", "to cath lab") are in the clinical words."""
+
+    def __init__(
+        self,
+        english: frozenset[str],
+        clinical: frozenset[str],
+        misspelled: Callable[[str], bool],
+        score: float = 0.7,
+    ) -> None:
+        super().__init__(supported_entities=["LOCATION"], name="place-context", supported_language="en")
+        self.english = english
+        self.clinical = clinical
+        self.misspelled = misspelled
+        self.score = score
+
+    def load(self) -> None:
+        """Nothing to load: the word lists come with the configuration."""
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        results = []
+        for m in MOVE_CONTEXT.finditer(text):
+            word = PLACE_WORD.match(text, m.end())
+            if word is None or len(word.group()) < 2 or word.group().lower() in self.clinical:
+                continue
+            if self.misspelled(word.group()):
+                continue  # "to ambulence", "from Extremitees": a slip of an ordinary word
+            if word.group().lower() not in self.english:
+                results.append(RecognizerResult("LOCATION", word.start(), word.end(), self.score))
+            elif _title(word.group()):
+                end = word.end()
+                for _ in range(2):
+                    nxt = PLACE_WORD.match(text, end + 1) if text[end : end + 1] == " " else None
+                    if nxt is None or not _title(nxt.group()) or nxt.group().lower() in self.clinical:
+                        break
+                    end = nxt.end()
+                results.append(RecognizerResult("LOCATION", word.start(), end, self.score))
+        return results
+
+
+def _title(word: str) -> bool:
+    return word[:1].isupper() and not word.isupper()
+
+
+def repeat_places(
+    text: str, spans: list[tuple[int, int]], never: frozenset[str], english: frozenset[str]
+) -> list[tuple[int, int]]:
+    """Every other occurrence, in the same text, of a word of a recognized place ("ASHFORD HOSPITAL" makes
+    "AT ASHFORD-" a place too): notes name a hospital in full once and then by its first word.  Words in
+    ``never`` (clinical, facility and function words) are never spread; an ordinary English word ("Seaview")
+    only to its capitalized occurrences; matching ignores case otherwise."""
+
+    def spreads(word: str) -> bool:
+        return word[0].isupper() or word.lower() not in english
+
+    words = {
+        w.group().lower()
+        for start, end in spans
+        for w in SPREAD_WORD.finditer(text, start, end)
+        if len(w.group()) >= 2 and w.group().lower() not in never and spreads(w.group())
+    }
+    if not words:
+        return []
+    covered = set()
+    for start, end in spans:
+        covered.update(range(start, end))
+    return [
+        (m.start(), m.end())
+        for m in SPREAD_WORD.finditer(text)
+        if m.group().lower() in words and m.start() not in covered and spreads(m.group())
+    ]

@@ -7,6 +7,8 @@ recognizer here is small and testable alone (``recognizer.analyze(text, [label])
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import regex
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
@@ -68,12 +70,14 @@ class ConfiguredPatternRecognizer(PatternRecognizer):
 
 
 class NerLocationRecognizer(EntityRecognizer):
-    """spaCy GPE/LOC entities (already mapped to LOCATION by the NLP engine), minus clinical vocabulary."""
+    """spaCy GPE/LOC entities (already mapped to LOCATION by the NLP engine), minus clinical vocabulary and typing
+    slips of ordinary words ("Contineue to monitor")."""
 
-    def __init__(self, config: DeidConfig, english_words: frozenset[str]) -> None:
+    def __init__(self, config: DeidConfig, english_words: frozenset[str], misspelled: Callable[[str], bool]) -> None:
         super().__init__(supported_entities=["LOCATION"], name="spacy-location", supported_language="en")
         self.config = config
         self.english = english_words
+        self.misspelled = misspelled
         # Clinical words, and drugs and eponyms ("Kussmaul respirations"), are never places.
         self.clinical = config.never_flag | config.names.never_names
 
@@ -105,7 +109,8 @@ class NerLocationRecognizer(EntityRecognizer):
     def _no_place_word(self, word: str, capitals: bool) -> bool:
         low = word.lower()
         abbreviation = capitals and len(word) <= 3
-        return low in self.english or low in self.clinical or abbreviation or any(c.isdigit() for c in word)
+        known = low in self.english or low in self.clinical or self.misspelled(word)
+        return known or abbreviation or any(c.isdigit() for c in word)
 
 
 def pattern_recognizers(config: DeidConfig) -> list[ConfiguredPatternRecognizer]:

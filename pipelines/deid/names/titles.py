@@ -1,0 +1,85 @@
+"""Names announced by a title before them ("Dr. Lee", "Mrs. ann ito") or a credential after them ("Roe, RN").
+
+The strongest evidence: a title or a credential of three letters or more is a name whatever the word is.
+"""
+
+from __future__ import annotations
+
+from spacy.tokens import Token
+
+from pipelines.deid.names.vocabulary import INITIAL, STRONG, NameDoc, NameVocabulary
+
+
+def titles(v: NameVocabulary, d: NameDoc) -> None:
+    toks, caps_line, mark = d.toks, d.caps_line, d.mark
+    for i, tok in enumerate(toks):
+        if tok.text not in v.rules.titles and tok.text + "." not in v.rules.titles:
+            continue
+        j = i + 1
+        if j < len(toks) and toks[j].text == ".":
+            j += 1
+        j = _name_on_next_line(v, toks, j)
+        run = v.run_after(toks, j, 3, need_capital=False, strong=True)
+        first = toks[run[0]].text if run else ""
+        ordinary = first.lower() in v.rules.ambiguous_names or v.is_common(first)
+        if run and not v.capitalized(toks[run[0]]) and ordinary and not v.in_gazetteer(first):
+            continue  # "dr. aware" is none; "dr. white" (a listed name), "dr. darwin" (a noun only) are
+        for k, idx in enumerate(run):
+            later = k > 0
+            if later and (not v.capitalized(toks[idx]) or v.ambiguous(toks[idx].text)):
+                break
+            if later and caps_line[idx] and not v.in_gazetteer(toks[idx].text):
+                break
+            mark(idx, STRONG)
+
+
+def _name_on_next_line(v: NameVocabulary, toks: list[Token], j: int) -> int:
+    """Where the name after a title starts when the line wraps right after the title ("Cardiology (Dr.\\nScott)"):
+    the first word of the next line if it is capitalized, no clinical word and no header ("Dr.\\nPLAN:")."""
+    if j >= len(toks) or not (toks[j].is_space and "\n" in toks[j].text):
+        return j
+    k = j + 1
+    header = k + 1 < len(toks) and toks[k + 1].text == ":"
+    if k < len(toks) and v.capitalized(toks[k]) and v.candidate(toks[k]) and not header:
+        return k
+    return j
+
+
+def credentials(v: NameVocabulary, d: NameDoc) -> None:
+    toks, mark = d.toks, d.mark
+    for i, tok in enumerate(toks):
+        if tok.text not in v.rules.credentials:
+            continue
+        j = i - 1
+        comma = j >= 0 and toks[j].text == ","
+        if comma:
+            j -= 1
+        weak = tok.text not in v.strong_credentials
+        if not comma and weak:
+            continue
+        taken = 0
+        while j >= 0 and taken < 4:
+            prev = toks[j]
+            if "\n" in prev.whitespace_ or prev.is_space:
+                break
+            if prev.text == "." and j > 0 and INITIAL.match(toks[j - 1].text + "."):
+                j -= 1
+                continue
+            if prev.text == "-" and not prev.whitespace_ and j > 0 and not toks[j - 1].whitespace_:
+                j -= 1  # a double-barrelled surname ("Ellis-Baker MD")
+                continue
+            if not v.candidate(prev) or not v.capitalized(prev):
+                break
+            if prev.text in v.rules.credentials:
+                break
+            if weak and not v.in_gazetteer(prev.text) and v.is_english(prev.text):
+                break  # "SKIN: INTACT, IV SITE": a two-letter credential is often a clinical abbreviation
+            initial_before = j > 0 and INITIAL.match(toks[j - 1].text)
+            ordinary = v.is_common(prev.text) or v.is_english(prev.text) and not v.in_gazetteer(prev.text)
+            if prev.text.isupper() and ordinary and not initial_before:
+                break  # "U/O 15CC LAST HOUR MD AWARE": in capitals an ordinary word before MD is none ("J. TANNER" is)
+            if j > 0 and toks[j - 1].like_num and len(prev.text) == 1:
+                break  # "2 L NP": a unit after a number (litres by nasal prongs), not an initial
+            mark(j, STRONG)
+            taken += 1
+            j -= 1
