@@ -32,6 +32,8 @@ def found(engine: DeidEngine, text: str) -> dict[str, str]:
         ("Seen by Dr. Okafor today.", "Okafor", "NAME"),
         ("PT: kowalski, anna", "kowalski", "NAME"),
         ("WIFE MARY AT BEDSIDE", "MARY", "NAME"),
+        ("SOCIAL: SISTER NORA PRICE VISITED.", "NORA PRICE", "NAME"),  # a surname that is also a word
+        ("Friend Ines Burns called.", "Ines Burns", "NAME"),
         ("Electronically signed by Jane Roe, MD", "Jane Roe", "NAME"),
         ("Admitted 07-22-2019 for CHF.", "07-22-2019", "DATE"),
         ("CT on 2019-07-22 was negative.", "2019-07-22", "DATE"),
