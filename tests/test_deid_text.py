@@ -32,7 +32,7 @@ def found(engine: DeidEngine, text: str) -> dict[str, str]:
         ("Seen by Dr. Okafor today.", "Okafor", "NAME"),
         ("PT: kowalski, anna", "kowalski", "NAME"),
         ("WIFE MARY AT BEDSIDE", "MARY", "NAME"),
-        ("SOCIAL: SISTER NORA PRICE VISITED.", "NORA PRICE", "NAME"),  # a surname that is also a word
+        ("SOCIAL: SISTER NADIA PRICE VISITED.", "NADIA PRICE", "NAME"),  # a surname that is also a word
         ("Friend Ines Burns called.", "Ines Burns", "NAME"),
         ("Electronically signed by Jane Roe, MD", "Jane Roe", "NAME"),
         ("Admitted 07-22-2019 for CHF.", "07-22-2019", "DATE"),
@@ -535,6 +535,11 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("dtr lavinka in contact by phone.", "lavinka"),
         ("cath 6/89 showed 2VD.", "6/89"),
         ("Questions to Pager 40917.", "40917"),
+        ("PLAN: TRANSFER TO ORMSBY REGIONAL IN AM.", "ORMSBY REGIONAL"),
+        ("Awaiting a bed at Good Samaritan, then rehab.", "Good Samaritan"),
+        ("had her valve done at holy redeemer.", "holy redeemer"),
+        ("CASE MGR: TO GO TO ST. EULALIA FRIDAY.", "ST. EULALIA"),
+        ("per dr. Nadia Gray the drain stays.", "Nadia Gray"),
     ],
 )
 def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, phi):
@@ -552,6 +557,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "U/O 15CC LAST HOUR MD AWARE. SON WENT INTO SEE PT.",
         "Pt ASYMPTOMATTIC. Contineue to monitor. SACRUM ERYTHEMATUS, CREAM APPLIED.",
         "HR 80, HO AWARE. Vent settings in Carevue.",
+        "Back on a/c 550x14/8/45% overnight, then vent 14/8/45% this am.",
     ],
 )
 def test_icu_shorthand_and_typing_slips_are_no_phi(engine, text):

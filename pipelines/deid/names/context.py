@@ -59,8 +59,8 @@ def context_labels(v: NameVocabulary, d: NameDoc) -> None:
                 break
             for idx in run:
                 word = toks[idx].text
-                if relation and idx > run[0] and d.evidence[idx - 1] and _surname_after_given(v, word):
-                    mark(idx, CONTEXT)  # "DAUGHTER ANN BURNS VISITED": a known surname after the relative's name
+                if relation and idx > run[0] and d.evidence[idx - 1] and v.surname_after_given(word):
+                    mark(idx, CONTEXT)  # "DAUGHTER INES BURNS VISITED": a known surname after the relative's name
                     continue
                 if any_case and not v.capitalized(toks[idx]):
                     if not v.name_like(toks[idx]):
@@ -128,13 +128,6 @@ def _id_label_follows(v: NameVocabulary, toks: list[Token], i: int) -> bool:
     if i >= len(toks) or "\n" in toks[i - 1].whitespace_ or "\n" in toks[i - 1].text:
         return False
     return toks[i].text.lower().rstrip(":#") in v.rules.id_labels
-
-
-def _surname_after_given(v: NameVocabulary, word: str) -> bool:
-    """A word of the surname gazetteer right after a relative's marked given name: the family name, even when it
-    is also an ordinary word ("burns", "cox", "price"); clinical words and function words stay out."""
-    low = word.lower()
-    return low in v.rules.last_names and low not in v.clinical and low not in v.rules.stop_words
 
 
 def _relation_run(v: NameVocabulary, toks: list[Token], run: list[int]) -> list[int]:

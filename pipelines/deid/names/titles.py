@@ -26,6 +26,9 @@ def titles(v: NameVocabulary, d: NameDoc) -> None:
             continue  # "dr. aware" is none; "dr. white" (a listed name), "dr. darwin" (a noun only) are
         for k, idx in enumerate(run):
             later = k > 0
+            if k == 1 and first.lower() in v.rules.first_names and v.surname_after_given(toks[idx].text):
+                mark(idx, STRONG)  # "Dr. Nadia Gray", "dr ines walker": a listed surname after a given name
+                continue
             if later and (not v.capitalized(toks[idx]) or v.ambiguous(toks[idx].text)):
                 break
             if later and caps_line[idx] and not v.in_gazetteer(toks[idx].text):

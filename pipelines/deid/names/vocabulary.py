@@ -147,6 +147,12 @@ class NameVocabulary:
         """Written Title-case ("Miklós", "McAllister"), not ALL CAPS."""
         return tok.text[:1].isupper() and not tok.text.isupper()
 
+    def surname_after_given(self, word: str) -> bool:
+        """A word of the surname gazetteer right after a marked given name: the family name, even when it is also
+        an ordinary word ("Ines Burns", "dr nadia walker"); clinical words and function words stay out."""
+        low = word.lower()
+        return low in self.rules.last_names and low not in self.clinical and low not in self.rules.stop_words
+
     def in_gazetteer(self, text: str) -> bool:
         low = text.lower()
         return low in self.rules.first_names or low in self.rules.last_names
