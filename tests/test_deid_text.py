@@ -557,6 +557,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "U/O 15CC LAST HOUR MD AWARE. SON WENT INTO SEE PT.",
         "Pt ASYMPTOMATTIC. Contineue to monitor. SACRUM ERYTHEMATUS, CREAM APPLIED.",
         "HR 80, HO AWARE. Vent settings in Carevue.",
+        "MEDICATED WITH MS WITHOUT EFFECT. EXTUBATE IF MS CLEARS. HR 70-80 Sr. BP 96/40.",
         "Back on a/c 550x14/8/45% overnight, then vent 14/8/45% this am.",
     ],
 )

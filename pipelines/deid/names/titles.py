@@ -16,6 +16,7 @@ def titles(v: NameVocabulary, d: NameDoc) -> None:
         if tok.text not in v.rules.titles and tok.text + "." not in v.rules.titles:
             continue
         j = i + 1
+        dotted = tok.text in v.rules.titles or j < len(toks) and toks[j].text == "."
         if j < len(toks) and toks[j].text == ".":
             j += 1
         j = _name_on_next_line(v, toks, j)
@@ -24,6 +25,8 @@ def titles(v: NameVocabulary, d: NameDoc) -> None:
         ordinary = first.lower() in v.rules.ambiguous_names or v.is_common(first)
         if run and not v.capitalized(toks[run[0]]) and ordinary and not v.in_gazetteer(first):
             continue  # "dr. aware" is none; "dr. white" (a listed name), "dr. darwin" (a noun only) are
+        if run and not dotted and not _name_on_its_own(v, toks[run[0]]):
+            continue  # a title listed only with its period, written without: "MS" is mental status or morphine
         for k, idx in enumerate(run):
             later = k > 0
             if k == 1 and first.lower() in v.rules.first_names and v.surname_after_given(toks[idx].text):
@@ -34,6 +37,12 @@ def titles(v: NameVocabulary, d: NameDoc) -> None:
             if later and caps_line[idx] and not v.in_gazetteer(toks[idx].text):
                 break
             mark(idx, STRONG)
+
+
+def _name_on_its_own(v: NameVocabulary, tok: Token) -> bool:
+    """A word that is a name without a title's help: a listed, unambiguous name or a word that is no ordinary,
+    clinical or misspelled word ("MS CLEARS" is no title before a name; "MS OKONJO" is)."""
+    return v.in_gazetteer(tok.text) and not v.ambiguous(tok.text) or v.name_like(tok)
 
 
 def _name_on_next_line(v: NameVocabulary, toks: list[Token], j: int) -> int:
