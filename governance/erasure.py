@@ -46,6 +46,7 @@ from governance.catalog import DEID_EVENTS_FILE, build_catalog, catalog_path, re
 from medcurate import storage
 from medcurate.context import RunContext
 from medcurate.keys import pseudonym
+from medcurate.source_files import files_to_forget, forget_files_without_records
 from medcurate.zones import Zones, write_parquet
 from pipelines.quality import dedup_index
 from pipelines.quality.raw_identifiers import identifiers as raw_identifiers
@@ -155,6 +156,7 @@ def _remove_rows(path: Path, zones: Zones, doc_ids: pa.Array, source: str | None
 def _remove_from_zones(ctx: RunContext, doc_ids: set[str], source: str | None) -> dict[str, int]:
     zones = ctx.zones
     ids = pa.array(sorted(doc_ids), pa.string())
+    held_files = files_to_forget(zones, doc_ids, source)
     removed: dict[str, int] = {}
     for zone, parts in (
         ("raw", _parts(zones.raw)),
@@ -163,6 +165,7 @@ def _remove_from_zones(ctx: RunContext, doc_ids: set[str], source: str | None) -
         ("quarantine", _quarantine_parts(zones)),
     ):
         removed[zone] = sum(_remove_rows(p, zones, ids, source) for p in parts)
+    removed["source_file_paths"] = forget_files_without_records(zones, held_files)
     if source is not None:
         copies = zones.quarantine / "files" / source
         removed["quarantined_files"] = sum(1 for p in copies.rglob("*") if p.is_file()) if copies.exists() else 0

@@ -112,7 +112,8 @@ def _data_root(args: argparse.Namespace) -> Path:
     """--data-root, else $MEDCURATE_DATA_ROOT, else the demo's data root (where `medcurate run` writes).
 
     These commands read governance/ only, so an object-store root is pulled for that zone alone: an auditor's
-    machine never receives the PHI zones.
+    machine never receives the PHI zones.  (Lineage also shows a source file's path where the owner-only raw/
+    is local and readable.)
     """
     import os
 

@@ -6,15 +6,21 @@ logs name a source file by ``src-<16 hex>``, an HMAC of its absolute path under 
 (stable across runs, not reversible without the key, and not guessable from a list of patient names), plus
 the file's content sha256.  The one place that maps an id back to its path is
 ``raw/<source>/source_files.json``, owner-only like the rest of the raw zone and rewritten with it by every
-ingest of that source; ``medcurate lineage`` reads it for a user who may.
+ingest of that source; ``medcurate lineage`` reads it for a user who may.  An erasure drops the paths of the
+files that no longer hold any record.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from medcurate.keys import keyed_hash
 from medcurate.zones import Zones, make_private_dir
@@ -47,15 +53,61 @@ class SourceFileIndex:
         return file_id
 
     def save(self, zones: Zones, source: str) -> Path:
-        """Write the mapping under a temporary name, then rename; created 0600 so it is never readable by others."""
         target = mapping_path(zones, source)
-        make_private_dir(target.parent)
-        tmp = target.with_name(f".{target.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(dict(sorted(self.paths.items())), fh, indent=1)
-        os.replace(tmp, target)
+        _write(target, self.paths)
         return target
+
+
+def _write(target: Path, paths: dict[str, str]) -> None:
+    """Write a mapping under a temporary name, then rename; created 0600 so it is never readable by others."""
+    make_private_dir(target.parent)
+    tmp = target.with_name(f".{target.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(dict(sorted(paths.items())), fh, indent=1)
+    os.replace(tmp, target)
+
+
+def _file_ids_in_raw(zones: Zones, source: str, doc_ids: Collection[str] | None = None) -> set[str]:
+    """The file ids that the source's raw records name (only the records of ``doc_ids``, when given)."""
+    parts = sorted(p for p in (zones.raw / source).glob("*.parquet") if not p.name.startswith("."))
+    if not parts:
+        return set()
+    table = pq.ParquetDataset(parts).read(columns=["doc_id", "source_file"])
+    if doc_ids is not None:
+        table = table.filter(pc.is_in(table["doc_id"], pa.array(sorted(doc_ids), pa.string())))
+    return set(table["source_file"].to_pylist())
+
+
+def files_to_forget(zones: Zones, doc_ids: Collection[str], source: str | None) -> dict[str, set[str]]:
+    """Before an erasure: per source, the files that hold the documents to erase (for a source, all its files).
+
+    A Synthea bundle is named after its one patient: once that patient is erased, the mapping must not keep
+    the name (``forget_files_without_records``)."""
+    if source is not None:
+        mapping = mapping_path(zones, source)
+        return {source: set(json.loads(mapping.read_text())) if mapping.exists() else set()}
+    sources = sorted(p.parent.name for p in zones.raw.glob(f"*/{MAPPING_FILE}"))
+    return {name: _file_ids_in_raw(zones, name, doc_ids) for name in sources}
+
+
+def forget_files_without_records(zones: Zones, candidates: dict[str, set[str]]) -> int:
+    """After an erasure: drop from each source's mapping the candidate files that no raw record names any more
+    (an emptied mapping is deleted); returns how many paths were dropped."""
+    dropped = 0
+    for source, file_ids in sorted(candidates.items()):
+        mapping = mapping_path(zones, source)
+        if not file_ids or not mapping.exists():
+            continue
+        paths = json.loads(mapping.read_text())
+        gone = (file_ids - _file_ids_in_raw(zones, source)) & paths.keys()
+        kept = {file_id: path for file_id, path in paths.items() if file_id not in gone}
+        if kept:
+            _write(mapping, kept)
+        else:
+            mapping.unlink()
+        dropped += len(gone)
+    return dropped
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from medcurate.log_text import quote_name
 from medcurate.runner import open_run, run_pipeline
 from medcurate.sample import fhir, notes
 from medcurate.sample.people import make_cohort
-from medcurate.source_files import mapping_path
-from medcurate.zones import PHI_ZONES
+from medcurate.source_files import SourceFileIndex, mapping_path, resolve
+from medcurate.zones import PHI_ZONES, Zones
 
 pytestmark = pytest.mark.slow
 
@@ -177,15 +177,17 @@ def _another_user(mapping: Path) -> Iterator[None]:
 
 
 def test_a_path_is_resolved_for_its_owner_and_otherwise_a_reason_is_given(tmp_path: Path):
-    """Another user (here: the mapping made unreadable), a stale id or a missing raw zone get a reason."""
-    from medcurate.source_files import SourceFileIndex, resolve
-    from medcurate.zones import Zones
-
+    """The owner gets the path back, whatever bytes it holds; another user, a stale id or a missing raw zone get
+    a reason."""
     zones = Zones(tmp_path / "data").ensure()
     index = SourceFileIndex(b"k" * 32)
     file_id = index.id_of(tmp_path / "SMITH_JOHN_12345678.csv")
+    undecodable = tmp_path / os.fsdecode(b"DOE_JANE_\xff\n.csv")  # not UTF-8, and a newline
+    other_id = index.id_of(undecodable)
     index.save(zones, "notes")
     assert resolve(zones, "notes", file_id).path == str((tmp_path / "SMITH_JOHN_12345678.csv").resolve())
+    assert resolve(zones, "notes", other_id).path == str(undecodable.resolve()) and other_id != file_id
+    assert "\n" not in quote_name(resolve(zones, "notes", other_id).path)
     assert resolve(zones, "notes", "src-0000000000000000").problem.endswith("(the source was re-ingested since)")
     with _another_user(mapping_path(zones, "notes")):
         found = resolve(zones, "notes", file_id)
