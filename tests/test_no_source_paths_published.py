@@ -134,9 +134,9 @@ def test_no_source_name_or_path_outside_the_owner_only_zones(tmp_path: Path, ray
     for path in published:
         data = path.read_bytes()
         texts = list(_decoded_text(path))
-        for secret in forbidden:
-            if secret.encode() in data or any(secret in text for text in texts):
-                hits.append((str(path.relative_to(root)), secret))
+        for needle in forbidden:
+            if needle.encode() in data or any(needle in text for text in texts):
+                hits.append((str(path.relative_to(root)), needle))
     assert not hits
 
     log_lines = (root / "governance" / "logs" / f"{ctx.run_id}.log").read_text().splitlines()
