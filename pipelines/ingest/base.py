@@ -3,7 +3,7 @@
 A parser is a small class, instantiated once per source with that source's ``options``.  The stage feeds it
 the source's files one by one; the parser yields what it found in each file:
 
-* ``Document``: a record for the raw zone (the stage stamps provenance: source, uri, sha256, licence, ...);
+* ``Document``: a record for the raw zone (the stage stamps provenance: source, file id, sha256, licence, ...);
 * ``RejectedRecord``: one bad record inside an otherwise readable file (an invalid NDJSON line, an HL7
   message without PID); the rest of the file goes on;
 * ``Deletion``: a source-level instruction to remove an earlier record (PubMed ``DeleteCitation``).

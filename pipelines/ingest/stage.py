@@ -31,8 +31,10 @@ import pyarrow.parquet as pq
 from governance import audit
 from medcurate.core.context import RunContext, SourceCounts, StageFailed, StageReport
 from medcurate.core.hashing import sha256_file
+from medcurate.core.log_text import describe_exception, quote_name
 from medcurate.core.quarantine import QuarantineWriter
 from medcurate.core.schema import RAW_DOCUMENT_SCHEMA, Document, Provenance, documents_to_table, make_doc_id
+from medcurate.core.source_files import SourceFileIndex
 from medcurate.core.spec import SourceSpec
 from medcurate.core.zones import Zones, make_private_dir, temporary_path, write_parquet
 from pipelines.ingest.base import BadInput, Deletion, Parser, RejectedRecord
@@ -105,16 +107,17 @@ def _ingest_file(
     source: SourceSpec,
     parser: Parser,
     path: Path,
+    file_id: str,
     part: Path,
     sha: str,
     state: _SourceState,
     counts: SourceCounts,
     quarantine: QuarantineWriter,
 ) -> tuple[str, str | None, int]:
-    """Parse one file into one part.  Returns (status, reason, documents written)."""
-    provenance = Provenance(
-        source.name, source.kind, path.resolve().as_uri(), sha, source.license, source.legal_basis, ctx.run_id
-    )
+    """Parse one file into one part.  Returns (status, reason, documents written).
+
+    The file is named by ``file_id`` in what it writes and logs: its path is PHI."""
+    provenance = Provenance(source.name, source.kind, file_id, sha, source.license, source.legal_basis, ctx.run_id)
     writer = _PartWriter(part, provenance)
     seqs: list[int] = []
     ids: list[str] = []
@@ -132,20 +135,24 @@ def _ingest_file(
                 deletions.append((make_doc_id(source.name, item.natural_key), state.next_seq()))
     except BadInput as exc:
         writer.abort()
-        quarantine.add_file(source=source.name, path=path, sha256=sha, reason=exc.reason, detail=exc.detail)
-        log.warning("quarantined file %s of source %s: %s", path.name, source.name, exc.reason)
+        quarantine.add_file(
+            source=source.name, path=path, source_file=file_id, sha256=sha, reason=exc.reason, detail=exc.detail
+        )
+        log.warning("quarantined file %s of source %s: %s", file_id, quote_name(source.name), exc.reason)
         return "quarantined", exc.reason, 0
     except Exception as exc:  # a parser bug must not take the whole run down, nor pass silently
         writer.abort()
         reason = "parser_error"
-        quarantine.add_file(source=source.name, path=path, sha256=sha, reason=reason, detail=type(exc).__name__)
-        log.exception("parser error on file %s of source %s", path.name, source.name)
+        quarantine.add_file(
+            source=source.name, path=path, source_file=file_id, sha256=sha, reason=reason, detail=type(exc).__name__
+        )
+        log.error("parser error on file %s of source %s: %s", file_id, quote_name(source.name), describe_exception(exc))
         return "quarantined", reason, 0
 
     for record in rejected:
         quarantine.add(
             source=source.name,
-            source_uri=provenance.source_uri,
+            source_file=file_id,
             source_sha256=sha,
             position=record.position,
             reason=record.reason,
@@ -189,24 +196,28 @@ def _settle(state: _SourceState, counts: SourceCounts, zones: Zones) -> int:
 def ingest_source(
     ctx: RunContext, source: SourceSpec, parser: Parser, report: StageReport, quarantine: QuarantineWriter
 ) -> list[dict]:
-    """Ingest one source; returns the input-file records (uri, sha256, size, status) for the catalog."""
+    """Ingest one source; returns the input-file records (file id, sha256, size, status) for the catalog.
+
+    The id -> path mapping of its files is saved owner-only beside its raw parts (medcurate.core.source_files)."""
     counts = report.counts(source.name)
     out_dir = ctx.zones.raw / source.name
     # Re-running ingest replaces this source's raw parts: the stage is idempotent per source.
     shutil.rmtree(out_dir, ignore_errors=True)
     make_private_dir(out_dir)
     state = _SourceState()
+    file_ids = SourceFileIndex(ctx.secret_key)
     files: list[dict] = []
     shas: dict[Path, str] = {}
     for index, path in enumerate(source.files(ctx.spec.base_dir)):
         sha = sha256_file(path)
         shas[path] = sha
         part = out_dir / f"part-{index:05d}.parquet"
-        status, reason, n_docs = _ingest_file(ctx, source, parser, path, part, sha, state, counts, quarantine)
+        file_id = file_ids.id_of(path)
+        status, reason, n_docs = _ingest_file(ctx, source, parser, path, file_id, part, sha, state, counts, quarantine)
         files.append(
             {
                 "source": source.name,
-                "uri": path.resolve().as_uri(),
+                "source_file": file_id,
                 "sha256": sha,
                 "size": path.stat().st_size,
                 "status": status,
@@ -215,7 +226,10 @@ def ingest_source(
             }
         )
     if not files:
-        log.warning("source %s: no input file matches %s", source.name, list(source.paths))
+        # The patterns are not logged: they may hold an input folder's path or a patient's file name.
+        log.warning(
+            "source %s: no input file matches its %d path pattern(s)", quote_name(source.name), len(source.paths)
+        )
 
     derived = [(path, doc) for path, doc in parser.finalize()]
     if derived:
@@ -228,7 +242,7 @@ def ingest_source(
                 Provenance(
                     source.name,
                     source.kind,
-                    path.resolve().as_uri(),
+                    file_ids.id_of(path),
                     shas.get(path) or sha256_file(path),
                     source.license,
                     source.legal_basis,
@@ -248,6 +262,7 @@ def ingest_source(
         counts.input += len(derived_ids)
 
     counts.output = _settle(state, counts, ctx.zones)
+    file_ids.save(ctx.zones, source.name)
     return files
 
 

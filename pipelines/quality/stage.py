@@ -86,7 +86,7 @@ def _quarantine_rows(writer: QuarantineWriter, source: str, table: pa.Table, row
     for row, (reason, detail) in sorted(rows.items()):
         writer.add(
             source=source,
-            source_uri=table["source_uri"][row].as_py(),
+            source_file=table["source_file"][row].as_py(),
             source_sha256=table["source_sha256"][row].as_py(),
             position=table["position"][row].as_py(),
             doc_id=table["doc_id"][row].as_py(),
