@@ -49,7 +49,8 @@ from pipelines.ingest.fhir_render import (
     timeline_bundle,
     without_attachment_data,
 )
-from pipelines.ingest.files import open_text, read_text
+from pipelines.ingest.files import bounded_lines, open_text, read_text
+from pipelines.ingest.limits import RECORD_TOO_LARGE, TOO_DEEP, TooDeep, load_json
 
 # metadata.extra key of the structured payload (raw zone only, until the deid stage de-identifies it).
 FHIR_JSON_KEY = "fhir_json"
@@ -149,24 +150,32 @@ class FhirParser(Parser):
     def _parse_ndjson(self, path: Path, contribution: _Contribution) -> Iterator[ParsedItem]:
         resolve = _make_resolver({})
         record_index = 0
-        with open_text(path) as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
+        with open_text(path, self.limits) as f:
+            for line_no, line in bounded_lines(f, self.limits.max_record_bytes):
+                if line is not None and not line.strip():
                     continue
                 place = _Place(path, f"line {line_no}", record_index)
                 record_index += 1
+                if line is None:
+                    yield RejectedRecord(place.position, place.record_index, RECORD_TOO_LARGE, "line over the cap")
+                    continue
                 try:
-                    resource = json.loads(line)
+                    resource = load_json(line, self.limits.max_depth)
                 except json.JSONDecodeError:
                     yield RejectedRecord(place.position, place.record_index, "malformed_json", "line is not JSON")
+                    continue
+                except TooDeep:
+                    yield RejectedRecord(place.position, place.record_index, TOO_DEEP, "line nested over the cap")
                     continue
                 yield from self._resource(resource, place, resolve, contribution, fallback_id=None)
 
     def _parse_json(self, path: Path, contribution: _Contribution) -> Iterator[ParsedItem]:
         try:
-            data = json.loads(read_text(path))
+            data = load_json(read_text(path, self.limits), self.limits.max_depth)
         except json.JSONDecodeError as exc:
             raise BadInput("malformed_json", f"invalid JSON at line {exc.lineno} column {exc.colno}") from None
+        except TooDeep as exc:
+            raise BadInput(TOO_DEEP, str(exc)) from None
         if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
             raise BadInput("not_fhir", "the JSON document is not a FHIR resource (no resourceType)")
         if data["resourceType"] != "Bundle":
