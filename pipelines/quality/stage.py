@@ -25,6 +25,7 @@ from medcurate.context import RunContext, StageFailed, StageReport
 from medcurate.quarantine import QuarantineWriter, quarantined_doc_ids
 from medcurate.schema import DEID_DOCUMENT_SCHEMA, LEGAL_BASES, RAW_DOCUMENT_SCHEMA, SOURCE_KINDS
 from medcurate.zones import publish_dir, write_parquet
+from pipelines.ingest.listing import list_inputs
 from pipelines.quality.curate_pipeline import build_pipeline, minimum_rows, previous_counts, save_counts
 from pipelines.quality.curation_config import curation_config
 from pipelines.quality.dedup import published_entries
@@ -111,7 +112,7 @@ def validate_raw(ctx: RunContext) -> StageReport:
         parts = read_parts(ctx.zones.raw / source.name, RAW_DOCUMENT_SCHEMA, stage)
         table = pa.concat_tables([relaxed(RAW_DOCUMENT_SCHEMA).empty_table(), *(t for _, t in parts)])
         # An empty source is fine only when it has no input; otherwise the suite's row count check fails it.
-        if table.num_rows == 0 and not source.files(ctx.spec.base_dir):
+        if table.num_rows == 0 and not list_inputs(source, ctx.spec.base_dir).files:
             continue
         outcome = validate_frame(
             context, suite, source.name, document_frame(table), _document_parameters(ctx), ctx.run_id
