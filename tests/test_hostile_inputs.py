@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from medcurate.schema import make_doc_id
 from medcurate.spec import SpecError, load_spec
@@ -322,3 +323,19 @@ def test_files_and_directories_vanishing_after_listing_are_quarantined(folder: P
         ("c.csv", "quarantined", "file_vanished"),
     ]
     assert result["quarantine"] == [("file_vanished", "b.csv"), ("file_vanished", "c.csv")] and result["output"] == 1
+
+
+# ------------------------------------------------------------------------------------------- the caps
+
+
+def test_caps_default_to_limits_yaml_and_are_overridden_per_source():
+    from pipelines.ingest.limits import DEFAULTS, default_limits
+    from pipelines.ingest.notes_csv import NotesCsvParser
+
+    defaults = yaml.safe_load(DEFAULTS.read_text())
+    assert default_limits().__dict__ == defaults
+    parser = NotesCsvParser({"limits": {"max_record_bytes": 1000}, "delimiter": ";"})
+    assert parser.limits.max_record_bytes == 1000 and parser.limits.max_depth == defaults["max_depth"]
+    for bad, message in [({"max_bytes": 1}, "unknown key"), ({"max_depth": 0}, "positive"), ([1], "mapping")]:
+        with pytest.raises(SpecError, match=message):
+            NotesCsvParser({"limits": bad})

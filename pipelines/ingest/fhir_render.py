@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -221,20 +222,13 @@ def medication_request_line(r: dict[str, Any]) -> str:
     return _join(f"MedicationRequest: {medication(r)}", status(r, "status"), f"- {dosage}" if dosage else "")
 
 
-def procedure_line(r: dict[str, Any]) -> str:
-    return _join(f"Procedure: {concept_text(r.get('code'))}", status(r, "status"))
+def coded_line(code: str, state: str = "status") -> Callable[[dict[str, Any]], str]:
+    """The renderer of a resource that says what (one CodeableConcept, ``code``) and in which ``state``."""
 
+    def line(r: dict[str, Any]) -> str:
+        return _join(f"{r['resourceType']}: {concept_text(r.get(code))}", status(r, state))
 
-def immunization_line(r: dict[str, Any]) -> str:
-    return _join(f"Immunization: {concept_text(r.get('vaccineCode'))}", status(r, "status"))
-
-
-def diagnostic_report_line(r: dict[str, Any]) -> str:
-    return _join(f"DiagnosticReport: {concept_text(r.get('code'))}", status(r, "status"))
-
-
-def document_reference_line(r: dict[str, Any]) -> str:
-    return _join(f"DocumentReference: {concept_text(r.get('type'))}", status(r, "docStatus"))
+    return line
 
 
 def names(concepts: Any) -> str:
@@ -274,14 +268,6 @@ def care_team_line(r: dict[str, Any]) -> str:
     return _join(f"CareTeam: {reasons}", status(r, "status"), f"- roles: {roles}" if roles else "")
 
 
-def goal_line(r: dict[str, Any]) -> str:
-    return _join(f"Goal: {concept_text(r.get('description'))}", status(r, "lifecycleStatus"))
-
-
-def device_line(r: dict[str, Any]) -> str:
-    return _join(f"Device: {concept_text(r.get('type'))}", status(r, "status"))
-
-
 def imaging_study_line(r: dict[str, Any]) -> str:
     series = [s for s in r.get("series") or [] if isinstance(s, dict)]
     modalities = ", ".join(dict.fromkeys(m for s in series if (m := coding_name(s.get("modality")))))
@@ -317,16 +303,16 @@ TIMELINE_RESOURCES = {
     "Condition": (condition_line, ("onsetDateTime", "onsetPeriod.start", "recordedDate")),
     "Observation": (observation_line, ("effectiveDateTime", "effectivePeriod.start", "effectiveInstant", "issued")),
     "MedicationRequest": (medication_request_line, ("authoredOn",)),
-    "Procedure": (procedure_line, ("performedDateTime", "performedPeriod.start")),
-    "Immunization": (immunization_line, ("occurrenceDateTime", "recorded")),
-    "DiagnosticReport": (diagnostic_report_line, ("effectiveDateTime", "effectivePeriod.start", "issued")),
-    "DocumentReference": (document_reference_line, ("context.period.start", "date")),
+    "Procedure": (coded_line("code"), ("performedDateTime", "performedPeriod.start")),
+    "Immunization": (coded_line("vaccineCode"), ("occurrenceDateTime", "recorded")),
+    "DiagnosticReport": (coded_line("code"), ("effectiveDateTime", "effectivePeriod.start", "issued")),
+    "DocumentReference": (coded_line("type", "docStatus"), ("context.period.start", "date")),
     "AllergyIntolerance": (allergy_line, ("onsetDateTime", "onsetPeriod.start", "recordedDate")),
     "CarePlan": (care_plan_line, ("period.start", "created")),
     "CareTeam": (care_team_line, ("period.start",)),
-    "Goal": (goal_line, ("startDate", "statusDate")),
+    "Goal": (coded_line("description", "lifecycleStatus"), ("startDate", "statusDate")),
     # A device's record has no date of use: manufacture and expiry dates say nothing about the patient.
-    "Device": (device_line, ()),
+    "Device": (coded_line("type"), ()),
     "ImagingStudy": (imaging_study_line, ("started",)),
     "MedicationAdministration": (medication_administration_line, ("effectiveDateTime", "effectivePeriod.start")),
     "SupplyDelivery": (supply_delivery_line, ("occurrenceDateTime", "occurrencePeriod.start")),
