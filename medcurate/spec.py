@@ -3,7 +3,9 @@
 Only ``sources`` is required; every other key has a default chosen for clinical text.  Relative paths
 (source globs, the data root, a tokenizer file) are resolved against the directory of the spec file, so a
 spec and its inputs can be moved together.  Loading validates everything up front: a typo must fail the run
-before any stage has written a byte.
+before any stage has written a byte.  A source name becomes a directory name in every zone, so it must be a
+plain identifier; a source's globs must stay inside the spec's folder unless it says ``allow_outside: true``
+(``pipelines/ingest/listing.py`` applies the same rule to symlinks).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,30 @@ def test_pubmed_records_before_an_endless_one_count_against_their_own_cap(folder
     # 2000 articles of ~130 bytes: far over a 64 KiB record cap together, each far under it.
     result = ingest_limited(write_spec(folder, "pubmed", ["in/*"], options={"limits": {"max_record_bytes": 65536}}))
     assert result["quarantine"] == [] and len(result["docs"]) == 2000
+
+
+def deflate_bomb(size: int) -> bytes:
+    """A raw deflate stream of ``size`` zero bytes, a few hundred KB: after a full flush each block's bytes no
+    longer depend on what came before, so one compressed block can be repeated."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = deflate.compress(bytes(BOMB_BLOCK)) + deflate.flush(zlib.Z_FULL_FLUSH)
+    return block * (size // BOMB_BLOCK) + deflate.flush()
+
+
+def test_deflated_dicom_bomb_is_quarantined_at_the_record_cap(folder: Path):
+    """pydicom inflates a Deflated Explicit VR dataset whole before reading it; ingest measures it first."""
+    from pydicom.data import get_testdata_file
+    from pydicom.filereader import read_file_meta_info
+
+    deflated = Path(get_testdata_file("image_dfl.dcm"))
+    meta_end = 144 + read_file_meta_info(deflated).FileMetaInformationGroupLength
+    (folder / "in" / "good.dcm").write_bytes(deflated.read_bytes())
+    (folder / "in" / "bomb.dcm").write_bytes(deflated.read_bytes()[:meta_end] + deflate_bomb(BOMB_BYTES))
+    result = ingest_limited(write_spec(folder, "dicom", ["in/*"]))
+    assert result["files"] == [
+        ("bomb.dcm", "quarantined", "record_too_large"),
+        ("good.dcm", "ingested", None),
+    ]
 
 
 # ------------------------------------------------------------------------------------ records and nesting
