@@ -11,7 +11,9 @@ One row becomes one ``clinical_note``: natural key = note_id, patient_key = subj
 event_time = charttime, note_type as written.  ``storetime`` (an administrative timestamp) is not kept: it
 would only be one more date to shift.  The position is the physical line where the record starts, so a
 multi-line quoted note is found where an editor shows it.  A row without note_id, subject_id or text is
-rejected alone; a header without one of those columns makes the whole file unusable.
+rejected alone, and so is a row longer than the source's record cap (``record_too_large``,
+``pipelines/ingest/limits.yaml``), which is never held whole; a header without one of those columns makes the
+whole file unusable.
 
 The row's other cells (every column but the text, under their field name when mapped, else under their
 header name) are kept as JSON in ``metadata.extra["csv_row"]`` (raw zone only): the deid stage de-identifies
