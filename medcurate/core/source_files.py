@@ -31,9 +31,9 @@ MAPPING_FILE = "source_files.json"
 
 
 def source_file_id(key: bytes, path: Path) -> str:
-    """The opaque id of the file at ``path``.  The path's bytes are hashed (as hex) so that a name that is not
+    """The opaque id of the absolute ``path``.  The path's bytes are hashed (as hex) so that a name that is not
     valid UTF-8 gets an id too."""
-    return ID_PREFIX + keyed_hash(key, NAMESPACE, os.fsencode(path.resolve()).hex())[:16]
+    return ID_PREFIX + keyed_hash(key, NAMESPACE, os.fsencode(path).hex())[:16]
 
 
 def mapping_path(zones: Zones, source: str) -> Path:
@@ -47,9 +47,12 @@ class SourceFileIndex:
         self.key = key
         self.paths: dict[str, str] = {}
 
-    def id_of(self, path: Path) -> str:
-        file_id = source_file_id(self.key, path)
-        self.paths[file_id] = os.fsdecode(path.resolve())
+    def id_of(self, path: Path, *, follow_symlink: bool = True) -> str:
+        """The id of the file at ``path`` (symlinks resolved); with ``follow_symlink=False``, of a symlink itself
+        (one the listing refused: its target was never read)."""
+        where = path.resolve() if follow_symlink else path.parent.resolve() / path.name
+        file_id = source_file_id(self.key, where)
+        self.paths[file_id] = os.fsdecode(where)
         return file_id
 
     def save(self, zones: Zones, source: str) -> Path:
