@@ -144,7 +144,7 @@ def _corpus(n: int, planted: int, edit: Callable | None, seed: int, words: int) 
         docs.append({"doc_id": copy_id, "text": " ".join(edit(bases[i], rng, vocabulary))})
         originals[copy_id] = f"a{i:06d}"
     for d in docs:
-        d.update(source="bench", source_kind="notes_csv", source_uri="file:///bench", position="-")
+        d.update(source="bench", source_kind="notes_csv", source_file="src-00000000000000aa", position="-")
     return docs, originals
 
 

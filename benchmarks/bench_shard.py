@@ -88,7 +88,7 @@ def write_corpus(curated: Path, total_mb: int, seed: int = 11) -> int:
                 "doc_id": [make_doc_id(SOURCE, str(i)) for i in ids],
                 "source": [SOURCE] * n,
                 "source_kind": ["notes_csv"] * n,
-                "source_uri": ["file:///bench/notes.csv"] * n,
+                "source_file": ["src-00000000000000aa"] * n,
                 "source_sha256": ["0" * 64] * n,
                 "position": [f"line {i}" for i in ids],
                 "record_index": pa.array(list(ids), pa.int64()),

@@ -9,7 +9,7 @@ text.  Tables:
 runs            one row per run ever cataloged (kept across rebuilds): spec hash, key fingerprint, counts,
                 Merkle root, audit head
 sources         licence, legal basis and owner of each source of the current data
-input_files     every input file read: URI, sha256, size, ingest status and reason
+input_files     every input file read: opaque id (never its path), sha256, size, ingest status and reason
 documents       one row per document in the raw zone: source, patient pseudonym, input file and position,
                 status per stage, quarantine reason, dedup twin, split, shard path and row
 deid_events     per document and entity type: how many spans were replaced and by which operator
@@ -129,7 +129,7 @@ def _raw_documents(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     if not parts:
         con.execute(
             "CREATE TEMP TABLE raw_docs (doc_id VARCHAR, source VARCHAR, source_kind VARCHAR, "
-            "doc_type VARCHAR, input_uri VARCHAR, input_sha256 VARCHAR, position VARCHAR, "
+            "doc_type VARCHAR, source_file VARCHAR, input_sha256 VARCHAR, position VARCHAR, "
             "record_index BIGINT, patient_pseudonym VARCHAR)"
         )
         return
@@ -140,7 +140,7 @@ def _raw_documents(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
     con.register("pseudonyms", pseudonyms)
     con.execute(
         """CREATE TEMP TABLE raw_docs AS
-        SELECT r.doc_id, r.source, r.source_kind, r.doc_type, r.source_uri AS input_uri,
+        SELECT r.doc_id, r.source, r.source_kind, r.doc_type, r.source_file,
                r.source_sha256 AS input_sha256, r.position, r.record_index, p.p AS patient_pseudonym
         FROM read_parquet(?) r LEFT JOIN pseudonyms p ON r.patient_key = p.k""",
         [parts],
@@ -151,10 +151,10 @@ def _raw_documents(con: duckdb.DuckDBPyConnection, ctx: RunContext) -> None:
 def _quarantine_index(con: duckdb.DuckDBPyConnection, zones: Zones) -> None:
     parts = [p for p in _parts(zones.quarantine) if Path(p).parent.name != "files"]
     select = (
-        "SELECT stage, source, source_uri, source_sha256, position, doc_id, reason, detail FROM read_parquet(?)"
+        "SELECT stage, source, source_file, source_sha256, position, doc_id, reason, detail FROM read_parquet(?)"
         if parts
         else "SELECT * FROM (VALUES (NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, "
-        "NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR)) t(stage, source, source_uri, source_sha256, position, "
+        "NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR)) t(stage, source, source_file, source_sha256, position, "
         "doc_id, reason, detail) WHERE false"
     )
     con.execute(f"CREATE TABLE cat.quarantine AS {select}", [parts] if parts else [])
@@ -194,7 +194,7 @@ def _documents(con: duckdb.DuckDBPyConnection, ctx: RunContext, manifest: dict[s
     )
     con.execute(
         """CREATE TABLE cat.documents AS
-        SELECT r.doc_id, r.source, r.source_kind, r.doc_type, r.patient_pseudonym, r.input_uri, r.input_sha256,
+        SELECT r.doc_id, r.source, r.source_kind, r.doc_type, r.patient_pseudonym, r.source_file, r.input_sha256,
                r.position, r.record_index,
                'ingested' AS status_ingest,
                coalesce(q.q_validate_raw, 'passed') AS status_validate_raw,
@@ -215,7 +215,7 @@ def _documents(con: duckdb.DuckDBPyConnection, ctx: RunContext, manifest: dict[s
         LEFT JOIN deid_ids d USING (doc_id)
         LEFT JOIN curated_ids c USING (doc_id)
         LEFT JOIN first_occurrence s USING (doc_id)
-        ORDER BY r.source, r.input_uri, r.record_index, r.doc_id"""
+        ORDER BY r.source, r.source_file, r.record_index, r.doc_id"""
     )
 
 
@@ -259,8 +259,8 @@ def _stage_tables(
     _insert_rows(
         con,
         "cat.input_files",
-        "CREATE TABLE cat.input_files (source VARCHAR, uri VARCHAR, sha256 VARCHAR, size BIGINT, status VARCHAR, "
-        "reason VARCHAR, documents BIGINT, run_id VARCHAR)",
+        "CREATE TABLE cat.input_files (source VARCHAR, source_file VARCHAR, sha256 VARCHAR, size BIGINT, "
+        "status VARCHAR, reason VARCHAR, documents BIGINT, run_id VARCHAR)",
         [{**f, "run_id": ingest.run_id} for f in ingest.details.get("input_files", [])] if ingest else [],
     )
     _insert_rows(

@@ -1,7 +1,9 @@
 """Lineage from the catalog: a document's path from its source file to its shard row, and a shard's contents.
 
 Both answers come from ``governance/catalog.duckdb`` alone (ids, hashes, positions, counts, reasons), so an
-auditor can ask them of a copy of the catalog without access to any zone.
+auditor can ask them of a copy of the catalog without access to any zone.  The catalog names a source file by
+its opaque id; its path is shown only to a user who can read the owner-only mapping in the raw zone
+(``medcurate.core.source_files``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from medcurate.core.log_text import quote_name
+from medcurate.core.source_files import Resolution
 
 STAGE_COLUMNS = ("status_ingest", "status_validate_raw", "status_deid", "status_curate", "status_shard")
 
@@ -34,7 +39,7 @@ def document_lineage(con: duckdb.DuckDBPyConnection, doc_id: str) -> dict[str, A
     docs = _rows(
         con,
         """SELECT d.*, f.size AS input_size, f.status AS input_status, s.license, s.legal_basis, s.owner
-        FROM documents d LEFT JOIN input_files f ON f.uri = d.input_uri AND f.sha256 = d.input_sha256
+        FROM documents d LEFT JOIN input_files f ON f.source_file = d.source_file AND f.sha256 = d.input_sha256
         LEFT JOIN sources s ON s.name = d.source WHERE d.doc_id = ?""",
         [doc_id],
     )
@@ -79,12 +84,15 @@ def shard_contents(con: duckdb.DuckDBPyConnection, shard_path: str) -> dict[str,
     return {**shard[0], "by_source": by_source}
 
 
-def format_document(doc: dict[str, Any]) -> str:
+def format_document(doc: dict[str, Any], source_path: Resolution) -> str:
+    """The document's lineage as text; ``source_path`` is its source file's path, or why it is not shown."""
+    path = quote_name(source_path.path) if source_path.path is not None else f"not shown: {source_path.problem}"
     status = ", ".join(f"{c.removeprefix('status_')}: {doc[c]}" for c in STAGE_COLUMNS)
     entities = ", ".join(f"{e['entity_type']} {e['count']} ({e['operator']})" for e in doc["deid_events"])
     lines = [
         f"document {doc['doc_id']}  ({doc['source']}, {doc['source_kind']}, {doc['doc_type']})",
-        f"  source file  {doc['input_uri']}",
+        f"  source file  {doc['source_file']}",
+        f"               path {path}",
         f"               sha256 {doc['input_sha256']}, {doc['input_size']} bytes, ingest {doc['input_status']}",
         f"               at {doc['position']} (record {doc['record_index']})",
         f"  licence      {doc['license']}; legal basis {doc['legal_basis']}; owner {doc['owner']}",

@@ -110,7 +110,8 @@ def _data_root(args: argparse.Namespace) -> Path:
     """--data-root, else $MEDCURATE_DATA_ROOT, else the demo's data root (where `medcurate run` writes).
 
     These commands read governance/ only, so an object-store root is pulled for that zone alone: an auditor's
-    machine never receives the PHI zones.
+    machine never receives the PHI zones.  (Lineage also shows a source file's path where the owner-only raw/
+    is local and readable.)
     """
     import os
 
@@ -123,12 +124,14 @@ def _data_root(args: argparse.Namespace) -> Path:
 def cmd_lineage(args: argparse.Namespace) -> int:
     from governance import lineage
     from governance.catalog import catalog_path, connect
+    from medcurate.core.source_files import resolve
     from medcurate.core.zones import Zones
 
     if not (args.doc_id or args.shard):
         print("error: give a DOC_ID or --shard PATH", file=sys.stderr)
         return EXIT_USAGE
-    with connect(catalog_path(Zones(_data_root(args)))) as con:
+    zones = Zones(_data_root(args))
+    with connect(catalog_path(zones)) as con:
         doc_id = args.doc_id
         if args.shard and args.row is None:
             shard = lineage.shard_contents(con, args.shard)
@@ -143,7 +146,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     if doc is None:
         print("error: no such document in the catalog", file=sys.stderr)
         return EXIT_FAILED
-    print(lineage.format_document(doc))
+    print(lineage.format_document(doc, resolve(zones, doc["source"], doc["source_file"])))
     return 0
 
 

@@ -51,6 +51,7 @@ from medcurate.core import storage
 from medcurate.core.context import RunContext
 from medcurate.core.keys import pseudonym
 from medcurate.core.sealing import seal, unseal
+from medcurate.core.source_files import files_to_forget, forget_files_without_records
 from medcurate.core.zones import Zones, write_parquet, zone_parts
 from pipelines.deid import review_sample
 from pipelines.quality import dedup_index
@@ -163,9 +164,11 @@ def _remove_rows(path: Path, zones: Zones, doc_ids: pa.Array, source: str | None
 def _remove_from_zones(ctx: RunContext, doc_ids: set[str], source: str | None) -> dict[str, int]:
     zones = ctx.zones
     ids = pa.array(sorted(doc_ids), pa.string())
+    held_files = files_to_forget(zones, doc_ids, source)
     removed: dict[str, int] = {}
     for zone, parts in _parts_by_zone(zones):
         removed[zone] = sum(_remove_rows(p, zones, ids, source) for p in parts)
+    removed["source_file_paths"] = forget_files_without_records(zones, held_files)
     if source is not None:
         copies = zones.quarantine / "files" / source
         removed["quarantined_files"] = sum(1 for p in copies.rglob("*") if p.is_file()) if copies.exists() else 0

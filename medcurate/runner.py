@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from governance import audit
 from medcurate.core import storage
 from medcurate.core.context import RunContext, StageReport
 from medcurate.core.keys import load_key
+from medcurate.core.log_text import describe_exception
 from medcurate.core.names import STAGE_NAMES
 from medcurate.core.ray_runtime import ray_session
 from medcurate.core.sealing import seal_published
@@ -137,7 +137,7 @@ def open_run(
 
 
 def _attach_run_log(ctx: RunContext) -> logging.Handler:
-    """Every run leaves its log under governance/logs/: counts, codes and paths only, never PHI."""
+    """Every run leaves its log under governance/logs/: counts, codes and ids only, never PHI (nor a file's name)."""
     path = _run_log_path(ctx)
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
@@ -201,9 +201,7 @@ def _run_and_publish(ctx: RunContext, stage: Stage, step: Callable[[RunContext],
         succeeded = True
         return report
     except Exception as exc:
-        # The frames say where it broke; the exception's message is left out because it may quote input.
-        frames = "".join(traceback.format_tb(exc.__traceback__))
-        log.error("run %s: stage %s failed: %s\n%s", ctx.run_id, name, type(exc).__name__, frames)
+        log.error("run %s: stage %s failed: %s", ctx.run_id, name, describe_exception(exc))
         details = {"stage": name, "error": type(exc).__name__}
         audit.append_event(ctx.zones.governance, audit.STAGE_FAILED, ctx.run_id, details)
         raise

@@ -61,7 +61,7 @@ def ctx(tmp_path) -> RunContext:
         "run_id": "r",
         "stage": "validate",
         "source": "notes",
-        "source_uri": "file:///in/notes",
+        "source_file": "src-00000000000000aa",
         "reason": "bad",
         "doc_id": make_doc_id("notes", "n2"),
     }

@@ -20,6 +20,7 @@ from governance.catalog import catalog_path, connect
 from medcurate.cli import main
 from medcurate.core.hashing import merkle_root, sha256_file
 from medcurate.core.keys import KEY_ENV, pseudonym
+from medcurate.core.source_files import MAPPING_FILE
 from medcurate.core.zones import read_zone
 from medcurate.erasure import _stated_identifiers, erase, open_for_erasure, verify_erased
 from medcurate.runner import DEMO_KEY_FILE
@@ -85,6 +86,15 @@ def patient_erased(sample_run, tmp_path_factory):
         }
     before = _shard_hashes(root)
     indexed = _indexed(root, "list_contains(?, doc_id)", [sorted(doc_ids)])
+    files = _file_paths(ctx.zones)
+    only_patient = {
+        (source, file_id)
+        for source, file_id, all_erased in duckdb.execute(
+            "SELECT source, source_file, bool_and(list_contains(?, doc_id)) FROM read_parquet(?) GROUP BY ALL",
+            [sorted(doc_ids), _parts(root / "raw")],
+        ).fetchall()
+        if all_erased
+    }
     result = erase(ctx, patient_key=key)
     return {
         "ctx": ctx,
@@ -95,6 +105,17 @@ def patient_erased(sample_run, tmp_path_factory):
         "indexed": indexed,
         "before": before,
         "result": result,
+        "files": files,
+        "only_patient": only_patient,
+    }
+
+
+def _file_paths(zones) -> dict[tuple[str, str], str]:
+    """(source, file id) -> path, from every source's owner-only mapping."""
+    return {
+        (mapping.parent.name, file_id): path
+        for mapping in zones.raw.glob(f"*/{MAPPING_FILE}")
+        for file_id, path in json.loads(mapping.read_text()).items()
     }
 
 
@@ -118,6 +139,16 @@ def test_patient_erasure_empties_the_dedup_index_of_its_documents(patient_erased
     assert result.removed_by_zone["dedup_index"] == len(patient_erased["indexed"])
     assert not _indexed(root, "list_contains(?, doc_id)", [sorted(patient_erased["doc_ids"])])
     assert _indexed(root, "true", []), "the other documents stay in the index"
+
+
+def test_patient_erasure_forgets_the_paths_of_the_files_that_held_only_the_patient(patient_erased):
+    """A file named after its one patient (a Synthea bundle, a DICOM file) must not outlive the patient's erasure
+    in the owner-only id -> path mapping; files that still hold someone's records keep their path."""
+    only_patient, before = patient_erased["only_patient"], patient_erased["files"]
+    assert only_patient, "the erased patient must have a file of their own in the sample"
+    after = _file_paths(patient_erased["ctx"].zones)
+    assert after == {k: v for k, v in before.items() if k not in only_patient}
+    assert patient_erased["result"].removed_by_zone["source_file_paths"] == len(only_patient)
 
 
 def test_only_the_shards_that_held_the_patient_are_rewritten(patient_erased):
@@ -156,6 +187,7 @@ def test_source_erasure_and_cli(patient_erased, monkeypatch, capsys):
     assert result.verified and result.documents_removed > 0
     assert result.removed_by_zone["dedup_index"] == len(indexed)
     assert not _indexed(root, "source = ?", ["pmc_oa"])
+    assert not any(source == "pmc_oa" for source, _ in _file_paths(ctx.zones))
     manifest = json.loads((root / "shards" / "manifest.json").read_text())
     assert "pmc_oa" not in manifest["totals"]["by_source"]
     assert len(manifest["erasures"]) == 2

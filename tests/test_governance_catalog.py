@@ -7,7 +7,6 @@ import gzip
 import io
 import stat
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pytest
@@ -16,15 +15,13 @@ from governance import audit, lineage
 from governance.catalog import catalog_path, connect
 from medcurate.cli import main
 from medcurate.core.hashing import sha256_file
+from medcurate.core.log_text import quote_name
 from medcurate.core.names import STAGE_NAMES
 from medcurate.core.schema import make_doc_id
+from medcurate.core.source_files import resolve
 from medcurate.runner import DEMO_KEY_FILE
 
 pytestmark = pytest.mark.slow
-
-
-def _file(uri: str) -> Path:
-    return Path(unquote(urlparse(uri).path))
 
 
 def _record_at_line(path: Path, line: int) -> dict[str, str]:
@@ -78,7 +75,7 @@ def test_lineage_from_a_shard_row_back_to_the_source_file_and_line(sample_run, c
         doc = lineage.document_lineage(con, doc_id)
     with pa.ipc.open_stream(shards / shard_path) as reader:
         assert reader.read_all()["doc_id"][row].as_py() == doc_id
-    source_file = _file(doc["input_uri"])
+    source_file = Path(resolve(sample_run.zones, "notes", doc["source_file"]).path)
     assert sha256_file(source_file) == doc["input_sha256"]
     line = int(doc["position"].removeprefix("line "))
     record = _record_at_line(source_file, line)
@@ -98,7 +95,8 @@ def test_lineage_from_a_shard_row_back_to_the_source_file_and_line(sample_run, c
         == 0
     )
     out = capsys.readouterr().out
-    for expected in (doc_id, doc["input_uri"], doc["input_sha256"], doc["position"], "curate: passed", shard_path):
+    path_line = f"path {quote_name(str(source_file))}"
+    for expected in (doc_id, doc["source_file"], path_line, doc["input_sha256"], doc["position"], "curate: passed"):
         assert expected in out
 
 

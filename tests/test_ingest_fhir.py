@@ -13,7 +13,7 @@ from medcurate.core.schema import Document, Provenance, documents_to_table
 from medcurate.formats.fhir_timeline import timeline_from_bundle
 from medcurate.sample import fhir as sample_fhir
 from medcurate.sample.people import make_cohort
-from pipelines.ingest.base import BadInput, RejectedRecord
+from pipelines.ingest.base import BadInput, RejectedRecord, Skipped
 from pipelines.ingest.fhir import FhirParser
 
 PID = "9f1c2b4e-0000-4000-8000-000000000001"
@@ -94,8 +94,8 @@ def test_bundle_gives_documents_and_one_chronological_timeline(tmp_path):
 
     docs = {d.natural_key: d for d in items if isinstance(d, Document)}
     assert set(docs) == {"DiagnosticReport/dr1", "DocumentReference/d1"}
-    rejected = [r for r in items if isinstance(r, RejectedRecord)]
-    assert [(r.reason, r.position) for r in rejected] == [("unsupported_resource_type", "entry 9")]
+    assert not [r for r in items if isinstance(r, RejectedRecord)]
+    assert [s for s in items if isinstance(s, Skipped)] == [Skipped("referenced_context")]  # the Practitioner
 
     [(attributed, timeline)] = timelines
     assert attributed == path

@@ -11,6 +11,7 @@ import pytest
 
 from governance import audit
 from medcurate.core.schema import RAW_DOCUMENT_SCHEMA, make_doc_id
+from medcurate.core.source_files import resolve
 from medcurate.core.spec import SpecError
 from medcurate.core.zones import read_zone
 from medcurate.runner import open_run, run_stage
@@ -54,7 +55,8 @@ def test_ingest_writes_provenance_and_keeps_the_latest_version(corpus: Path, tmp
     rows = {r["doc_id"]: r for r in table.to_pylist()}
     assert set(rows) == {make_doc_id("notes", k) for k in ("10-DS-1", "10-DS-2", "10-RR-9")}
     corrected = rows[make_doc_id("notes", "10-DS-2")]
-    assert corrected["text"] == "Corrected version." and corrected["source_uri"].endswith("/in/b.csv")
+    assert corrected["text"] == "Corrected version."
+    assert resolve(ctx.zones, "notes", corrected["source_file"]).path == str((tmp_path / "in" / "b.csv").resolve())
     first = rows[make_doc_id("notes", "10-DS-1")]
     assert first["position"] == "line 2" and first["patient_key"] == "101" and len(first["source_sha256"]) == 64
     assert first["license"] == "synthetic" and first["legal_basis"] == "waiver" and first["run_id"] == ctx.run_id
@@ -66,7 +68,8 @@ def test_a_truncated_file_is_quarantined_whole_and_the_run_goes_on(corpus: Path,
     ctx = open_run(corpus, data_root=tmp_path / "data")
     report = run_stage(ctx, "ingest")
     bad = [f for f in report.details["input_files"] if f["status"] == "quarantined"]
-    assert [(Path(f["uri"]).name, f["reason"]) for f in bad] == [("d.csv.gz", "truncated_gzip")]
+    named = [(Path(resolve(ctx.zones, "notes", f["source_file"]).path).name, f["reason"]) for f in bad]
+    assert named == [("d.csv.gz", "truncated_gzip")]
     index = pq.read_table(ctx.zones.quarantine / "ingest" / "notes.parquet").to_pylist()
     assert [(r["reason"], r["stage"]) for r in index] == [("truncated_gzip", "ingest")]
     copies = list((ctx.zones.quarantine / "files" / "notes").iterdir())

@@ -64,7 +64,7 @@ def doc(doc_id: str, source: str, text: str, **extra) -> dict:
         "doc_id": doc_id,
         "source": source,
         "source_kind": SOURCES[source],
-        "source_uri": f"file:///incoming/{source}/part.dat",
+        "source_file": "src-00000000000000aa",
         "source_sha256": "0" * 64,
         "position": "line 1",
         "doc_type": "clinical_note" if SOURCES[source] in ("notes_csv", "fhir", "hl7v2") else "abstract",

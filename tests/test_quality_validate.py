@@ -91,7 +91,7 @@ def _raw_table(source: str, kind: str, legal_basis: str, docs: list[Document]) -
     provenance = Provenance(
         source=source,
         source_kind=kind,
-        source_uri=f"file:///incoming/{source}/part.dat",
+        source_file="src-00000000000000aa",
         source_sha256="0" * 64,
         license="synthetic",
         legal_basis=legal_basis,
@@ -282,7 +282,7 @@ def _quarantine_record(doc_id: str, source: str = "notes") -> pa.Table:
         "run_id": "run-test",
         "stage": "validate_raw",
         "source": source,
-        "source_uri": "file:///incoming/notes/part.dat",
+        "source_file": "src-00000000000000aa",
         "doc_id": doc_id,
         "reason": "expect_column_values_to_be_unique",
     }

@@ -39,7 +39,7 @@ def _row(doc_id: str, source: str, kind: str, text: str, patient: str | None, pm
         "doc_id": doc_id,
         "source": source,
         "source_kind": kind,
-        "source_uri": f"file:///incoming/{source}",
+        "source_file": "src-00000000000000aa",
         "source_sha256": "0" * 64,
         "position": f"record {doc_id}",
         "record_index": 0,

@@ -46,7 +46,7 @@ def _write_curated(root: Path, n_documents: int) -> None:
                 "doc_id": f"{i * 7919 % 100003:08x}{i:024x}",
                 "source": "notes",
                 "source_kind": "notes_csv",
-                "source_uri": "file:///incoming/notes.csv",
+                "source_file": "src-00000000000000aa",
                 "source_sha256": "0" * 64,
                 "position": f"line {i}",
                 "record_index": i,

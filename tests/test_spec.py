@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from medcurate.core.listing import list_inputs
 from medcurate.core.spec import SpecError, load_spec, parse_spec
 
 MINIMAL = {"sources": [{"name": "n", "kind": "notes_csv", "paths": "x/*.csv", "license": "l", "legal_basis": "waiver"}]}
@@ -44,7 +45,44 @@ def test_source_files_are_sorted_and_resolved_against_the_spec_dir(tmp_path: Pat
         "sources:\n  - {name: n, kind: notes_csv, paths: ['x/*.csv'], license: l, legal_basis: waiver}\n"
     )
     spec = load_spec(spec_file)
-    assert [p.name for p in spec.sources[0].files(spec.base_dir)] == ["a.csv", "b.csv"]
+    assert [p.name for p in list_inputs(spec.sources[0], spec.base_dir).files] == ["a.csv", "b.csv"]
+
+
+def _source(**change) -> dict:
+    return {"sources": [{**MINIMAL["sources"][0], **change}]}
+
+
+@pytest.mark.parametrize(
+    "name", ["../../escaped_phi", "a/b", ".hidden", "a..b", "x" * 65, "name\nWARNING fake", "", "-dash"]
+)
+def test_source_names_must_be_plain_identifiers(tmp_path: Path, name: str):
+    with pytest.raises(SpecError, match="source|sources\\[0\\]") as caught:
+        parse_spec(_source(name=name), tmp_path)
+    assert "\n" not in str(caught.value)  # one line, whatever the name holds
+
+
+@pytest.mark.parametrize("name", ["notes", "ehr_fhir", "MIMIC-IV.note", "a" * 64, "0"])
+def test_plain_source_names_are_accepted(tmp_path: Path, name: str):
+    assert parse_spec(_source(name=name), tmp_path).sources[0].name == name
+
+
+@pytest.mark.parametrize("pattern", ["../../../etc/*", "/etc/*", "x/../../*.csv", "x/*/../../../y", "/"])
+def test_globs_reaching_outside_the_spec_folder_are_refused(tmp_path: Path, pattern: str):
+    with pytest.raises(SpecError, match="reaches outside the spec's folder; set allow_outside"):
+        parse_spec(_source(paths=[pattern]), tmp_path / "spec")
+    spec = parse_spec(_source(paths=[pattern], allow_outside=True), tmp_path / "spec")
+    assert spec.sources[0].allow_outside is True
+
+
+@pytest.mark.parametrize("pattern", ["x/*.csv", "x/../y/*.csv", "**/*.csv", "SPEC/x/*.csv"])
+def test_globs_inside_the_spec_folder_are_accepted(tmp_path: Path, pattern: str):
+    folder = tmp_path / "spec"
+    parse_spec(_source(paths=[pattern.replace("SPEC", str(folder))]), folder)
+
+
+def test_allow_outside_must_be_a_boolean(tmp_path: Path):
+    with pytest.raises(SpecError, match="allow_outside must be true or false"):
+        parse_spec(_source(allow_outside="yes"), tmp_path)
 
 
 def test_config_hash_ignores_location_but_not_content(tmp_path: Path):

@@ -1,8 +1,9 @@
 """What every stage receives (``RunContext``) and returns (``StageReport``).
 
 Stages never pass Python objects to each other: they read and write Parquet in the zones.  The only thing
-that travels between them is the ``StageReport`` JSON saved under ``governance/stages/``: counts, reasons and
-paths, never document text.  That is what Airflow's XCom carries too.
+that travels between them is the ``StageReport`` JSON saved under ``governance/stages/``: counts, reasons,
+ids and zone paths, never document text nor a source file's path (``medcurate.core.source_files``).  That is
+what Airflow's XCom carries too.
 """
 
 from __future__ import annotations

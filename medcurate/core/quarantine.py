@@ -54,7 +54,7 @@ class QuarantineWriter:
         self,
         *,
         source: str,
-        source_uri: str,
+        source_file: str,
         reason: str,
         detail: str = "",
         source_sha256: str | None = None,
@@ -68,7 +68,7 @@ class QuarantineWriter:
                 "run_id": self.run_id,
                 "stage": self.stage,
                 "source": source,
-                "source_uri": source_uri,
+                "source_file": source_file,
                 "source_sha256": source_sha256,
                 "position": position,
                 "doc_id": doc_id,
@@ -77,14 +77,19 @@ class QuarantineWriter:
             }
         )
 
-    def add_file(self, *, source: str, path: Path, sha256: str, reason: str, detail: str = "") -> None:
-        """Quarantine a whole input file: keep a copy beside the reason so it can be fixed and replayed."""
+    def add_file(
+        self, *, source: str, path: Path, source_file: str, sha256: str, reason: str, detail: str = ""
+    ) -> None:
+        """Quarantine a whole input file: keep a copy beside the reason so it can be fixed and replayed.
+
+        The copy keeps the file's name (this zone is owner-only); the record names it by ``source_file``, its
+        opaque id, because the catalog publishes the index."""
         target_dir = self.zones.quarantine / "files" / source
         make_private_dir(target_dir)
         target = target_dir / f"{sha256[:16]}-{path.name}"
         shutil.copyfile(path, target)
         target.chmod(0o600)
-        self.add(source=source, source_uri=path.as_uri(), source_sha256=sha256, reason=reason, detail=detail)
+        self.add(source=source, source_file=source_file, source_sha256=sha256, reason=reason, detail=detail)
 
     def count(self, source: str | None = None) -> int:
         if source is not None:

@@ -61,7 +61,8 @@ _COMMON_FIELDS = [
     pa.field("doc_id", pa.string(), nullable=False),
     pa.field("source", pa.string(), nullable=False),
     pa.field("source_kind", pa.string(), nullable=False),
-    pa.field("source_uri", pa.string(), nullable=False),
+    # The input file, by its opaque keyed id (``src-<16 hex>``, medcurate.core.source_files): a path is PHI.
+    pa.field("source_file", pa.string(), nullable=False),
     pa.field("source_sha256", pa.string(), nullable=False),
     # Human-readable place in the file ("line 12", "entry 3 Patient/p1", "message 2"), and its 0-based index.
     pa.field("position", pa.string(), nullable=False),
@@ -82,7 +83,7 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("stage", pa.string(), nullable=False),
         pa.field("source", pa.string(), nullable=False),
-        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("source_file", pa.string(), nullable=False),
         pa.field("source_sha256", pa.string()),
         pa.field("position", pa.string()),
         pa.field("doc_id", pa.string()),
@@ -108,7 +109,7 @@ def make_doc_id(source: str, natural_key: str) -> str:
 class Document:
     """One raw document as a parser yields it; ``to_row`` turns it into a ``RAW_DOCUMENT_SCHEMA`` row.
 
-    Parsers fill what they know; the ingest stage stamps the provenance fields (source, uri, sha256, licence,
+    Parsers fill what they know; the ingest stage stamps the provenance fields (source, file id, sha256, licence,
     legal basis, run id) so no parser can get them wrong.
     """
 
@@ -125,7 +126,7 @@ class Document:
 class Provenance:
     source: str
     source_kind: str
-    source_uri: str
+    source_file: str
     source_sha256: str
     license: str
     legal_basis: str
@@ -159,7 +160,7 @@ def documents_to_table(documents: Iterable[Document], provenance: Provenance) ->
             "doc_id": make_doc_id(provenance.source, doc.natural_key),
             "source": provenance.source,
             "source_kind": provenance.source_kind,
-            "source_uri": provenance.source_uri,
+            "source_file": provenance.source_file,
             "source_sha256": provenance.source_sha256,
             "position": doc.position,
             "record_index": doc.record_index,

@@ -3,13 +3,17 @@
 Only ``sources`` is required; every other key has a default chosen for clinical text.  Relative paths
 (source globs, the data root, a tokenizer file) are resolved against the directory of the spec file, so a
 spec and its inputs can be moved together.  Loading validates everything up front: a typo must fail the run
-before any stage has written a byte.
+before any stage has written a byte.  A source name becomes a directory name in every zone, so it must be a
+plain identifier; a source's globs must stay inside the spec's folder unless it says ``allow_outside: true``
+(``medcurate/core/listing.py`` applies the same rule to symlinks).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,9 @@ import yaml
 
 from medcurate.core.names import SOURCE_KINDS
 from medcurate.core.schema import LEGAL_BASES
+
+# A source name is a directory name in raw/, deid/, quarantine/...: nothing that could climb out of them.
+SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class SpecError(ValueError):
@@ -32,18 +39,10 @@ class SourceSpec:
     license: str
     legal_basis: str
     owner: str = "unknown"
-    # Parser options for this kind (e.g. the CSV column mapping for notes_csv).
+    # Parser options for this kind (e.g. the CSV column mapping for notes_csv, caps under `limits`).
     options: dict[str, Any] = field(default_factory=dict)
-
-    def files(self, base_dir: Path) -> list[Path]:
-        """The input files this source names, sorted so that every run sees them in the same order."""
-        found: set[Path] = set()
-        for pattern in self.paths:
-            root = Path(pattern) if Path(pattern).is_absolute() else base_dir / pattern
-            anchor = Path(root.anchor)
-            matches = anchor.glob(str(root.relative_to(anchor)))
-            found.update(p for p in matches if p.is_file())
-        return sorted(found)
+    # Globs and symlinks may reach outside the spec's folder only when this is true (medcurate/core/listing.py).
+    allow_outside: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,7 +139,25 @@ def _dataclass_from(cls: type, data: Any, where: str) -> Any:
     return cls(**data)
 
 
-def _parse_source(raw: Any, index: int) -> SourceSpec:
+def _check_name(name: str) -> None:
+    """A source name becomes a directory name in every zone: only a plain identifier may."""
+    if not SOURCE_NAME.fullmatch(name) or ".." in name:
+        raise SpecError(f"source name {name!r} is not a plain identifier (letters, digits, '_', '.', '-'; no '..')")
+
+
+def _check_pattern(pattern: str, base_dir: Path, where: str) -> None:
+    """A glob must stay inside the spec's folder: normalised, it starts there, and no '..' follows a wildcard."""
+    parts = Path(pattern).parts
+    wild = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), len(parts))
+    folder = os.path.normpath(base_dir.resolve())
+    fixed = os.path.normpath(os.path.join(folder, *parts[:wild]))
+    if ".." in parts[wild:] or os.path.commonpath([folder, fixed]) != folder:
+        raise SpecError(
+            f"{where}: path {pattern!r} reaches outside the spec's folder; set allow_outside: true to allow it"
+        )
+
+
+def _parse_source(raw: Any, index: int, base_dir: Path) -> SourceSpec:
     where = f"sources[{index}]"
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: expected a mapping")
@@ -149,6 +166,7 @@ def _parse_source(raw: Any, index: int) -> SourceSpec:
     if unknown:
         raise SpecError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
     name = str(_require(raw, "name", where))
+    _check_name(name)
     where = f"source '{name}'"
     kind = _require(raw, "kind", where)
     if kind not in SOURCE_KINDS:
@@ -162,6 +180,12 @@ def _parse_source(raw: Any, index: int) -> SourceSpec:
     options = raw.get("options") or {}
     if not isinstance(options, dict):
         raise SpecError(f"{where}: options must be a mapping")
+    allow_outside = raw.get("allow_outside", False)
+    if not isinstance(allow_outside, bool):
+        raise SpecError(f"{where}: allow_outside must be true or false")
+    if not allow_outside:
+        for pattern in paths:
+            _check_pattern(str(pattern), base_dir, where)
     return SourceSpec(
         name=name,
         kind=kind,
@@ -170,6 +194,7 @@ def _parse_source(raw: Any, index: int) -> SourceSpec:
         legal_basis=legal_basis,
         owner=str(raw.get("owner", "unknown")),
         options=options,
+        allow_outside=allow_outside,
     )
 
 
@@ -183,7 +208,7 @@ def parse_spec(data: Any, base_dir: Path) -> CorpusSpec:
     raw_sources = data.get("sources")
     if not isinstance(raw_sources, list) or not raw_sources:
         raise SpecError("'sources' must be a non-empty list")
-    sources = tuple(_parse_source(s, i) for i, s in enumerate(raw_sources))
+    sources = tuple(_parse_source(s, i, base_dir) for i, s in enumerate(raw_sources))
     names = [s.name for s in sources]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

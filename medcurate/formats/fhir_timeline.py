@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -210,27 +211,90 @@ def observation_line(r: dict[str, Any]) -> str:
     )
 
 
-def medication_request_line(r: dict[str, Any]) -> str:
+def medication(r: dict[str, Any]) -> str:
+    """medication[x] of a MedicationRequest or MedicationAdministration: the concept, else the reference's display."""
     med = r.get("medicationCodeableConcept")
-    text = concept_text(med) if med else (r.get("medicationReference") or {}).get("display", "")
+    return concept_text(med) if med else (r.get("medicationReference") or {}).get("display", "")
+
+
+def medication_request_line(r: dict[str, Any]) -> str:
     dosage = "; ".join(d.get("text", "") for d in r.get("dosageInstruction") or [] if d.get("text"))
-    return _join(f"MedicationRequest: {text}", status(r, "status"), f"- {dosage}" if dosage else "")
+    return _join(f"MedicationRequest: {medication(r)}", status(r, "status"), f"- {dosage}" if dosage else "")
 
 
-def procedure_line(r: dict[str, Any]) -> str:
-    return _join(f"Procedure: {concept_text(r.get('code'))}", status(r, "status"))
+def coded_line(code: str, state: str = "status") -> Callable[[dict[str, Any]], str]:
+    """The renderer of a resource that says what (one CodeableConcept, ``code``) and in which ``state``."""
+
+    def line(r: dict[str, Any]) -> str:
+        return _join(f"{r['resourceType']}: {concept_text(r.get(code))}", status(r, state))
+
+    return line
 
 
-def immunization_line(r: dict[str, Any]) -> str:
-    return _join(f"Immunization: {concept_text(r.get('vaccineCode'))}", status(r, "status"))
+def names(concepts: Any) -> str:
+    """The distinct names of a list of CodeableConcepts, in order, comma-separated."""
+    found = [concept(c)[0] for c in concepts or [] if isinstance(c, dict)]
+    return ", ".join(dict.fromkeys(n for n in found if n))
 
 
-def diagnostic_report_line(r: dict[str, Any]) -> str:
-    return _join(f"DiagnosticReport: {concept_text(r.get('code'))}", status(r, "status"))
+def coding_name(coding: Any) -> str:
+    """A bare Coding's display, else its code."""
+    return str(coding.get("display") or coding.get("code") or "") if isinstance(coding, dict) else ""
 
 
-def document_reference_line(r: dict[str, Any]) -> str:
-    return _join(f"DocumentReference: {concept_text(r.get('type'))}", status(r, "docStatus"))
+def allergy_line(r: dict[str, Any]) -> str:
+    reactions = names(m for x in r.get("reaction") or [] if isinstance(x, dict) for m in x.get("manifestation") or [])
+    return _join(
+        f"AllergyIntolerance: {concept_text(r.get('code'))}",
+        status(r, "clinicalStatus"),
+        f"criticality {r['criticality']}" if r.get("criticality") else "",
+        f"- reaction: {reactions}" if reactions else "",
+    )
+
+
+def care_plan_line(r: dict[str, Any]) -> str:
+    activities = names(first_present(a, "detail.code") for a in r.get("activity") or [] if isinstance(a, dict))
+    return _join(
+        f"CarePlan: {names(r.get('category')) or 'care plan'}",
+        status(r, "status"),
+        f"- activities: {activities}" if activities else "",
+    )
+
+
+def care_team_line(r: dict[str, Any]) -> str:
+    """Reasons and the members' roles; never the members themselves (their names are context, not rendered)."""
+    roles = names(role for p in r.get("participant") or [] if isinstance(p, dict) for role in p.get("role") or [])
+    reasons = names(r.get("reasonCode")) or "care team"
+    return _join(f"CareTeam: {reasons}", status(r, "status"), f"- roles: {roles}" if roles else "")
+
+
+def imaging_study_line(r: dict[str, Any]) -> str:
+    series = [s for s in r.get("series") or [] if isinstance(s, dict)]
+    modalities = ", ".join(dict.fromkeys(m for s in series if (m := coding_name(s.get("modality")))))
+    sites = ", ".join(dict.fromkeys(b for s in series if (b := coding_name(s.get("bodySite")))))
+    counts = f"{r.get('numberOfSeries', len(series))} series, {r['numberOfInstances']} instances"
+    return _join(
+        f"ImagingStudy: {names(r.get('procedureCode')) or modalities or 'imaging study'}",
+        f"({modalities})" if modalities and names(r.get("procedureCode")) else "",
+        f"of {sites}" if sites else "",
+        status(r, "status"),
+        f"- {counts}" if "numberOfInstances" in r else "",
+    )
+
+
+def medication_administration_line(r: dict[str, Any]) -> str:
+    dose = quantity((r.get("dosage") or {}).get("dose"))
+    return _join(f"MedicationAdministration: {medication(r)}", status(r, "status"), f"- dose {dose}" if dose else "")
+
+
+def supply_delivery_line(r: dict[str, Any]) -> str:
+    item = r.get("suppliedItem") if isinstance(r.get("suppliedItem"), dict) else {}
+    amount = quantity(item.get("quantity"))
+    return _join(
+        f"SupplyDelivery: {concept_text(item.get('itemCodeableConcept'))}",
+        f"x {amount}" if amount else "",
+        status(r, "status"),
+    )
 
 
 # resource type -> (how to render it, where its date is)
@@ -239,10 +303,19 @@ TIMELINE_RESOURCES = {
     "Condition": (condition_line, ("onsetDateTime", "onsetPeriod.start", "recordedDate")),
     "Observation": (observation_line, ("effectiveDateTime", "effectivePeriod.start", "effectiveInstant", "issued")),
     "MedicationRequest": (medication_request_line, ("authoredOn",)),
-    "Procedure": (procedure_line, ("performedDateTime", "performedPeriod.start")),
-    "Immunization": (immunization_line, ("occurrenceDateTime", "recorded")),
-    "DiagnosticReport": (diagnostic_report_line, ("effectiveDateTime", "effectivePeriod.start", "issued")),
-    "DocumentReference": (document_reference_line, ("context.period.start", "date")),
+    "Procedure": (coded_line("code"), ("performedDateTime", "performedPeriod.start")),
+    "Immunization": (coded_line("vaccineCode"), ("occurrenceDateTime", "recorded")),
+    "DiagnosticReport": (coded_line("code"), ("effectiveDateTime", "effectivePeriod.start", "issued")),
+    "DocumentReference": (coded_line("type", "docStatus"), ("context.period.start", "date")),
+    "AllergyIntolerance": (allergy_line, ("onsetDateTime", "onsetPeriod.start", "recordedDate")),
+    "CarePlan": (care_plan_line, ("period.start", "created")),
+    "CareTeam": (care_team_line, ("period.start",)),
+    "Goal": (coded_line("description", "lifecycleStatus"), ("startDate", "statusDate")),
+    # A device's record has no date of use: manufacture and expiry dates say nothing about the patient.
+    "Device": (coded_line("type"), ()),
+    "ImagingStudy": (imaging_study_line, ("started",)),
+    "MedicationAdministration": (medication_administration_line, ("effectiveDateTime", "effectivePeriod.start")),
+    "SupplyDelivery": (supply_delivery_line, ("occurrenceDateTime", "occurrencePeriod.start")),
 }
 
 

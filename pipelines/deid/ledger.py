@@ -35,7 +35,7 @@ class DeidLedger:
     def quarantine_row(self, row: dict, reason: str, detail: str) -> None:
         self.quarantine.add(
             source=row["source"],
-            source_uri=row["source_uri"],
+            source_file=row["source_file"],
             source_sha256=row["source_sha256"],
             position=row["position"],
             doc_id=row["doc_id"],

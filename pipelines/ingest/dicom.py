@@ -30,6 +30,7 @@ from typing import Any, BinaryIO
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
@@ -44,6 +45,7 @@ from medcurate.formats.dicom_json import (
     study_text,
 )
 from pipelines.ingest.base import BadInput, ParsedItem, Parser, RejectedRecord
+from pipelines.ingest.limits import RECORD_TOO_LARGE, Limits
 
 ITEM, SEQUENCE_DELIMITER = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
 UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -109,11 +111,34 @@ def _check_complete(fp: BinaryIO, size: int, ds: Dataset) -> None:
         raise BadInput("truncated_dicom", f"last header element does not end at the end of file ({size} bytes)")
 
 
-def read_header(path: Path) -> Dataset:
-    """The file's header (no pixels), or ``BadInput`` when it is not DICOM, cut short, or unreadable."""
+def _check_inflated_size(path: Path, max_bytes: int) -> None:
+    """A Deflated Explicit VR file's dataset must inflate to at most ``max_bytes``: pydicom inflates the whole
+    of it in memory before reading a single element, so a few MB of deflate could otherwise expand to GBs.
+    Inflated here a MB at a time and thrown away; only the size is kept."""
+    meta = read_file_meta_info(path)
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return
+    if "FileMetaInformationGroupLength" not in meta:
+        raise BadInput("unreadable_dicom", "deflated dataset without a file meta group length")
+    # preamble and 'DICM' (132 bytes), the group length element (12 bytes), then the rest of the meta group
+    inflate, size = zlib.decompressobj(-zlib.MAX_WBITS), 0
+    with path.open("rb") as fp:
+        fp.seek(144 + meta.FileMetaInformationGroupLength)
+        while chunk := fp.read(1 << 20):
+            while chunk and size <= max_bytes:
+                size += len(inflate.decompress(chunk, 1 << 20))
+                chunk = inflate.unconsumed_tail
+            if size > max_bytes:
+                raise BadInput(RECORD_TOO_LARGE, f"the deflated dataset inflates to more than {max_bytes} bytes")
+
+
+def read_header(path: Path, limits: Limits) -> Dataset:
+    """The file's header (no pixels), or ``BadInput`` when it is not DICOM, cut short, unreadable, or deflated
+    past the record cap."""
     size = path.stat().st_size
     with path.open("rb") as fp, quiet_pydicom():
         try:
+            _check_inflated_size(path, limits.max_record_bytes)
             ds = pydicom.dcmread(fp, stop_before_pixels=True)
             _check_complete(fp, size, ds)
         except InvalidDicomError:
@@ -237,7 +262,7 @@ class DicomParser(Parser):
         self._study_of: dict[str, str] = {}  # SOPInstanceUID -> StudyInstanceUID
 
     def parse_file(self, path: Path) -> Iterator[ParsedItem]:
-        ds = read_header(path)
+        ds = read_header(path, self.limits)
         with quiet_pydicom():
             sop_uid = _uid(ds, "SOPInstanceUID")
             study_uid = _uid(ds, "StudyInstanceUID")

@@ -7,7 +7,8 @@ Two kinds of document come out of a FHIR source:
   a ``conclusion`` (``lab_report`` for the LAB category, ``diagnostic_report`` otherwise).  Natural key
   "<ResourceType>/<id>".
 * one ``patient_timeline`` per patient, built in ``finalize``: the structured resources (Encounter,
-  Condition, Observation, MedicationRequest, Procedure, Immunization, and a line per report and document)
+  Condition, Observation, MedicationRequest, Procedure, Immunization, AllergyIntolerance, CarePlan, CareTeam,
+  Goal, Device, ImagingStudy, MedicationAdministration, SupplyDelivery, and a line per report and document)
   rendered one per line and sorted by date, under the Patient's demographics.  A bulk export spreads one
   patient over many files, so the timeline can only be written once every file has been read.  Natural key
   "timeline/<Patient id>"; it is attributed to the file holding the Patient resource.
@@ -20,7 +21,10 @@ de-identifies the payload field by field and renders the timeline text again fro
 
 patient_key is the Patient resource id, because that is what every reference carries and what a bulk export
 can resolve without first reading Patient.ndjson; the MRN stays in the timeline text.  A resource whose
-subject is not a resolvable Patient reference is rejected (``no_patient_reference``).  References are
+subject (or patient) is not a resolvable Patient reference is rejected (``no_patient_reference``).
+Referenced context (Organization, Practitioner, Location...) and billing (Claim, ExplanationOfBenefit) are read
+and counted as ``Skipped`` under the reason ``fhir_resources.yaml`` gives their type; any other type is
+rejected as ``unsupported_resource_type``.  References are
 resolved from "Patient/123", absolute URLs and "urn:uuid:..." (through the Bundle's fullUrl, else the uuid
 itself, which is how Synthea assigns ids).
 
@@ -36,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from medcurate.core.schema import FHIR_JSON_KEY, Document
 from medcurate.formats.fhir_timeline import (
     TIMELINE_RESOURCES,
@@ -48,8 +54,12 @@ from medcurate.formats.fhir_timeline import (
     timeline_bundle,
     without_attachment_data,
 )
-from pipelines.ingest.base import BadInput, ParsedItem, Parser, RejectedRecord
-from pipelines.ingest.files import open_text, read_text
+from pipelines.ingest.base import BadInput, ParsedItem, Parser, RejectedRecord, Skipped
+from pipelines.ingest.files import bounded_lines, open_text, read_text
+from pipelines.ingest.limits import RECORD_TOO_LARGE, TOO_DEEP, TooDeep, load_json
+
+# Resource type -> why it is read but not rendered (referenced context, billing...): the policy file.
+NOT_RENDERED: dict[str, str] = yaml.safe_load(Path(__file__).with_name("fhir_resources.yaml").read_text("utf-8"))
 
 # Resolves a Reference element to (resource type or None, id); None when it cannot be resolved.
 Resolver = Callable[[Any], "tuple[str | None, str] | None"]
@@ -146,24 +156,32 @@ class FhirParser(Parser):
     def _parse_ndjson(self, path: Path, contribution: _Contribution) -> Iterator[ParsedItem]:
         resolve = _make_resolver({})
         record_index = 0
-        with open_text(path) as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
+        with open_text(path, self.limits) as f:
+            for line_no, line in bounded_lines(f, self.limits.max_record_bytes):
+                if line is not None and not line.strip():
                     continue
                 place = _Place(path, f"line {line_no}", record_index)
                 record_index += 1
+                if line is None:
+                    yield RejectedRecord(place.position, place.record_index, RECORD_TOO_LARGE, "line over the cap")
+                    continue
                 try:
-                    resource = json.loads(line)
+                    resource = load_json(line, self.limits.max_depth)
                 except json.JSONDecodeError:
                     yield RejectedRecord(place.position, place.record_index, "malformed_json", "line is not JSON")
+                    continue
+                except TooDeep:
+                    yield RejectedRecord(place.position, place.record_index, TOO_DEEP, "line nested over the cap")
                     continue
                 yield from self._resource(resource, place, resolve, contribution, fallback_id=None)
 
     def _parse_json(self, path: Path, contribution: _Contribution) -> Iterator[ParsedItem]:
         try:
-            data = json.loads(read_text(path))
+            data = load_json(read_text(path, self.limits), self.limits.max_depth)
         except json.JSONDecodeError as exc:
             raise BadInput("malformed_json", f"invalid JSON at line {exc.lineno} column {exc.colno}") from None
+        except TooDeep as exc:
+            raise BadInput(TOO_DEEP, str(exc)) from None
         if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
             raise BadInput("not_fhir", "the JSON document is not a FHIR resource (no resourceType)")
         if data["resourceType"] != "Bundle":
@@ -205,6 +223,9 @@ class FhirParser(Parser):
             contribution.patients[rid] = (without_attachment_data(resource), place)
             contribution.first_place.setdefault(rid, place)
             return
+        if rtype in NOT_RENDERED:
+            yield Skipped(NOT_RENDERED[rtype])
+            return
         if rtype not in TIMELINE_RESOURCES:
             # The type name goes into the quarantine index: only when it looks like one, never free text.
             shown = rtype if rtype.isalnum() and len(rtype) <= 40 else "not recognised"
@@ -212,7 +233,7 @@ class FhirParser(Parser):
                 place.position, place.record_index, "unsupported_resource_type", f"resourceType {shown}"
             )
             return
-        pid = _patient_id(resource.get("patient") if rtype == "Immunization" else resource.get("subject"), resolve)
+        pid = _patient_id(resource.get("subject") or resource.get("patient"), resolve)
         if pid is None:
             # Without a patient a record can be neither pseudonymized nor kept to one split per patient.
             yield RejectedRecord(

@@ -17,7 +17,8 @@ zone; de-identification removes them later).  The natural key is the message con
 resent message replaces the earlier copy.  Escape sequences (\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\.br\\ \\Xhh\\)
 are decoded after the message is split, as the standard requires.
 
-Other message types, a message without PID or with an unreadable MSH are rejected one by one; a file
+Other message types, a message without PID or with an unreadable MSH, and a message longer than the source's
+record cap (``record_too_large``, ``pipelines/ingest/limits.yaml``) are rejected one by one; a file
 without any MSH segment is not HL7 and is rejected whole.  Positions are 1-based ("message 2").
 
 The message itself (segments joined by CR, MLLP framing removed) is kept in ``metadata.extra["hl7_message"]``
@@ -33,7 +34,8 @@ from pathlib import Path
 
 from medcurate.formats.hl7v2 import MessageRejected, message_document
 from pipelines.ingest.base import BadInput, ParsedItem, Parser, RejectedRecord
-from pipelines.ingest.files import open_text
+from pipelines.ingest.files import bounded_lines, open_text
+from pipelines.ingest.limits import RECORD_TOO_LARGE
 
 MLLP_FRAMING = "\x0b\x1c"
 # Batch envelope segments may precede or follow messages without belonging to one.
@@ -44,13 +46,25 @@ BATCH_SEGMENTS = {"FHS", "BHS", "BTS", "FTS"}
 class _Message:
     number: int
     segments: list[str]
+    chars: int
+    too_large: bool = False
 
 
-def _split_messages(lines: Iterator[str]) -> Iterator[_Message | int]:
-    """Messages in file order; a line number is yielded for segments found outside any message."""
+def _split_messages(lines: Iterator[tuple[int, str | None]], max_chars: int) -> Iterator[_Message | int]:
+    """Messages in file order; a line number is yielded for segments found outside any message.
+
+    A message longer than ``max_chars`` (or holding a line longer than that, given as ``None``) keeps only its
+    MSH and is marked ``too_large``: its other segments are not held.
+    """
     current: _Message | None = None
     count = 0
-    for line_no, raw in enumerate(lines, start=1):
+    for line_no, raw in lines:
+        if raw is None:
+            if current is None:
+                yield line_no
+            else:
+                current.too_large = True
+            continue
         segment = raw.strip("\r\n" + MLLP_FRAMING)
         if not segment.strip():
             continue
@@ -58,9 +72,12 @@ def _split_messages(lines: Iterator[str]) -> Iterator[_Message | int]:
             if current is not None:
                 yield current
             count += 1
-            current = _Message(count, [segment])
+            current = _Message(count, [segment], len(segment))
         elif current is not None:
-            current.segments.append(segment)
+            current.chars += len(segment)
+            current.too_large = current.too_large or current.chars > max_chars
+            if not current.too_large:
+                current.segments.append(segment)
         elif segment[:3] not in BATCH_SEGMENTS:
             yield line_no
     if current is not None:
@@ -73,15 +90,20 @@ class Hl7v2Parser(Parser):
     def parse_file(self, path: Path) -> Iterator[ParsedItem]:
         messages = 0
         orphans_reported = False
-        with open_text(path) as f:
-            for item in _split_messages(iter(f)):
+        with open_text(path, self.limits) as f:
+            for item in _split_messages(bounded_lines(f, self.limits.max_record_bytes), self.limits.max_record_bytes):
                 if isinstance(item, int):
                     if not orphans_reported:  # one record for the block: its lines are not separate records
                         yield RejectedRecord(f"line {item}", item - 1, "segments_outside_message", "before any MSH")
                         orphans_reported = True
                     continue
                 messages += 1
-                yield message_item(item.number, item.segments)
+                if item.too_large:
+                    yield RejectedRecord(
+                        f"message {item.number}", item.number - 1, RECORD_TOO_LARGE, "message longer than the cap"
+                    )
+                else:
+                    yield message_item(item.number, item.segments)
         if not messages:
             raise BadInput("no_msh_segment", "no HL7 v2 message header (MSH) in the file")
 

@@ -188,4 +188,4 @@ class PmcParser(Parser):
     kind = "pmc"
 
     def parse_file(self, path: Path) -> Iterator[ParsedItem]:
-        yield article_document(parse_xml(path))
+        yield article_document(parse_xml(path, self.limits))

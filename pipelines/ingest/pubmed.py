@@ -131,7 +131,7 @@ class PubmedParser(Parser):
     def parse_file(self, path: Path) -> Iterator[ParsedItem]:
         root: Element | None = None
         index = 0
-        for event, elem in iterparse_xml(path):
+        for event, elem in iterparse_xml(path, self.limits, record_tags=RECORD_TAGS):
             if root is None:
                 root = elem
                 if elem.tag != "PubmedArticleSet":

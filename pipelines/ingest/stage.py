@@ -3,8 +3,12 @@
 Per source, files are read in sorted order by that kind's parser.  Each input file becomes one Parquet part
 (``raw/<source>/part-NNNNN.parquet``), written in row groups so a 2 GB PubMed file streams through.  A file
 the parser cannot read is quarantined whole (copied, with its reason) and the run goes on; a bad record
-inside a readable file is quarantined alone.  Documents that a later record supersedes (same ``doc_id``) or
-that a source deletes (PubMed ``DeleteCitation``) are removed at the end, with the reason counted.
+inside a readable file is quarantined alone.  The files come from ``medcurate.core.listing.list_inputs``: a
+match it refuses (a dangling symlink, one leading outside the spec's folder) and a file that vanishes between
+listing and reading get a quarantine record with their reason too.  Records a parser skips by policy (FHIR billing) are
+counted in the report's ``details["skipped"]``, per source and reason.  Documents that a later record
+supersedes (same ``doc_id``) or that a source deletes (PubMed ``DeleteCitation``) are removed at the end, with
+the reason counted.
 
 Each source is one unit (``ingest_unit``): it rewrites ``raw/<source>/`` and its own quarantine records, and
 saves its counts and file list as a fragment, ``governance/stages/ingest/<source>.json``.  ``merge`` then
@@ -22,6 +26,7 @@ import logging
 import os
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,17 +36,24 @@ import pyarrow.parquet as pq
 from governance import audit
 from medcurate.core.context import RunContext, SourceCounts, StageFailed, StageReport
 from medcurate.core.hashing import sha256_file
+from medcurate.core.listing import Listing, list_inputs
+from medcurate.core.log_text import describe_exception, quote_name
 from medcurate.core.quarantine import QuarantineWriter
 from medcurate.core.schema import RAW_DOCUMENT_SCHEMA, Document, Provenance, documents_to_table, make_doc_id
+from medcurate.core.source_files import SourceFileIndex
 from medcurate.core.spec import SourceSpec
 from medcurate.core.zones import Zones, make_private_dir, temporary_path, write_parquet
-from pipelines.ingest.base import BadInput, Deletion, Parser, RejectedRecord
+from pipelines.ingest.base import BadInput, Deletion, Parser, RejectedRecord, Skipped
 from pipelines.ingest.registry import PARSERS
 
 log = logging.getLogger(__name__)
 
 STAGE = "ingest"
 ROW_GROUP_DOCS = 2000
+# A listed file (or its directory) that is gone when its turn to be read comes.
+FILE_VANISHED = "file_vanished"
+# What a file can raise when it, or a directory above it, disappears after it was listed.
+VANISHING = (FileNotFoundError, NotADirectoryError)
 
 
 @dataclass
@@ -105,21 +117,25 @@ def _ingest_file(
     source: SourceSpec,
     parser: Parser,
     path: Path,
+    file_id: str,
     part: Path,
     sha: str,
     state: _SourceState,
     counts: SourceCounts,
+    skipped: Counter[str],
     quarantine: QuarantineWriter,
 ) -> tuple[str, str | None, int]:
-    """Parse one file into one part.  Returns (status, reason, documents written)."""
-    provenance = Provenance(
-        source.name, source.kind, path.resolve().as_uri(), sha, source.license, source.legal_basis, ctx.run_id
-    )
+    """Parse one file into one part.  Returns (status, reason, documents written); policy skips go to
+    ``skipped`` by reason.
+
+    The file is named by ``file_id`` in what it writes and logs: its path is PHI."""
+    provenance = Provenance(source.name, source.kind, file_id, sha, source.license, source.legal_basis, ctx.run_id)
     writer = _PartWriter(part, provenance)
     seqs: list[int] = []
     ids: list[str] = []
     rejected: list[RejectedRecord] = []
     deletions: list[tuple[str, int]] = []
+    file_skipped: Counter[str] = Counter()
     try:
         for item in parser.parse_file(path):
             if isinstance(item, Document):
@@ -130,22 +146,32 @@ def _ingest_file(
                 rejected.append(item)
             elif isinstance(item, Deletion):
                 deletions.append((make_doc_id(source.name, item.natural_key), state.next_seq()))
+            elif isinstance(item, Skipped):
+                file_skipped[item.reason] += 1
+    except VANISHING:
+        writer.abort()
+        _quarantine_vanished(quarantine, source.name, file_id, sha)
+        return "quarantined", FILE_VANISHED, 0
     except BadInput as exc:
         writer.abort()
-        quarantine.add_file(source=source.name, path=path, sha256=sha, reason=exc.reason, detail=exc.detail)
-        log.warning("quarantined file %s of source %s: %s", path.name, source.name, exc.reason)
+        quarantine.add_file(
+            source=source.name, path=path, source_file=file_id, sha256=sha, reason=exc.reason, detail=exc.detail
+        )
+        log.warning("quarantined file %s of source %s: %s", file_id, quote_name(source.name), exc.reason)
         return "quarantined", exc.reason, 0
     except Exception as exc:  # a parser bug must not take the whole run down, nor pass silently
         writer.abort()
         reason = "parser_error"
-        quarantine.add_file(source=source.name, path=path, sha256=sha, reason=reason, detail=type(exc).__name__)
-        log.exception("parser error on file %s of source %s", path.name, source.name)
+        quarantine.add_file(
+            source=source.name, path=path, source_file=file_id, sha256=sha, reason=reason, detail=type(exc).__name__
+        )
+        log.error("parser error on file %s of source %s: %s", file_id, quote_name(source.name), describe_exception(exc))
         return "quarantined", reason, 0
 
     for record in rejected:
         quarantine.add(
             source=source.name,
-            source_uri=provenance.source_uri,
+            source_file=file_id,
             source_sha256=sha,
             position=record.position,
             reason=record.reason,
@@ -157,6 +183,7 @@ def _ingest_file(
         state.latest_add[doc_id] = seq
     for doc_id, seq in deletions:
         state.latest_delete[doc_id] = seq
+    skipped.update(file_skipped)
     if writer.commit():
         state.part_seqs[part] = seqs
         state.part_ids[part] = ids
@@ -186,36 +213,77 @@ def _settle(state: _SourceState, counts: SourceCounts, zones: Zones) -> int:
     return kept_total
 
 
+def _quarantine_vanished(quarantine: QuarantineWriter, source: str, file_id: str, sha: str | None) -> None:
+    """A listed file that is gone: its record says so; there is nothing left to copy."""
+    detail = "the file or its directory disappeared after it was listed"
+    quarantine.add(source=source, source_file=file_id, source_sha256=sha, reason=FILE_VANISHED, detail=detail)
+    log.warning("quarantined file %s of source %s: %s", file_id, quote_name(source), FILE_VANISHED)
+
+
+def _file_record(source: str, file_id: str, status: str, reason: str | None, **facts: object) -> dict:
+    """One entry of the report's ``input_files`` (sha256, size and documents are None when never read)."""
+    return {
+        "source": source,
+        "source_file": file_id,
+        "sha256": None,
+        "size": None,
+        "status": status,
+        "reason": reason,
+        "documents": 0,
+        **facts,
+    }
+
+
 def ingest_source(
-    ctx: RunContext, source: SourceSpec, parser: Parser, report: StageReport, quarantine: QuarantineWriter
+    ctx: RunContext,
+    source: SourceSpec,
+    parser: Parser,
+    report: StageReport,
+    quarantine: QuarantineWriter,
+    listing: Listing,
 ) -> list[dict]:
-    """Ingest one source; returns the input-file records (uri, sha256, size, status) for the catalog."""
+    """Ingest the files ``listing`` found for one source (they may have vanished since: each such file is
+    quarantined); returns the input-file records (file id, sha256, size, status) for the catalog.  Documents a
+    policy skips are counted in ``report.details["skipped"]`` by reason.
+
+    The id -> path mapping of its files is saved owner-only beside its raw parts (medcurate.core.source_files)."""
     counts = report.counts(source.name)
+    skipped: Counter[str] = Counter()
     out_dir = ctx.zones.raw / source.name
     # Re-running ingest replaces this source's raw parts: the stage is idempotent per source.
     shutil.rmtree(out_dir, ignore_errors=True)
     make_private_dir(out_dir)
     state = _SourceState()
+    file_ids = SourceFileIndex(ctx.secret_key)
     files: list[dict] = []
     shas: dict[Path, str] = {}
-    for index, path in enumerate(source.files(ctx.spec.base_dir)):
-        sha = sha256_file(path)
+    for refused in listing.refused:
+        file_id = file_ids.id_of(refused.path, follow_symlink=False)
+        quarantine.add(source=source.name, source_file=file_id, reason=refused.reason, detail=refused.detail)
+        log.warning("refused input %s of source %s: %s", file_id, quote_name(source.name), refused.reason)
+        files.append(_file_record(source.name, file_id, "quarantined", refused.reason))
+    for index, path in enumerate(listing.files):
+        try:
+            size = path.stat().st_size
+            sha = sha256_file(path)
+        except VANISHING:
+            file_id = file_ids.id_of(path)
+            _quarantine_vanished(quarantine, source.name, file_id, None)
+            files.append(_file_record(source.name, file_id, "quarantined", FILE_VANISHED))
+            continue
         shas[path] = sha
         part = out_dir / f"part-{index:05d}.parquet"
-        status, reason, n_docs = _ingest_file(ctx, source, parser, path, part, sha, state, counts, quarantine)
-        files.append(
-            {
-                "source": source.name,
-                "uri": path.resolve().as_uri(),
-                "sha256": sha,
-                "size": path.stat().st_size,
-                "status": status,
-                "reason": reason,
-                "documents": n_docs,
-            }
+        file_id = file_ids.id_of(path)
+        status, reason, n_docs = _ingest_file(
+            ctx, source, parser, path, file_id, part, sha, state, counts, skipped, quarantine
         )
+        files.append(_file_record(source.name, file_id, status, reason, sha256=sha, size=size, documents=n_docs))
+    report.details["skipped"] = {source.name: dict(sorted(skipped.items()))}
     if not files:
-        log.warning("source %s: no input file matches %s", source.name, list(source.paths))
+        # The patterns are not logged: they may hold an input folder's path or a patient's file name.
+        log.warning(
+            "source %s: no input file matches its %d path pattern(s)", quote_name(source.name), len(source.paths)
+        )
 
     derived = [(path, doc) for path, doc in parser.finalize()]
     if derived:
@@ -228,7 +296,7 @@ def ingest_source(
                 Provenance(
                     source.name,
                     source.kind,
-                    path.resolve().as_uri(),
+                    file_ids.id_of(path),
                     shas.get(path) or sha256_file(path),
                     source.license,
                     source.legal_basis,
@@ -248,6 +316,7 @@ def ingest_source(
         counts.input += len(derived_ids)
 
     counts.output = _settle(state, counts, ctx.zones)
+    file_ids.save(ctx.zones, source.name)
     return files
 
 
@@ -278,9 +347,9 @@ def ingest_unit(ctx: RunContext, source_name: str) -> StageReport:
         parser = PARSERS[source.kind](source.options)
         report = StageReport(STAGE, ctx.run_id)
         quarantine = QuarantineWriter(ctx.zones, STAGE, ctx.run_id, source=source.name)
-        files = ingest_source(ctx, source, parser, report, quarantine)
+        files = ingest_source(ctx, source, parser, report, quarantine, list_inputs(source, ctx.spec.base_dir))
         quarantine.flush()
-        report.details = {
+        report.details |= {
             "input_files": files,
             "quarantined_files": sum(1 for f in files if f["status"] == "quarantined"),
             "seconds": round(time.perf_counter() - started, 3),
@@ -306,11 +375,13 @@ def merge(ctx: RunContext) -> StageReport:
         raise IngestIncomplete(missing)
     report = StageReport(STAGE, ctx.run_id)
     files: list[dict] = []
+    skipped: dict[str, dict[str, int]] = {}
     unit_runs: dict[str, str] = {}
     for source in ctx.spec.sources:
         fragment = StageReport.from_dict(json.loads(fragment_path(ctx.zones, source.name).read_text()))
         report.sources[source.name] = fragment.counts(source.name)
         files.extend(fragment.details["input_files"])
+        skipped.update(fragment.details.get("skipped", {}))
         unit_runs[source.name] = fragment.run_id
     names = {s.name for s in ctx.spec.sources}
     for stale in (ctx.zones.quarantine / STAGE).glob("*.parquet"):
@@ -319,6 +390,7 @@ def merge(ctx: RunContext) -> StageReport:
     report.details["input_files"] = files
     report.details["quarantined_files"] = sum(1 for f in files if f["status"] == "quarantined")
     report.details["unit_runs"] = unit_runs
+    report.details["skipped"] = skipped
     return report
 
 

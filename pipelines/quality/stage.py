@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from great_expectations.data_context import FileDataContext
 
 from medcurate.core.context import RunContext, StageFailed, StageReport
+from medcurate.core.listing import list_inputs
 from medcurate.core.names import SOURCE_KINDS
 from medcurate.core.quarantine import QuarantineWriter, quarantined_doc_ids
 from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, LEGAL_BASES, RAW_DOCUMENT_SCHEMA
@@ -86,7 +87,7 @@ def _quarantine_rows(writer: QuarantineWriter, source: str, table: pa.Table, row
     for row, (reason, detail) in sorted(rows.items()):
         writer.add(
             source=source,
-            source_uri=table["source_uri"][row].as_py(),
+            source_file=table["source_file"][row].as_py(),
             source_sha256=table["source_sha256"][row].as_py(),
             position=table["position"][row].as_py(),
             doc_id=table["doc_id"][row].as_py(),
@@ -112,7 +113,7 @@ def validate_raw(ctx: RunContext) -> StageReport:
         parts = read_parts(ctx.zones.raw / source.name, RAW_DOCUMENT_SCHEMA, stage)
         table = pa.concat_tables([relaxed(RAW_DOCUMENT_SCHEMA).empty_table(), *(t for _, t in parts)])
         # An empty source is fine only when it has no input; otherwise the suite's row count check fails it.
-        if table.num_rows == 0 and not source.files(ctx.spec.base_dir):
+        if table.num_rows == 0 and not list_inputs(source, ctx.spec.base_dir).files:
             continue
         outcome = validate_frame(
             context, suite, source.name, document_frame(table), _document_parameters(ctx), ctx.run_id

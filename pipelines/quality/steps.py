@@ -67,7 +67,7 @@ class Ledger:
         self.tally(step).dropped[doc["source"]][reason] += 1
         self.writer.add(
             source=doc["source"],
-            source_uri=doc["source_uri"],
+            source_file=doc["source_file"],
             source_sha256=doc.get("source_sha256"),
             position=doc.get("position"),
             doc_id=doc["doc_id"],
