@@ -12,8 +12,8 @@ number of actors.  It keeps a few batches queued per actor, so no actor waits fo
 so the object store holds a bounded window of the corpus, never all of it.
 
 Why not Ray Data: its streaming executor (read and footer tasks, stats and autoscaling actors, a scheduling
-loop in the driver, a copy of every block through the object store) cost as much time as the tokenizer, kept
-a second worker from helping, and added over a gigabyte of processes to the run (``benchmarks/bench_shard.py``).
+loop in the driver, a copy of every block through the object store) took 40% of the stage's time, kept a
+second worker from helping, and added 1.3 GB of processes to the demo's peak (``benchmarks/bench_shard.py``).
 """
 
 from __future__ import annotations
