@@ -148,9 +148,10 @@ def tokenized_batches(
     vocab_size: int,
     splits: Mapping[str, float],
     mixing: Mapping[str, float],
+    workers: int | None = None,
 ) -> Iterator[pa.Table]:
-    """Each batch tokenized by a pool of actors (one per CPU of the cluster), in input order; call inside
-    ``ray_session()``.
+    """Each batch tokenized by a pool of ``workers`` actors (default: one per CPU of the cluster), in input
+    order; call inside ``ray_session()``.
 
     A batch goes to the actor with the fewest calls queued; the driver waits only for the oldest call, so
     the output order is the input order however the actors are scheduled.  Each actor tokenizes on one
@@ -158,7 +159,7 @@ def tokenized_batches(
     """
     import ray
 
-    workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     actor_class = ray.remote(num_cpus=1)(TokenizeDocuments).options(
         runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
     )
