@@ -17,9 +17,10 @@ from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
-# The stages keep a bounded window of batches in the object store (a few MB per actor); past this, Ray
-# spills to disk rather than failing.  Ray's default reserves 30% of the machine's memory.
-LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
+# The stages keep a bounded window of batches in the object store, a few per actor (one actor per CPU), each
+# a few MB of text or token ids; past this size Ray spills to disk rather than failing.  Ray's default
+# reserves 30% of the machine's memory.
+OBJECT_STORE_BYTES_PER_CPU = 128 * 1024 * 1024
 
 
 @contextmanager
@@ -32,9 +33,10 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
     address = os.environ.get("RAY_ADDRESS") or None
     kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address is None:
+        cpus = num_cpus or os.cpu_count() or 1
         kwargs |= {
-            "num_cpus": num_cpus or os.cpu_count() or 1,
-            "object_store_memory": LOCAL_OBJECT_STORE_BYTES,
+            "num_cpus": cpus,
+            "object_store_memory": cpus * OBJECT_STORE_BYTES_PER_CPU,
             "_system_config": {"prestart_worker_first_driver": False},
         }
     # Ray ships our code to workers by importing it; the project is installed, so no working_dir upload.
