@@ -16,9 +16,16 @@ from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, METADATA_FIELDS
 from medcurate.core.spec import parse_spec
 from medcurate.core.zones import Zones, write_parquet
 from pipelines.shard.hf_layout import SplitWriter, row_payload_bytes
-from pipelines.shard.ray_tokenize import EMPTY_AFTER_TOKENIZATION, document_schema
+from pipelines.shard.ray_tokenize import (
+    EMPTY_AFTER_TOKENIZATION,
+    TokenizeDocuments,
+    curated_batches,
+    document_schema,
+    tokenized_batches,
+)
 from pipelines.shard.splits import assign_split
-from pipelines.shard.stage import documents_tally, run
+from pipelines.shard.stage import curated_files, documents_tally, run
+from pipelines.shard.tokenizer import prepare_tokenizer
 
 RUN_ID = "run-test-shard"
 SPLITS = {"train": 0.5, "validation": 0.25, "test": 0.25}
@@ -208,6 +215,28 @@ def test_two_builds_are_byte_identical(build, tmp_path):
     assert sorted(files_a) == sorted(files_b)
     assert "manifest.json" in files_a and "tokenizer.json" in files_a
     assert [name for name in files_a if files_a[name] != files_b[name]] == []
+
+
+def test_actors_give_results_back_in_input_order_whatever_their_number(ray_local, tmp_path):
+    ctx = shard_context(tmp_path / "root")
+    files = curated_files(ctx.zones.curated)
+    tokenizer = prepare_tokenizer(ctx.spec, files, tmp_path / "tokenizer.json")
+    # Many small calls, so several are in flight on each actor at once.
+    batches = [b.slice(i, 3) for b in curated_batches(files) for i in range(0, b.num_rows, 3)]
+    options = {
+        "bos_id": tokenizer.bos_id,
+        "eos_id": tokenizer.eos_id,
+        "vocab_size": tokenizer.vocab_size,
+        "splits": SPLITS,
+        "mixing": {"notes": 1.5},
+    }
+    in_process = TokenizeDocuments(tokenizer.to_json(), **options)
+    expected = pa.concat_tables([in_process.tokenize(b) for b in batches])
+    assert expected.num_rows > len(batches) * 3  # the mixing weight made copies
+    for workers in (1, 2):
+        results = list(tokenized_batches(batches, tokenizer.to_json(), workers=workers, **options))
+        assert len(results) == len(batches)
+        assert pa.concat_tables(results).equals(expected)
 
 
 def test_given_tokenizer_is_used_as_is(build, tmp_path):

@@ -35,7 +35,7 @@ from pipelines.shard.hf_layout import SplitWriter, Tally
 from pipelines.shard.manifest import build_manifest, code_version, write_manifest
 from pipelines.shard.packing import Packer, packed_schema, packed_tally
 from pipelines.shard.progress import BuildProgress, ShardFile, build_key
-from pipelines.shard.ray_tokenize import BATCH_ROWS, document_schema, token_id_type, tokenized_documents
+from pipelines.shard.ray_tokenize import curated_batches, document_schema, token_id_type, tokenized_batches
 from pipelines.shard.tokenizer import TokenizerInfo, describe_tokenizer, prepare_tokenizer
 
 log = logging.getLogger(__name__)
@@ -121,8 +121,8 @@ def write_shards(
     }
     packed = spec.shard.mode == "packed"
     packers = {split: Packer(split, spec.seq_len, id_type) for split in spec.splits} if packed else {}
-    rows = tokenized_documents(
-        files,
+    batches = tokenized_batches(
+        curated_batches(files),
         tokenizer.to_json(),
         bos_id=tokenizer.bos_id,
         eos_id=tokenizer.eos_id,
@@ -131,7 +131,7 @@ def write_shards(
         mixing=spec.shard.mixing,
     )
     extra_copies: Counter[str] = Counter()
-    for batch in rows.iter_batches(batch_format="pyarrow", batch_size=BATCH_ROWS):
+    for batch in batches:
         kept = _count(batch, report, extra_copies)
         for split, writer in writers.items():
             documents = kept.filter(pc.equal(kept.column("split"), split))
