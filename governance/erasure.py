@@ -44,12 +44,13 @@ from governance import audit
 from governance.access import seal, unseal
 from governance.catalog import DEID_EVENTS_FILE, build_catalog, catalog_path, record_erasure, row_doc_ids, shard_rows
 from medcurate import storage
-from medcurate.context import RunContext
+from medcurate.context import RunContext, load_stage_reports
 from medcurate.keys import pseudonym
 from medcurate.zones import Zones, write_parquet
 from pipelines.quality import dedup_index
 from pipelines.quality.raw_identifiers import identifiers as raw_identifiers
 from pipelines.shard.hf_layout import ShardFile, SplitWriter
+from pipelines.shard.trainer_files import write_trainer_files
 
 log = logging.getLogger(__name__)
 
@@ -240,10 +241,17 @@ def _rewrite_shards(ctx: RunContext, doc_ids: set[str], erasure_id: str) -> tupl
         path = shards / relative
         with pa.ipc.open_stream(path) as reader:
             table = reader.read_all()
-        description = json.loads((path.parent / "dataset_info.json").read_text()).get("description", "")
+        info = json.loads((path.parent / "dataset_info.json").read_text())
+        terms = {"license": info.get("license", ""), "citation": info.get("citation", "")}
         # One shard in, one shard out: a target size no row set can reach keeps the writer from cutting it.
         writer = SplitWriter(
-            scratch / relative, files[relative].split, table.schema.remove_metadata(), 1 << 62, description, tally
+            scratch / relative,
+            files[relative].split,
+            table.schema.remove_metadata(),
+            1 << 62,
+            info.get("description", ""),
+            tally,
+            **terms,
         )
         writer.write(table.filter(pc.invert(_erased_rows(table, ids))))
         (written,) = writer.close()
@@ -253,19 +261,24 @@ def _rewrite_shards(ctx: RunContext, doc_ids: set[str], erasure_id: str) -> tupl
         files[relative] = replace(written, path=path, index=old.index, rows_start=old.rows_start)
     for split_dir in sorted({(shards / r).parent for r in affected}):
         split_files = sorted((f for f in files.values() if f.path.parent == split_dir), key=lambda f: f.index)
-        description = json.loads((split_dir / "dataset_info.json").read_text()).get("description", "")
+        info = json.loads((split_dir / "dataset_info.json").read_text())
+        terms = {"license": info.get("license", ""), "citation": info.get("citation", "")}
         with pa.ipc.open_stream(split_files[0].path) as reader:
             schema = reader.schema.remove_metadata()
         # The shard writer's own metadata step (in scratch: a writer clears its directory), so state.json's
         # fingerprint follows the new shard digests; then the two files replace the split's.
         meta = scratch / "metadata" / split_dir.name
-        SplitWriter(meta, split_files[0].split, schema, 1, description, tally)._write_metadata(split_files)
+        SplitWriter(meta, split_files[0].split, schema, 1, info.get("description", ""), tally, **terms)._write_metadata(
+            split_files
+        )
         for name in ("dataset_info.json", "state.json"):
             unseal(split_dir / name)
             (meta / name).replace(split_dir / name)
     shutil.rmtree(scratch, ignore_errors=True)
     tok = manifest["tokenizer"]
-    tokenizer = TokenizerInfo(shards / tok["path"], tok["sha256"], tok["vocab_size"], tok["bos_id"], tok["eos_id"])
+    tokenizer = TokenizerInfo(
+        shards / tok["path"], tok["sha256"], tok["vocab_size"], tok["bos_id"], tok["eos_id"], tok.get("pad_id")
+    )
     rebuilt = build_manifest(
         spec=ctx.spec,
         run_id=manifest["run_id"],
@@ -283,6 +296,8 @@ def _rewrite_shards(ctx: RunContext, doc_ids: set[str], erasure_id: str) -> tupl
     manifest.update({k: rebuilt[k] for k in ("shards", "totals", "merkle", "inputs")}, erasures=erasures)
     unseal(manifest_path)
     write_manifest(manifest, manifest_path)
+    # The card and Croissant state counts and erasures: rewritten from the new manifest (by rename).
+    write_trainer_files(ctx, shards, manifest, load_stage_reports(ctx.zones)["shard"])
     seal(shards)
     return affected, before, after
 
