@@ -95,7 +95,13 @@ def write_text_atomic(text: str, path: Path) -> Path:
 
 
 def write_trainer_files(ctx: RunContext, root: Path, manifest: dict[str, Any], shard_report: StageReport) -> None:
-    """Write the trainer's files under ``root`` (the shards directory being built, or the published one)."""
+    """Write the trainer's files under ``root`` (the shards directory being built, or the published one).
+
+    Splits are listed in spec order (train first), not in the manifest's sorted key order.
+    """
+    order = [split for split in ctx.spec.splits if split in manifest["splits"]]
+    order += sorted(set(manifest["splits"]) - set(order))
+    manifest = {**manifest, "splits": {split: manifest["splits"][split] for split in order}}
     write_dataset_dict(root, list(manifest["splits"]))
     tokenizer_json = root / manifest["tokenizer"]["path"]
     config, special = tokenizer_config(tokenizer_json)
