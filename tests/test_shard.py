@@ -123,7 +123,7 @@ def _load_splits(shards: Path) -> dict[str, datasets.Dataset]:
 
 def test_round_trip_through_load_from_disk(build):
     ctx, _ = build
-    tokenizer = Tokenizer.from_file(str(ctx.zones.shards / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(ctx.zones.shards / "tokenizer" / "tokenizer.json"))
     bos, eos = tokenizer.token_to_id("<|bos|>"), tokenizer.token_to_id("<|eos|>")
     seen = 0
     for split, ds in _load_splits(ctx.zones.shards).items():
@@ -161,7 +161,7 @@ def test_manifest_matches_shards(build, manifest):
     on_disk = {p.relative_to(shards).as_posix() for p in shards.glob("*/data-*.arrow")}
     assert on_disk == {entry["path"] for entry in manifest["shards"]}
     assert manifest["merkle"]["root"] == merkle_root({e["path"]: e["sha256"] for e in manifest["shards"]})
-    assert manifest["tokenizer"]["sha256"] == sha256_file(shards / "tokenizer.json")
+    assert manifest["tokenizer"]["sha256"] == sha256_file(shards / "tokenizer" / "tokenizer.json")
     assert manifest["spec_config_hash"] == ctx.spec.config_hash()
     assert manifest["run_id"] == RUN_ID
 
@@ -213,7 +213,7 @@ def test_two_builds_are_byte_identical(build, tmp_path):
     run(ctx_b)
     files_a, files_b = tree_bytes(ctx_a.zones.shards), tree_bytes(ctx_b.zones.shards)
     assert sorted(files_a) == sorted(files_b)
-    assert "manifest.json" in files_a and "tokenizer.json" in files_a
+    assert "manifest.json" in files_a and "tokenizer/tokenizer.json" in files_a
     assert [name for name in files_a if files_a[name] != files_b[name]] == []
 
 
@@ -242,10 +242,11 @@ def test_actors_give_results_back_in_input_order_whatever_their_number(ray_local
 def test_given_tokenizer_is_used_as_is(build, tmp_path):
     ctx_a, _ = build
     given = tmp_path / "given-tokenizer.json"
-    given.write_bytes((ctx_a.zones.shards / "tokenizer.json").read_bytes() + b"\n")  # differs from a trained one
+    trained = ctx_a.zones.shards / "tokenizer" / "tokenizer.json"
+    given.write_bytes(trained.read_bytes() + b"\n")  # differs from a trained one
     ctx = shard_context(tmp_path / "build_c", tokenizer={"path": str(given), "vocab_size": 99})
     report = run(ctx)
-    assert (ctx.zones.shards / "tokenizer.json").read_bytes() == given.read_bytes()
+    assert (ctx.zones.shards / "tokenizer" / "tokenizer.json").read_bytes() == given.read_bytes()
     manifest = json.loads((ctx.zones.shards / "manifest.json").read_text())
     assert manifest["tokenizer"]["sha256"] == sha256_file(given)
     assert (
