@@ -7,17 +7,21 @@ text with the same tokenizer.  Rows, each in its own process:
 
 * ``encode_batch_fast, 1 process``: the ceiling: Parquet batches straight into the tokenizer, nothing else
   (``encode_batch_fast`` is the call the stage's Ray workers make; ``encode_batch`` also computes offsets);
-* ``shard stage, N Ray workers``: ``pipelines.shard.stage.run`` (mode ``documents``) on a local Ray with N
-  tokenizer actors (``num_cpus = N + 1``: the stage leaves one CPU to the readers), Ray start not counted;
+* ``shard stage, N Ray workers``: ``pipelines.shard.stage.run`` (mode ``documents``) in the project's own
+  local Ray session (``medcurate.core.ray_runtime.ray_session``) with ``num_cpus = N``, so N tokenizer actors;
+  Ray start not counted;
 * ``datatrove DocumentTokenizer, N workers``: ``ParquetReader`` -> ``DocumentTokenizer`` (no shuffle) with
   ``LocalPipelineExecutor``, N tasks on N workers;
 * the stage on the half-size corpus, to compare peak memory: the stage streams, so it should not grow with
   the corpus.
 
 Every process runs with ``TOKENIZERS_PARALLELISM=false``: one tokenizer thread per worker, so "N workers"
-means N cores of tokenization.  Memory: the driver's peak RSS (``ru_maxrss``) and the peak of the summed RSS
-of its whole process tree (sampled every 100 ms; Ray workers and object store pages included, shared pages
-counted once per process, so an upper bound).
+means N cores of tokenization.  Time: wall seconds of the measured part, and the CPU seconds its whole
+process tree spent in it (driver, Ray workers and services, datatrove's worker processes; see
+``tree_memory.PeakTreeRSS``).  On a machine others share, wall time also measures the neighbours:
+compare ``tokens/CPU s`` there, and wall ratios only between rows of one run.  Memory: the driver's peak RSS
+(``ru_maxrss``) and the peak of the summed RSS of its whole process tree (sampled every 100 ms; Ray workers
+and object store pages included, shared pages counted once per process, so an upper bound).
 
     .venv/bin/python benchmarks/bench_shard.py [--mb 200] [--vocab 32768] [--keep DIR]
 """
@@ -128,22 +132,35 @@ def text_bytes(curated: Path) -> int:
 # ---- measured children ---------------------------------------------------------------------------------
 
 
+class Timed:
+    """Wall seconds and the CPU seconds of this process's whole tree, for the ``with`` block."""
+
+    def __enter__(self) -> Timed:
+        self._tree = PeakTreeRSS(os.getpid()).__enter__()
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        seconds = time.perf_counter() - self._started
+        self._tree.__exit__(*exc)
+        self.result = {"seconds": seconds, "cpu_seconds": self._tree.cpu_seconds}
+
+
 def child_ceiling(curated: Path, tokenizer: Path) -> dict[str, Any]:
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer))
-    started = time.perf_counter()
-    tokens = 0
-    for part in sorted(curated.rglob("*.parquet")):
-        for batch in pq.ParquetFile(part).iter_batches(batch_size=256, columns=["text"]):
-            tokens += sum(len(e.ids) for e in tok.encode_batch_fast(batch.column("text").to_pylist()))
-    return {"seconds": time.perf_counter() - started, "tokens": tokens}
+    with Timed() as timed:
+        tokens = 0
+        for part in sorted(curated.rglob("*.parquet")):
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=256, columns=["text"]):
+                tokens += sum(len(e.ids) for e in tok.encode_batch_fast(batch.column("text").to_pylist()))
+    return timed.result | {"tokens": tokens}
 
 
 def child_stage(data_root: Path, tokenizer: Path, workers: int) -> dict[str, Any]:
-    import ray
-
     from medcurate.core.context import RunContext
+    from medcurate.core.ray_runtime import ray_session
     from medcurate.core.spec import parse_spec
     from medcurate.core.zones import Zones
     from pipelines.shard.stage import run
@@ -158,14 +175,9 @@ def child_stage(data_root: Path, tokenizer: Path, workers: int) -> dict[str, Any
         data_root,
     )
     ctx = RunContext(spec=spec, zones=Zones(data_root).ensure(), run_id=RUN_ID, secret_key=b"b" * 32)
-    ray.init(num_cpus=workers + 1, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        started = time.perf_counter()
+    with ray_session(num_cpus=workers), Timed() as timed:
         report = run(ctx)
-        seconds = time.perf_counter() - started
-    finally:
-        ray.shutdown()
-    return {"seconds": seconds, "tokens": report.details["total_tokens"], "shards": report.details["shard_count"]}
+    return timed.result | {"tokens": report.details["total_tokens"], "shards": report.details["shard_count"]}
 
 
 def child_datatrove(curated: Path, tokenizer: Path, out: Path, workers: int) -> dict[str, Any]:
@@ -187,11 +199,10 @@ def child_datatrove(curated: Path, tokenizer: Path, out: Path, workers: int) -> 
         workers=workers,
         logging_dir=str(out / "logs"),
     )
-    started = time.perf_counter()
-    executor.run()
-    seconds = time.perf_counter() - started
+    with Timed() as timed:
+        executor.run()
     tokens = sum(p.stat().st_size for p in (out / "tokens").glob("*.ds")) // 2  # uint16 tokens
-    return {"seconds": seconds, "tokens": tokens}
+    return timed.result | {"tokens": tokens}
 
 
 def child_main(args: list[str]) -> None:
@@ -268,6 +279,7 @@ def main() -> None:
 
 def _print_table(rows: list[tuple[str, str, dict[str, Any]]], sizes: dict[str, int]) -> None:
     ceiling = rows[0][2]["tokens"] / rows[0][2]["seconds"]
+    ceiling_per_cpu = rows[0][2]["tokens"] / rows[0][2]["cpu_seconds"]
     header = (
         "run",
         "corpus",
@@ -277,6 +289,9 @@ def _print_table(rows: list[tuple[str, str, dict[str, Any]]], sizes: dict[str, i
         "tokens/s",
         "MB/s",
         "vs ceiling",
+        "CPU s",
+        "tokens/CPU s",
+        "vs ceiling (CPU)",
         "driver peak MB",
         "tree peak MB",
     )
@@ -290,6 +305,9 @@ def _print_table(rows: list[tuple[str, str, dict[str, Any]]], sizes: dict[str, i
             f"{r['tokens'] / r['seconds']:,.0f}",
             f"{sizes[corpus] / 1e6 / r['seconds']:.2f}",
             f"{r['tokens'] / r['seconds'] / ceiling:.2f}x",
+            f"{r['cpu_seconds']:.1f}",
+            f"{r['tokens'] / r['cpu_seconds']:,.0f}",
+            f"{r['tokens'] / r['cpu_seconds'] / ceiling_per_cpu:.2f}x",
             f"{r['driver_peak_rss'] / 2**20:.0f}",
             f"{r['tree_peak_rss'] / 2**20:.0f}",
         )

@@ -1,7 +1,14 @@
-"""Peak resident memory of a process and all its descendants (driver, Ray raylet and workers), for benchmarks."""
+"""Peak resident memory and CPU time of a process and all its descendants (driver, Ray raylet and workers).
+
+CPU time is what a run costs whatever else the machine is doing: on a shared machine wall time measures the
+neighbours too.  Descendants are sampled every 100 ms (a Ray actor is killed, not waited for, so its CPU time
+is only known while it lives): one born during the block counts from its start, one that exits loses at most
+its last 100 ms.  When the sampled process is this one, the sampling thread's own CPU time is left out.
+"""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from types import TracebackType
@@ -9,37 +16,57 @@ from types import TracebackType
 import psutil
 
 
-def tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
 class PeakTreeRSS:
-    """Samples ``pid``'s process tree every 100 ms while the ``with`` block runs; ``peak`` is in bytes."""
+    """Samples ``pid``'s process tree every 100 ms while the ``with`` block runs.
+
+    ``peak``: the largest summed RSS seen, in bytes; ``cpu_seconds``: user + system CPU time the tree spent
+    inside the block.
+    """
 
     def __init__(self, pid: int) -> None:
         self.process = psutil.Process(pid)
         self.peak = 0
+        self._cpu_start: dict[int, float] = {}
+        self._cpu_last: dict[int, float] = {}
+        self._sampler_cpu = 0.0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
+    @property
+    def cpu_seconds(self) -> float:
+        spent = sum(self._cpu_last[pid] - self._cpu_start.get(pid, 0.0) for pid in self._cpu_last)
+        return spent - (self._sampler_cpu if self.process.pid == os.getpid() else 0.0)
+
+    def _sample_once(self) -> None:
+        total = 0
+        try:
+            tree = [self.process, *self.process.children(recursive=True)]
+        except psutil.Error:
+            return
+        for p in tree:
+            try:
+                with p.oneshot():
+                    total += p.memory_info().rss
+                    times = p.cpu_times()
+            except psutil.Error:
+                continue
+            self._cpu_last[p.pid] = times.user + times.system
+        self.peak = max(self.peak, total)
+
     def _sample(self) -> None:
         while not self._done.is_set():
-            try:
-                self.peak = max(self.peak, tree_rss(self.process))
-            except psutil.Error:
-                pass
+            started = time.thread_time()
+            self._sample_once()
+            self._sampler_cpu += time.thread_time() - started
             time.sleep(0.1)
 
     def __enter__(self) -> PeakTreeRSS:
+        self._sample_once()
+        self._cpu_start = dict(self._cpu_last)  # what the tree had spent before the block is not the block's
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object | TracebackType) -> None:
         self._done.set()
         self._thread.join()
+        self._sample_once()

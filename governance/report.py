@@ -194,6 +194,7 @@ def build_report(ctx: RunContext) -> dict[str, Any]:
             "by_source": (reports["shard"].details.get("tokens_by_source", {}) if "shard" in reports else {}),
             "by_split": (reports["shard"].details.get("tokens_by_split", {}) if "shard" in reports else {}),
         },
+        "shard_warnings": reports["shard"].details.get("warnings", []) if "shard" in reports else [],
         "erasures": _catalog_erasures(ctx),
         "audit_head": audit.head(ctx.zones.governance),
         "input_files": {
@@ -455,6 +456,7 @@ def render_html(report: dict[str, Any]) -> str:
             "distribution",
             "Distribution",
             '<div id="shards"><h3>Shards</h3>'
+            + "".join(f'<p class="warning">Warning: {_e(w)}</p>' for w in report["shard_warnings"])
             + (
                 f"<p>Merkle root <code>{_e((manifest.get('merkle') or {}).get('root'))}</code> · tokenizer sha256 "
                 f"<code>{_e((manifest.get('tokenizer') or {}).get('sha256'))}</code></p>"

@@ -62,6 +62,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print()
     _print_table(summary_rows(reports), ["stage", "input", "output", "removed", "seconds"])
+    for warning in (w for r in reports for w in r.details.get("warnings", [])):
+        print(f"warning: {warning}")
     report = reports[-1].details
     print()
     print(f"report: {report.get('html', ctx.zones.governance / 'report.html')}")
@@ -186,9 +188,13 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 
 def cmd_export_megatron(args: argparse.Namespace) -> int:
-    from pipelines.shard.megatron import export_megatron
+    from pipelines.shard.megatron import NotASplitDir, export_megatron
 
-    result = export_megatron(Path(args.split_dir), Path(args.out_prefix))
+    try:
+        result = export_megatron(Path(args.split_dir), Path(args.out_prefix))
+    except NotASplitDir as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(f"{args.out_prefix}.bin/.idx: {result['documents']} documents, {result['tokens']} tokens, {result['dtype']}")
     return 0
 

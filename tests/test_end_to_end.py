@@ -49,7 +49,7 @@ def _phi_pattern(strings: list[str]) -> re.Pattern[str] | None:
 
 
 def _shard_texts(shards: Path):
-    tokenizer = Tokenizer.from_file(str(shards / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(shards / "tokenizer" / "tokenizer.json"))
     for split_dir in _split_dirs(shards):
         ds = datasets.load_from_disk(str(split_dir))
         for doc_id, ids in zip(ds["doc_id"], ds["input_ids"], strict=True):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import datasets
 import duckdb
+import mlcroissant
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -165,6 +166,19 @@ def test_only_the_shards_that_held_the_patient_are_rewritten(patient_erased):
         ds = datasets.load_from_disk(str(root / "shards" / split))
         assert len(ds) == sum(e["rows"] for e in manifest["shards"] if e["split"] == split)
         assert not set(ds["doc_id"]) & patient_erased["doc_ids"]
+
+
+def test_the_trainer_files_follow_the_erasure(patient_erased):
+    """The dataset card states the counts of the rewritten manifest and the erasure; Croissant still validates."""
+    shards, result = patient_erased["root"] / "shards", patient_erased["result"]
+    manifest = json.loads((shards / "manifest.json").read_text())
+    card = (shards / "README.md").read_text()
+    assert f"erasures applied since the build: 1 ({result.erasure_id})" in card
+    assert f"Merkle root of the shards `{result.merkle_root_after}`" in card
+    for split, totals in manifest["totals"]["by_split"].items():
+        assert f"| {split} | {totals['rows']} | {totals['documents']} |" in card
+    dataset = mlcroissant.Dataset(jsonld=str(shards / "croissant.json"))
+    assert not dataset.metadata.ctx.issues.errors and not dataset.metadata.ctx.issues.warnings
 
 
 def test_erasure_is_audited_without_the_raw_key(patient_erased):

@@ -16,9 +16,16 @@ from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, METADATA_FIELDS
 from medcurate.core.spec import parse_spec
 from medcurate.core.zones import Zones, write_parquet
 from pipelines.shard.hf_layout import SplitWriter, row_payload_bytes
-from pipelines.shard.ray_tokenize import EMPTY_AFTER_TOKENIZATION, document_schema
+from pipelines.shard.ray_tokenize import (
+    EMPTY_AFTER_TOKENIZATION,
+    TokenizeDocuments,
+    curated_batches,
+    document_schema,
+    tokenized_batches,
+)
 from pipelines.shard.splits import assign_split
-from pipelines.shard.stage import documents_tally, run
+from pipelines.shard.stage import curated_files, documents_tally, run
+from pipelines.shard.tokenizer import prepare_tokenizer
 
 RUN_ID = "run-test-shard"
 SPLITS = {"train": 0.5, "validation": 0.25, "test": 0.25}
@@ -116,7 +123,7 @@ def _load_splits(shards: Path) -> dict[str, datasets.Dataset]:
 
 def test_round_trip_through_load_from_disk(build):
     ctx, _ = build
-    tokenizer = Tokenizer.from_file(str(ctx.zones.shards / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(ctx.zones.shards / "tokenizer" / "tokenizer.json"))
     bos, eos = tokenizer.token_to_id("<|bos|>"), tokenizer.token_to_id("<|eos|>")
     seen = 0
     for split, ds in _load_splits(ctx.zones.shards).items():
@@ -154,7 +161,7 @@ def test_manifest_matches_shards(build, manifest):
     on_disk = {p.relative_to(shards).as_posix() for p in shards.glob("*/data-*.arrow")}
     assert on_disk == {entry["path"] for entry in manifest["shards"]}
     assert manifest["merkle"]["root"] == merkle_root({e["path"]: e["sha256"] for e in manifest["shards"]})
-    assert manifest["tokenizer"]["sha256"] == sha256_file(shards / "tokenizer.json")
+    assert manifest["tokenizer"]["sha256"] == sha256_file(shards / "tokenizer" / "tokenizer.json")
     assert manifest["spec_config_hash"] == ctx.spec.config_hash()
     assert manifest["run_id"] == RUN_ID
 
@@ -206,17 +213,40 @@ def test_two_builds_are_byte_identical(build, tmp_path):
     run(ctx_b)
     files_a, files_b = tree_bytes(ctx_a.zones.shards), tree_bytes(ctx_b.zones.shards)
     assert sorted(files_a) == sorted(files_b)
-    assert "manifest.json" in files_a and "tokenizer.json" in files_a
+    assert "manifest.json" in files_a and "tokenizer/tokenizer.json" in files_a
     assert [name for name in files_a if files_a[name] != files_b[name]] == []
+
+
+def test_actors_give_results_back_in_input_order_whatever_their_number(ray_local, tmp_path):
+    ctx = shard_context(tmp_path / "root")
+    files = curated_files(ctx.zones.curated)
+    tokenizer = prepare_tokenizer(ctx.spec, files, tmp_path / "tokenizer.json")
+    # Many small calls, so several are in flight on each actor at once.
+    batches = [b.slice(i, 3) for b in curated_batches(files) for i in range(0, b.num_rows, 3)]
+    options = {
+        "bos_id": tokenizer.bos_id,
+        "eos_id": tokenizer.eos_id,
+        "vocab_size": tokenizer.vocab_size,
+        "splits": SPLITS,
+        "mixing": {"notes": 1.5},
+    }
+    in_process = TokenizeDocuments(tokenizer.to_json(), **options)
+    expected = pa.concat_tables([in_process.tokenize(b) for b in batches])
+    assert expected.num_rows > len(batches) * 3  # the mixing weight made copies
+    for workers in (1, 2):
+        results = list(tokenized_batches(batches, tokenizer.to_json(), workers=workers, **options))
+        assert len(results) == len(batches)
+        assert pa.concat_tables(results).equals(expected)
 
 
 def test_given_tokenizer_is_used_as_is(build, tmp_path):
     ctx_a, _ = build
     given = tmp_path / "given-tokenizer.json"
-    given.write_bytes((ctx_a.zones.shards / "tokenizer.json").read_bytes() + b"\n")  # differs from a trained one
+    trained = ctx_a.zones.shards / "tokenizer" / "tokenizer.json"
+    given.write_bytes(trained.read_bytes() + b"\n")  # differs from a trained one
     ctx = shard_context(tmp_path / "build_c", tokenizer={"path": str(given), "vocab_size": 99})
     report = run(ctx)
-    assert (ctx.zones.shards / "tokenizer.json").read_bytes() == given.read_bytes()
+    assert (ctx.zones.shards / "tokenizer" / "tokenizer.json").read_bytes() == given.read_bytes()
     manifest = json.loads((ctx.zones.shards / "manifest.json").read_text())
     assert manifest["tokenizer"]["sha256"] == sha256_file(given)
     assert (

@@ -50,7 +50,7 @@ def _segments(ds: datasets.Dataset) -> dict[tuple[str, int], list[int]]:
 
 def test_packed_sequences_reproduce_the_documents_exactly(packed_build):
     ctx, _, _ = packed_build
-    tokenizer = Tokenizer.from_file(str(ctx.zones.shards / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(ctx.zones.shards / "tokenizer" / "tokenizer.json"))
     bos, eos = tokenizer.token_to_id("<|bos|>"), tokenizer.token_to_id("<|eos|>")
     for split in SPLITS:
         ds = datasets.load_from_disk(str(ctx.zones.shards / split))

@@ -209,7 +209,7 @@ def test_whole_pipeline_on_an_s3_data_root(monkeypatch, tmp_path, s3, bucket, ra
     manifest = json.loads(remote["shards/manifest.json"])
     assert manifest["run_id"] == ctx.run_id
     shard_files = [k for k in remote if k.startswith("shards/") and k.endswith(".arrow")]
-    assert shard_files and "shards/tokenizer.json" in remote
+    assert shard_files and "shards/tokenizer/tokenizer.json" in remote
     assert {f"governance/stages/{name}.json" for name in STAGE_NAMES} <= set(remote)
     assert {"governance/report.json", "governance/report.html"} <= set(remote)
     assert any(k.startswith("raw/") and k.endswith(".parquet") for k in remote)

@@ -2,6 +2,10 @@
 
 Stages that use Ray call ``ray_session()``.  When the caller (``medcurate run``) already opened a session the
 stages share it, so a full run starts Ray once; a stage run alone (an Airflow task) opens and closes its own.
+
+A local instance starts only what the stages use: no dashboard, no worker processes started ahead of time
+(Ray would otherwise start one idle worker per CPU, ~170 MB each, that the stages' actors never run in),
+and an object store no bigger than the few batches the stages keep in flight need.
 """
 
 from __future__ import annotations
@@ -10,25 +14,31 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+# The stages keep a bounded window of batches in the object store, a few per actor (one actor per CPU), each
+# a few MB of text or token ids; past this size Ray spills to disk rather than failing.  Ray's default
+# reserves 30% of the machine's memory.
+OBJECT_STORE_BYTES_PER_CPU = 128 * 1024 * 1024
 
 
 @contextmanager
 def ray_session(num_cpus: int | None = None) -> Iterator[None]:
     import ray
 
-    # Ray Data narrates every execution at INFO on the console; the stages report their own counts.  Its
-    # logging is configured when ray.data is first imported, from this file (an operator's own file wins).
-    os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", str(Path(__file__).with_name("ray_data_logging.yaml")))
     if ray.is_initialized():
         yield
         return
     address = os.environ.get("RAY_ADDRESS") or None
     kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address is None:
-        kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+        cpus = num_cpus or os.cpu_count() or 1
+        kwargs |= {
+            "num_cpus": cpus,
+            "object_store_memory": cpus * OBJECT_STORE_BYTES_PER_CPU,
+            "_system_config": {"prestart_worker_first_driver": False},
+        }
     # Ray ships our code to workers by importing it; the project is installed, so no working_dir upload.
     # Without RAY_ADDRESS, "local" starts a private instance instead of silently joining whatever cluster a
     # `ray start` on this machine recorded in /tmp/ray.

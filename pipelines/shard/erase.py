@@ -3,7 +3,8 @@
 Erasure (``medcurate/erasure.py``) calls ``rewrite_without`` once it removed the documents from every other zone.
 Only the shard files that hold them are rewritten, with the shard writer, from their remaining rows; every other
 shard stays byte-identical.  Then each touched split's ``dataset_info.json`` / ``state.json``, the manifest and
-its Merkle root follow, and the manifest lists the erasure.
+its Merkle root follow, the manifest lists the erasure, and the trainer's files (dataset card, Croissant,
+``trainer_files.py``) are written again from the new manifest.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from governance.catalog import row_doc_ids, shard_rows
-from medcurate.core.context import RunContext
+from medcurate.core.context import RunContext, load_stage_reports
 from medcurate.core.sealing import seal, unseal
 from pipelines.shard.hf_layout import ShardFile, SplitWriter
 from pipelines.shard.manifest import build_manifest, write_manifest
 from pipelines.shard.stage import MODES, curated_files, input_records
 from pipelines.shard.tokenizer import TokenizerInfo
+from pipelines.shard.trainer_files import write_trainer_files
 
 
 def rewrite_without(ctx: RunContext, doc_ids: set[str], erasure_id: str) -> tuple[list[str], str | None, str | None]:
@@ -50,10 +52,16 @@ def rewrite_without(ctx: RunContext, doc_ids: set[str], erasure_id: str) -> tupl
         path = shards / relative
         with pa.ipc.open_stream(path) as reader:
             table = reader.read_all()
-        description = json.loads((path.parent / "dataset_info.json").read_text()).get("description", "")
+        description, terms = _split_info(path.parent)
         # One shard in, one shard out: a target size no row set can reach keeps the writer from cutting it.
         writer = SplitWriter(
-            scratch / relative, files[relative].split, table.schema.remove_metadata(), 1 << 62, description, tally
+            scratch / relative,
+            files[relative].split,
+            table.schema.remove_metadata(),
+            1 << 62,
+            description,
+            tally,
+            **terms,
         )
         writer.write(table.filter(pc.invert(_erased_rows(table, ids))))
         (written,) = writer.close()
@@ -63,19 +71,21 @@ def rewrite_without(ctx: RunContext, doc_ids: set[str], erasure_id: str) -> tupl
         files[relative] = replace(written, path=path, index=old.index, rows_start=old.rows_start)
     for split_dir in sorted({(shards / r).parent for r in affected}):
         split_files = sorted((f for f in files.values() if f.path.parent == split_dir), key=lambda f: f.index)
-        description = json.loads((split_dir / "dataset_info.json").read_text()).get("description", "")
+        description, terms = _split_info(split_dir)
         with pa.ipc.open_stream(split_files[0].path) as reader:
             schema = reader.schema.remove_metadata()
         # The shard writer's own metadata step (in scratch: a writer clears its directory), so state.json's
         # fingerprint follows the new shard digests; then the two files replace the split's.
         meta = scratch / "metadata" / split_dir.name
-        SplitWriter(meta, split_files[0].split, schema, 1, description, tally).write_metadata(split_files)
+        SplitWriter(meta, split_files[0].split, schema, 1, description, tally, **terms).write_metadata(split_files)
         for name in ("dataset_info.json", "state.json"):
             unseal(split_dir / name)
             (meta / name).replace(split_dir / name)
     shutil.rmtree(scratch, ignore_errors=True)
     tok = manifest["tokenizer"]
-    tokenizer = TokenizerInfo(shards / tok["path"], tok["sha256"], tok["vocab_size"], tok["bos_id"], tok["eos_id"])
+    tokenizer = TokenizerInfo(
+        shards / tok["path"], tok["sha256"], tok["vocab_size"], tok["bos_id"], tok["eos_id"], tok.get("pad_id")
+    )
     rebuilt = build_manifest(
         spec=ctx.spec,
         run_id=manifest["run_id"],
@@ -93,8 +103,16 @@ def rewrite_without(ctx: RunContext, doc_ids: set[str], erasure_id: str) -> tupl
     manifest.update({k: rebuilt[k] for k in ("shards", "totals", "merkle", "inputs")}, erasures=erasures)
     unseal(manifest_path)
     write_manifest(manifest, manifest_path)
+    # The card and Croissant state counts and erasures: rewritten from the new manifest (by rename).
+    write_trainer_files(ctx, shards, manifest, load_stage_reports(ctx.zones)["shard"])
     seal(shards)
     return affected, before, after
+
+
+def _split_info(split_dir: Path) -> tuple[str, dict[str, str]]:
+    """A split's description, licence and citation from its ``dataset_info.json``, for the shard writer."""
+    info = json.loads((split_dir / "dataset_info.json").read_text())
+    return info.get("description", ""), {"license": info.get("license", ""), "citation": info.get("citation", "")}
 
 
 def _erased_rows(table: pa.Table, doc_ids: pa.Array) -> pa.Array:

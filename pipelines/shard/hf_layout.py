@@ -2,11 +2,12 @@
 
 A split directory holds ``data-00000-of-000NN.arrow`` (Arrow IPC *stream* files, which ``load_from_disk``
 memory-maps), ``dataset_info.json`` and ``state.json``, exactly as ``save_to_disk`` writes them, so
-``datasets.load_from_disk(shards/<split>)`` works and a trainer can also stream the files with plain
-pyarrow.  Writing them ourselves instead of calling ``save_to_disk`` fixes what that leaves to chance: the
-fingerprint (random there, a digest of the shard files here), the record-batch boundaries (here every
-``ROWS_PER_RECORD_BATCH`` rows, whatever batches arrive) and the shard boundaries (here by a row's payload
-bytes against the target shard size, so the same rows always cut the same way).
+``datasets.load_from_disk(shards/<split>)`` works (``load_from_disk(shards)`` too, given ``dataset_dict.json``)
+and a trainer can also stream the files with plain pyarrow.  Writing them ourselves instead of calling
+``save_to_disk`` fixes what that leaves to chance: the fingerprint (random there, a digest of the shard files
+here), the record-batch boundaries (here every ``ROWS_PER_RECORD_BATCH`` rows, whatever batches arrive) and
+the shard boundaries (here by a row's payload bytes against the target shard size, so the same rows always
+cut the same way).
 """
 
 from __future__ import annotations
@@ -89,13 +90,22 @@ class SplitWriter:
         description: str,
         tally: Tally,
         progress: BuildProgress | None = None,
+        *,
+        license: str = "",
+        citation: str = "",
     ) -> None:
         self.directory = directory
         self.split = split
         self.target_shard_bytes = target_shard_bytes
         self.tally = tally
         self.progress = progress
-        self.info = datasets.DatasetInfo(description=description, features=datasets.Features.from_arrow_schema(schema))
+        # Licence and citation go into every split's dataset_info.json: a split copied alone keeps its terms.
+        self.info = datasets.DatasetInfo(
+            description=description,
+            license=license,
+            citation=citation,
+            features=datasets.Features.from_arrow_schema(schema),
+        )
         self.schema = schema.with_metadata(
             {"huggingface": json.dumps({"info": {"features": asdict(self.info)["features"]}})}
         )
@@ -226,3 +236,18 @@ class SplitWriter:
         }
         with (self.directory / "state.json").open("w", encoding="utf-8") as fh:
             json.dump(state, fh, indent=2, sort_keys=True)
+
+
+def write_dataset_dict(root: Path, splits: list[str]) -> Path:
+    """``dataset_dict.json`` as ``DatasetDict.save_to_disk`` writes it: ``load_from_disk(root)`` then returns
+    a ``DatasetDict`` of the split directories, in spec order."""
+    path = root / "dataset_dict.json"
+    path.write_text(json.dumps({"splits": splits}), encoding="utf-8")
+    return path
+
+
+def split_schema(split_dir: Path) -> pa.Schema:
+    """The columns of a written split, read from its first shard (without its HF metadata)."""
+    first = json.loads((split_dir / "state.json").read_text(encoding="utf-8"))["_data_files"][0]["filename"]
+    with pa.ipc.open_stream(pa.memory_map(str(split_dir / first))) as stream:
+        return stream.schema.remove_metadata()

@@ -55,6 +55,19 @@ def _totals(shards: list[ShardFile]) -> dict[str, Any]:
     }
 
 
+def source_terms(spec: CorpusSpec) -> dict[str, dict[str, str]]:
+    """Per source, the terms its documents were collected under: a trainer must not need the spec to know them."""
+    return {
+        source.name: {
+            "kind": source.kind,
+            "license": source.license,
+            "legal_basis": source.legal_basis,
+            "owner": source.owner,
+        }
+        for source in sorted(spec.sources, key=lambda s: s.name)
+    }
+
+
 def build_manifest(
     *,
     spec: CorpusSpec,
@@ -93,6 +106,7 @@ def build_manifest(
         "seq_len": spec.seq_len if spec.shard.mode == "packed" else None,
         "mixing": {"weights": spec.shard.mixing, "applies_to": MIXED_SPLIT, "default_weight": DEFAULT_WEIGHT},
         "inputs": inputs,
+        "sources": source_terms(spec),
         "run_id": run_id,
         "code_version": code_version(),
         "spec_config_hash": spec.config_hash(),
@@ -104,6 +118,7 @@ def build_manifest(
             "vocab_size": tokenizer.vocab_size,
             "bos_id": tokenizer.bos_id,
             "eos_id": tokenizer.eos_id,
+            "pad_id": tokenizer.pad_id,
         },
         "shards": entries,
         "totals": _totals(shards),

@@ -81,8 +81,26 @@ class _DocumentSizes:
         return np.concatenate(self.closed).astype(np.int64) if self.closed else np.zeros(0, dtype=np.int64)
 
 
+class NotASplitDir(ValueError):
+    """The path given is not one split's directory; the message says which path to give instead."""
+
+
+def require_split_dir(path: Path) -> None:
+    """Refuse the shards folder (or any directory without ``state.json``) with the splits it holds.
+
+    Megatron's indexed dataset is one split's token stream, so the shards folder itself cannot be exported.
+    """
+    if (path / "state.json").is_file():
+        return
+    splits = sorted(state.parent.name for state in path.glob("*/state.json"))
+    if splits:
+        raise NotASplitDir(f"{path} holds the splits {', '.join(splits)}: name one, e.g. {path / splits[0]}")
+    raise NotASplitDir(f"{path} is not a shard split directory (no state.json), e.g. DATA_ROOT/shards/train")
+
+
 def export_megatron(split_dir: str | Path, out_prefix: str | Path) -> dict[str, int | str]:
     """Write ``out_prefix.bin`` / ``.idx`` for the split in ``split_dir``; returns documents, tokens, dtype."""
+    require_split_dir(Path(split_dir))
     files = split_files(Path(split_dir))
     id_type = pa.ipc.open_stream(pa.memory_map(str(files[0]))).schema.field("input_ids").type.value_type
     dtype = np.dtype(np.uint16) if id_type == pa.uint16() else np.dtype(np.int32)

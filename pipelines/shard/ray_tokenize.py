@@ -1,33 +1,42 @@
-"""Tokenization on Ray Data: curated Parquet in, one row per document copy with its split and token ids out.
+"""Tokenization on Ray actors: curated Parquet batches in, one row per document copy with its split and ids out.
 
-``TokenizeDocuments`` is a callable class so each Ray actor parses the tokenizer once and keeps it for all
-the batches it gets.  It also applies the spec's mixing weights (``mixing.py``): a sampled-out document is not
+``TokenizeDocuments`` is the body of one actor per CPU: it parses the tokenizer once and keeps it for every
+batch it gets.  It also applies the spec's mixing weights (``mixing.py``): a sampled-out document is not
 tokenized at all, an up-weighted one comes out once per copy.  Every input document yields at least one row,
 so the driver counts what was kept and dropped and why (``drop_reason``) without a second pass.
 
-Ray would hand batches over in whatever order its workers finish; ``tokenized_documents`` has Ray Data
-preserve the input order instead (curated files sorted by path, rows in file order), so everything downstream
-(shard contents, boundaries, digests) is a function of the input alone.  Preserving the order streams: Ray
-holds back only the batches that finished ahead of an earlier one, where a global sort would first have to
-materialize the whole tokenized corpus in the object store.
+The driver reads the curated files itself (sorted by path, rows in file order; decoding Parquet costs a few
+percent of tokenizing it) and ``tokenized_batches`` gives back the actors' results in that same order, so
+everything downstream (shard contents, boundaries, digests) is a function of the input alone, whatever the
+number of actors.  It keeps a few batches queued per actor, so no actor waits for the driver, and no more,
+so the object store holds a bounded window of the corpus, never all of it.
+
+Why not Ray Data: its streaming executor (read and footer tasks, stats and autoscaling actors, a scheduling
+loop in the driver, a copy of every block through the object store) took 40% of the stage's time, kept a
+second worker from helping, and added 1.3 GB of processes to the demo's peak (``benchmarks/bench_shard.py``).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
 from pipelines.shard.mixing import batch_copies
 from pipelines.shard.splits import SPLIT_KEY_COLUMNS, batch_splits
 
 INPUT_COLUMNS = sorted({"source", "text", *SPLIT_KEY_COLUMNS})
-# Rows per tokenizer call: big enough for the Rust batch encoder to pay off, small enough to spread work.
-BATCH_ROWS = 256
+# Rows per actor call: big enough that a call's fixed cost (a round trip, an object-store copy each way) is
+# lost in its tokenization time, small enough to spread a few files over every actor.
+BATCH_ROWS = 1024
+# Calls queued per actor: one running, one waiting so the actor never idles while the driver catches up.
+QUEUED_PER_ACTOR = 2
 # Why a document row is not written (null: written).
 EMPTY_AFTER_TOKENIZATION = "empty_after_tokenization"
 SAMPLED_OUT = "mixing_sampled_out"
@@ -60,7 +69,7 @@ def tokenized_schema(id_type: pa.DataType) -> pa.Schema:
 
 
 class TokenizeDocuments:
-    """Ray Data map_batches UDF: pyarrow batch of curated documents -> pyarrow batch of tokenized rows.
+    """Actor body: pyarrow batch of curated documents -> pyarrow table of tokenized rows.
 
     A document sampled out by the mixing weights, or whose text yields no tokens, comes out once with no ids
     and its ``drop_reason``: the driver counts it as removed instead of writing a row that holds only
@@ -83,7 +92,7 @@ class TokenizeDocuments:
         self.splits = dict(splits)
         self.mixing = dict(mixing)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def tokenize(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
         doc_ids = batch.column("doc_id").to_pylist()
         splits = batch_splits(batch, self.splits)
         copies = batch_copies(doc_ids, batch.column("source").to_pylist(), splits, self.mixing)
@@ -124,8 +133,14 @@ class TokenizeDocuments:
         )
 
 
-def tokenized_documents(
-    parquet_files: list[Path],
+def curated_batches(parquet_files: list[Path]) -> Iterator[pa.RecordBatch]:
+    """The columns the tokenizer needs, ``BATCH_ROWS`` rows at a time, files in the order given."""
+    for path in parquet_files:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=INPUT_COLUMNS)
+
+
+def tokenized_batches(
+    batches: Iterable[pa.RecordBatch],
     tokenizer_json: str,
     *,
     bos_id: int | None,
@@ -133,31 +148,44 @@ def tokenized_documents(
     vocab_size: int,
     splits: Mapping[str, float],
     mixing: Mapping[str, float],
-):
-    """A Ray Dataset of tokenized rows in input order; call inside ``ray_session()``.
+    workers: int | None = None,
+) -> Iterator[pa.Table]:
+    """Each batch tokenized by a pool of ``workers`` actors (default: one per CPU of the cluster), in input
+    order; call inside ``ray_session()``.
 
-    The actor pool grows to the cluster's CPUs minus one, leaving a CPU for the read tasks that feed it (an
-    actor pool holding every CPU would starve them).
+    A batch goes to the actor with the fewest calls queued; the driver waits only for the oldest call, so
+    the output order is the input order however the actors are scheduled.  Each actor tokenizes on one
+    thread: it holds one CPU, and the tokenizer's own thread pool would make N actors fight over N cores.
     """
     import ray
 
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    documents = ray.data.read_parquet([str(p) for p in parquet_files], columns=INPUT_COLUMNS)
-    # Settings on this dataset's own context copy: other stages in the same process keep theirs.
-    documents.context.execution_options.preserve_order = True
-    documents.context.enable_progress_bars = False
-    return documents.map_batches(
-        TokenizeDocuments,
-        fn_constructor_kwargs={
-            "tokenizer_json": tokenizer_json,
-            "bos_id": bos_id,
-            "eos_id": eos_id,
-            "vocab_size": vocab_size,
-            "splits": dict(splits),
-            "mixing": dict(mixing),
-        },
-        batch_size=BATCH_ROWS,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus - 1)),
-        num_cpus=1,
+    workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    actor_class = ray.remote(num_cpus=1)(TokenizeDocuments).options(
+        runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
     )
+    actors = [
+        actor_class.remote(tokenizer_json, bos_id, eos_id, vocab_size, dict(splits), dict(mixing))
+        for _ in range(workers)
+    ]
+    queued = [0] * workers
+    calls: deque = deque()  # (result ref, actor index), oldest first
+    try:
+        for batch in batches:
+            if len(calls) == workers * QUEUED_PER_ACTOR:
+                yield _collect(calls, queued)
+            actor = queued.index(min(queued))
+            calls.append((actors[actor].tokenize.remote(batch), actor))
+            queued[actor] += 1
+        while calls:
+            yield _collect(calls, queued)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+
+
+def _collect(calls: deque, queued: list[int]) -> pa.Table:
+    import ray
+
+    ref, actor = calls.popleft()
+    queued[actor] -= 1
+    return ray.get(ref)

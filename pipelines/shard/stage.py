@@ -2,11 +2,13 @@
 
 Output under ``shards/`` (load a split with ``datasets.load_from_disk(shards/<split>)``):
 
-* ``tokenizer.json``: the tokenizer the ids were made with (given in the spec, or trained on the curated
+* ``tokenizer/tokenizer.json``: the tokenizer the ids were made with (given in the spec, or trained on the curated
   training split);
 * ``<split>/``: one directory per spec split in HF ``save_to_disk`` layout: one row per document (mode
   ``documents``) or per ``seq_len`` sequence with its document boundaries (mode ``packed``, ``packing.py``);
-* ``manifest.json``: every shard's sha256 and counts, totals, inputs, tokenizer digest, spec hash, Merkle root.
+* ``manifest.json``: every shard's sha256 and counts, totals, inputs, tokenizer digest, spec hash, Merkle root;
+* the trainer's files (``trainer_files.py``): ``dataset_dict.json``, the tokenizer's transformers config, the
+  dataset card ``README.md`` and ``croissant.json``.
 
 The build happens in a staging directory next to ``shards/`` and replaces it only when complete, so a
 failed run never leaves a half-written shard set where a trainer would pick it up.  The staging directory
@@ -35,8 +37,9 @@ from pipelines.shard.hf_layout import SplitWriter, Tally
 from pipelines.shard.manifest import build_manifest, code_version, write_manifest
 from pipelines.shard.packing import Packer, packed_schema, packed_tally
 from pipelines.shard.progress import BuildProgress, ShardFile, build_key
-from pipelines.shard.ray_tokenize import BATCH_ROWS, document_schema, token_id_type, tokenized_documents
+from pipelines.shard.ray_tokenize import curated_batches, document_schema, token_id_type, tokenized_batches
 from pipelines.shard.tokenizer import TokenizerInfo, describe_tokenizer, prepare_tokenizer
+from pipelines.shard.trainer_files import dataset_citation, dataset_license, split_warnings, write_trainer_files
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +119,15 @@ def write_shards(
             description=f"{spec.name}: {split} split, {mode.row_description} (medcurate shard stage)",
             tally=mode.tally,
             progress=progress,
+            license=dataset_license(spec),
+            citation=dataset_citation(spec),
         )
         for split in spec.splits
     }
     packed = spec.shard.mode == "packed"
     packers = {split: Packer(split, spec.seq_len, id_type) for split in spec.splits} if packed else {}
-    rows = tokenized_documents(
-        files,
+    batches = tokenized_batches(
+        curated_batches(files),
         tokenizer.to_json(),
         bos_id=tokenizer.bos_id,
         eos_id=tokenizer.eos_id,
@@ -131,7 +136,7 @@ def write_shards(
         mixing=spec.shard.mixing,
     )
     extra_copies: Counter[str] = Counter()
-    for batch in rows.iter_batches(batch_format="pyarrow", batch_size=BATCH_ROWS):
+    for batch in batches:
         kept = _count(batch, report, extra_copies)
         for split, writer in writers.items():
             documents = kept.filter(pc.equal(kept.column("split"), split))
@@ -148,7 +153,7 @@ def write_shards(
 
 def _tokenizer(ctx: RunContext, files: list[Path], progress: BuildProgress) -> TokenizerInfo:
     """The build's tokenizer; a resumed build keeps the one its earlier attempt trained or copied."""
-    path = progress.staging / "tokenizer.json"
+    path = progress.staging / "tokenizer" / "tokenizer.json"
     if progress.step_done(TOKENIZER_STEP, path):
         return describe_tokenizer(ctx.spec, path)
     tokenizer = prepare_tokenizer(ctx.spec, files, path)
@@ -192,6 +197,8 @@ def run(ctx: RunContext) -> StageReport:
         inputs=inputs,
     )
     write_manifest(manifest, progress.staging / "manifest.json")
+    report.details["warnings"] = split_warnings(spec, manifest)
+    write_trainer_files(ctx, progress.staging, manifest, report)
     publish_dir(progress.staging, ctx.zones.shards)
 
     totals = manifest["totals"]

@@ -37,6 +37,8 @@ class TokenizerInfo:
     vocab_size: int
     bos_id: int | None
     eos_id: int | None
+    # The padding id collators need; None when the tokenizer has no ``<|pad|>`` (shards are never padded).
+    pad_id: int | None
 
     def to_json(self) -> str:
         return self.path.read_text(encoding="utf-8")
@@ -101,4 +103,5 @@ def describe_tokenizer(spec: CorpusSpec, path: Path) -> TokenizerInfo:
         vocab_size=tokenizer.get_vocab_size(with_added_tokens=True),
         bos_id=bos_id if spec.tokenizer.add_bos else None,
         eos_id=eos_id if spec.tokenizer.add_eos else None,
+        pad_id=tokenizer.token_to_id(PAD),
     )
