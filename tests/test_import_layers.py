@@ -25,9 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = ("ingest", "deid", "quality", "shard")
 # The top-floor modules that generate the demo's sample corpus.
 SAMPLE_ENTRY_POINTS = {"medcurate/cli.py", "medcurate/orchestration.py"}
-# pipelines/deid/evaluate.py's `make-set` command writes synthetic gold sets; it moves out of the deid stage
-# with the de-identification engine work (issue 12), which owns that file.
-SAMPLE_EXCEPTIONS_PENDING = {"pipelines/deid/evaluate.py"}
 
 
 def imported_modules(path: Path, root: Path = REPO) -> list[str]:
@@ -75,8 +72,7 @@ def layer_violation(importer: str, imported: str) -> str | None:
             return "a stage does not import the top floor"
     sample = imported.startswith("medcurate.sample")
     if sample and not importer.startswith("medcurate/sample/") and importer not in SAMPLE_ENTRY_POINTS:
-        if importer not in SAMPLE_EXCEPTIONS_PENDING:
-            return "production code does not import the sample generators"
+        return "production code does not import the sample generators"
     return None
 
 

@@ -9,6 +9,7 @@ second tuning set in yet other note styles (``synthetic_dev2``).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import random
@@ -238,3 +239,20 @@ def make_phi_free_set(n_docs: int, seed: int) -> list[dict]:
         case = rng.choice((str, str, str, str.upper, str.lower))
         records.append({"id": f"clean-{i:05d}", "text": case("\n".join(lines) + "\n"), "spans": []})
     return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Developer entry point: ``python -m medcurate.sample.deid_gold {dev,dev2,test,clean} OUT [--n N] [--seed S]``
+    writes a labelled synthetic set in the format ``medcurate deid-eval`` scores."""
+    parser = argparse.ArgumentParser(prog="python -m medcurate.sample.deid_gold", description=main.__doc__)
+    parser.add_argument("split", choices=("dev", "dev2", "test", "clean"), help="which synthetic set to write")
+    parser.add_argument("out", help="the JSONL file to write")
+    parser.add_argument("--n", type=int, default=300, help="number of notes (default 300)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    args = parser.parse_args(argv)
+    print(write_gold_set(Path(args.out), args.split, args.n, args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -244,18 +244,14 @@ def print_evaluation(metrics: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Developer entry point: ``python -m pipelines.deid.evaluate {eval,make-set,convert-presidio,text}``."""
+    """Developer entry point: ``python -m pipelines.deid.evaluate {eval,convert-presidio,text}`` (synthetic gold
+    sets: ``python -m medcurate.sample.deid_gold``)."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.deid.evaluate")
     sub = parser.add_subparsers(dest="command", required=True)
     ev = sub.add_parser("eval")
     ev.add_argument("gold")
     ev.add_argument("--predictions")
     ev.add_argument("--missed", type=int, default=0, help="print up to N missed spans and false positives per label")
-    mk = sub.add_parser("make-set")
-    mk.add_argument("split", choices=("dev", "dev2", "test", "clean"))
-    mk.add_argument("out")
-    mk.add_argument("--n", type=int, default=300)
-    mk.add_argument("--seed", type=int, default=1)
     cv = sub.add_parser("convert-presidio")
     cv.add_argument("src")
     cv.add_argument("dst")
@@ -263,10 +259,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "eval":
         print_evaluation(evaluate(args.gold, args.predictions, missed=args.missed))
-    elif args.command == "make-set":
-        from medcurate.sample.deid_gold import write_gold_set
-
-        print(write_gold_set(Path(args.out), args.split, args.n, args.seed))
     elif args.command == "convert-presidio":
         print(convert_presidio_research(args.src, args.dst))
     else:
