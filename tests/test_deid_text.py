@@ -536,6 +536,8 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("cath 6/89 showed 2VD.", "6/89"),
         ("Questions to Pager 40917.", "40917"),
         ("PLAN: TRANSFER TO ORMSBY REGIONAL IN AM.", "ORMSBY REGIONAL"),
+        ("Stays in a shelter in Pikesville area.", "Pikesville"),  # a US town after a place preposition
+        ("Son drove up from Glen Burnie.", "Glen Burnie"),
         ("Awaiting a bed at Good Samaritan, then rehab.", "Good Samaritan"),
         ("had her valve done at holy redeemer.", "holy redeemer"),
         ("CASE MGR: TO GO TO ST. EULALIA FRIDAY.", "ST. EULALIA"),
@@ -557,6 +559,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "U/O 15CC LAST HOUR MD AWARE. SON WENT INTO SEE PT.",
         "Pt ASYMPTOMATTIC. Contineue to monitor. SACRUM ERYTHEMATUS, CREAM APPLIED.",
         "HR 80, HO AWARE. Vent settings in Carevue.",
+        "K in Normal range. Went home with Hope for the best.",
         "MEDICATED WITH MS WITHOUT EFFECT. EXTUBATE IF MS CLEARS. HR 70-80 Sr. BP 96/40.",
         "Back on a/c 550x14/8/45% overnight, then vent 14/8/45% this am.",
     ],

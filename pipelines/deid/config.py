@@ -68,6 +68,9 @@ class PlaceRules:
     countries: frozenset[str]
     cities: frozenset[str]
     ambiguous: frozenset[str]
+    # US towns of 500 inhabitants or more (GeoNames, CC BY 4.0; places_us_towns.csv), lower case: so many are
+    # surnames or words that they count only after a place preposition (pipelines/deid/places.py).
+    towns: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,12 @@ def _parse_places(data: dict[str, Any]) -> PlaceRules:
     def words(key: str) -> frozenset[str]:
         return frozenset(_words(data, key, "places"))
 
-    return PlaceRules(countries=words("countries"), cities=words("cities"), ambiguous=words("ambiguous"))
+    return PlaceRules(
+        countries=words("countries"),
+        cities=words("cities"),
+        ambiguous=words("ambiguous"),
+        towns=_read_names(HERE / "places_us_towns.csv"),
+    )
 
 
 def load_config(

@@ -154,7 +154,6 @@ class DeidEngine:
         registry = RecognizerRegistry(supported_languages=["en"])
         for recognizer in pattern_recognizers(self.config):
             registry.add_recognizer(recognizer)
-        registry.add_recognizer(PlaceRecognizer(self.config.places))
         # Words that never name a place on their own: clinical, function and facility words.
         self.english = english
         self.clinical_words = (
@@ -164,6 +163,7 @@ class DeidEngine:
             | self.config.generic_facility_words
             | {w.lower().rstrip(".") for w in names.titles | self.config.strip_leading_words}
         )
+        registry.add_recognizer(PlaceRecognizer(self.config.places, english | {w.lower() for w in self.clinical_words}))
         gazetteer = names.first_names | names.last_names
         misspelled = Misspellings(english | self.config.never_flag | names.never_names, gazetteer)
         registry.add_recognizer(NerLocationRecognizer(self.config, english, misspelled))

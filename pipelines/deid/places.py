@@ -1,4 +1,5 @@
-"""Places from a gazetteer (places.yaml): countries and major cities, and the postal code written after them.
+"""Places from a gazetteer (places.yaml): countries and major cities, and the postal code written after them;
+US towns (places_us_towns.csv) only after a place preposition and when they are no ordinary or clinical word.
 
 spaCy's NER finds places in prose but not in ALL-CAPS notes, address blocks or one-line messages ("I'm
 originally from Iceland"), so known place names are matched directly.  Lookup is a dict from the first word
@@ -7,7 +8,7 @@ to the phrases it starts, so the cost is one dict probe per capitalized word wha
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import regex
 from presidio_analyzer import EntityRecognizer, RecognizerResult
@@ -27,17 +28,21 @@ POSTAL_AFTER = regex.compile(r"[ \t]*,?[ \t]*(\d{3} \d{2}|\d{4,5}(?:-\d{3,4})?)(
 class PlaceRecognizer(EntityRecognizer):
     """LOCATION for gazetteer places written Capitalized or in CAPITALS; ZIP for a postal code after one."""
 
-    def __init__(self, places: PlaceRules, score: float = 0.7, phrase_score: float = 0.9) -> None:
+    def __init__(
+        self,
+        places: PlaceRules,
+        not_towns: frozenset[str] = frozenset(),
+        score: float = 0.7,
+        phrase_score: float = 0.9,
+    ) -> None:
         super().__init__(supported_entities=["LOCATION", "ZIP"], name="places", supported_language="en")
         # A several-word place ("New York City") outranks a name reading of its words ("York").
         self.score = score
         self.phrase_score = phrase_score
         self.ambiguous = frozenset(p.lower() for p in places.ambiguous)
-        index: dict[str, set[tuple[str, ...]]] = {}
-        for place in places.countries | places.cities:
-            words = tuple(w.lower() for w in WORD.findall(place))
-            index.setdefault(words[0], set()).add(words)
-        self.index = {k: sorted(v, key=len, reverse=True) for k, v in index.items()}
+        self.index = _phrase_index(places.countries | places.cities)
+        # Ordinary, clinical and function words that are also towns ("Hope", "Normal", "Mercy"): never a town.
+        self.towns = _phrase_index(t for t in places.towns if t not in not_towns)
 
     def load(self) -> None:
         """Nothing to load: the gazetteer comes with the configuration."""
@@ -49,14 +54,15 @@ class PlaceRecognizer(EntityRecognizer):
         results = []
         i = 0
         while i < len(words):
-            n = self._match(text, words, i)
+            previous = words[i - 1].group().lower() if i > 0 else ""
+            n = self._match(text, words, i, self.index)
+            town = not n and previous in PLACE_PREPOSITIONS and (n := self._match(text, words, i, self.towns)) > 0
             if not n:
                 i += 1
                 continue
             start, end = words[i].start(), words[i + n - 1].end()
             phrase = text[start:end].lower()
-            previous = words[i - 1].group().lower() if i > 0 else ""
-            if phrase not in self.ambiguous or previous in PLACE_PREPOSITIONS:
+            if town or phrase not in self.ambiguous or previous in PLACE_PREPOSITIONS:
                 score = self.phrase_score if n > 1 else self.score
                 results.append(RecognizerResult("LOCATION", start, end, score))
                 postal = POSTAL_AFTER.match(text, end)
@@ -65,12 +71,13 @@ class PlaceRecognizer(EntityRecognizer):
             i += n
         return results
 
-    def _match(self, text: str, words: list[regex.Match], i: int) -> int:
-        """Number of words of the longest gazetteer place starting at word ``i`` (0 for none)."""
+    @staticmethod
+    def _match(text: str, words: list[regex.Match], i: int, index: dict[str, list[tuple[str, ...]]]) -> int:
+        """Number of words of the longest place of ``index`` starting at word ``i`` (0 for none)."""
         first = words[i].group()
         if not first[0].isupper():
             return 0
-        for phrase in self.index.get(first.lower(), ()):
+        for phrase in index.get(first.lower(), ()):
             n = len(phrase)
             if i + n > len(words):
                 continue
@@ -82,6 +89,15 @@ class PlaceRecognizer(EntityRecognizer):
             if gaps_ok and cased:
                 return n
         return 0
+
+
+def _phrase_index(places: Iterable[str]) -> dict[str, list[tuple[str, ...]]]:
+    """Places by their first word (lower case), longest first: one dict probe per capitalized word."""
+    index: dict[str, set[tuple[str, ...]]] = {}
+    for place in places:
+        words = tuple(w.lower() for w in WORD.findall(place))
+        index.setdefault(words[0], set()).add(words)
+    return {k: sorted(v, key=len, reverse=True) for k, v in index.items()}
 
 
 # A move between care sites: the place named after it is a hospital, a town or a unit ("transferred to SVH",
