@@ -538,6 +538,9 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("PLAN: TRANSFER TO ORMSBY REGIONAL IN AM.", "ORMSBY REGIONAL"),
         ("Stays in a shelter in Pikesville area.", "Pikesville"),  # a US town after a place preposition
         ("Son drove up from Glen Burnie.", "Glen Burnie"),
+        ("R: per dr. Kendrick- pt to re-expand.", "Kendrick"),  # a dash glued to the name
+        ("cath ok.dr velasquo spoke with wife.", "velasquo"),  # a title glued to the word before it
+        ("Drain out 7/22-7/25, then home.", "7/25"),  # the second date of a range
         ("Awaiting a bed at Good Samaritan, then rehab.", "Good Samaritan"),
         ("had her valve done at holy redeemer.", "holy redeemer"),
         ("CASE MGR: TO GO TO ST. EULALIA FRIDAY.", "ST. EULALIA"),
@@ -560,6 +563,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "Pt ASYMPTOMATTIC. Contineue to monitor. SACRUM ERYTHEMATUS, CREAM APPLIED.",
         "HR 80, HO AWARE. Vent settings in Carevue.",
         "K in Normal range. Went home with Hope for the best.",
+        "CONTINUE TO WATCH RESP STATUS CLOSELY- DIURESIS AS NEEDED.",
         "MEDICATED WITH MS WITHOUT EFFECT. EXTUBATE IF MS CLEARS. HR 70-80 Sr. BP 96/40.",
         "Back on a/c 550x14/8/45% overnight, then vent 14/8/45% this am.",
     ],

@@ -54,7 +54,9 @@ class OfflineSpacyNlpEngine(SpacyNlpEngine):
     def load(self) -> None:
         name = self.models[0]["model_name"]
         # Disabled (not excluded) so the lemmatizer's word lists stay available for english_words().
-        self.nlp = {"en": spacy.load(name, disable=self._disable)}
+        nlp = spacy.load(name, disable=self._disable)
+        _split_note_glue(nlp)
+        self.nlp = {"en": nlp}
 
     def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
         """Entities and the Doc only: lemmas, token offsets and keywords feed Presidio's context enhancer,
@@ -70,6 +72,15 @@ class OfflineSpacyNlpEngine(SpacyNlpEngine):
             language=language,
             scores=scores,
         )
+
+
+# Notes glue a dash to the word before it where prose has a space ("per dr. Kendrick- pt"): spaCy's English
+# tokenizer keeps "Kendrick-" whole, so no word rule sees the name.  A dash ending a word becomes its own token.
+NOTE_SUFFIXES = (r"(?<=[^\W\d_]{2})-",)
+
+
+def _split_note_glue(nlp: spacy.language.Language) -> None:
+    nlp.tokenizer.suffix_search = spacy.util.compile_suffix_regex([*nlp.Defaults.suffixes, *NOTE_SUFFIXES]).search
 
 
 def _lemma_lookups(nlp: spacy.language.Language) -> Any | None:

@@ -69,6 +69,10 @@ class ConfiguredPatternRecognizer(PatternRecognizer):
         return False
 
 
+# Punctuation glued to a word of an entity ("CLOSELY-", "(Echo") is not part of the word.
+PUNCTUATION = "-.,;:()[]'\"/|"
+
+
 class NerLocationRecognizer(EntityRecognizer):
     """spaCy GPE/LOC entities (already mapped to LOCATION by the NLP engine), minus clinical vocabulary and typing
     slips of ordinary words ("Contineue to monitor")."""
@@ -99,7 +103,8 @@ class NerLocationRecognizer(EntityRecognizer):
             if words.isupper() and len(words) <= 4:
                 # Short ALL-CAPS "places" in clinical text are nearly always abbreviations (CXR, LLE).
                 continue
-            if all(self._no_place_word(w, words.isupper()) for w in words.split()):
+            bare = [w.strip(PUNCTUATION) for w in words.split() if w.strip(PUNCTUATION)]
+            if all(self._no_place_word(w, words.isupper()) for w in bare):
                 # Made of ordinary or clinical words, numbers and, in capitals, abbreviations only ("Echo EF",
                 # "Plt 360", "MD PGY-3", "LS CLEAR"): not a place name.
                 continue
