@@ -20,7 +20,7 @@ from pipelines.deid.addresses import AddressBlockRecognizer
 from pipelines.deid.config import DeidConfig, default_config
 from pipelines.deid.names import NameRecognizer, NameVocabulary
 from pipelines.deid.places import PlaceContextRecognizer, PlaceRecognizer, repeat_places
-from pipelines.deid.recognizers import NerLocationRecognizer, pattern_recognizers
+from pipelines.deid.recognizers import PUNCTUATION, NerLocationRecognizer, pattern_recognizers
 from pipelines.deid.spelling import Misspellings
 
 # spaCy labels we never use; listing them keeps Presidio from warning about unmapped labels.
@@ -174,7 +174,9 @@ class DeidEngine:
             | self.config.generic_facility_words
             | {w.lower().rstrip(".") for w in names.titles | self.config.strip_leading_words}
         )
-        registry.add_recognizer(PlaceRecognizer(self.config.places, english | {w.lower() for w in self.clinical_words}))
+        registry.add_recognizer(PlaceRecognizer(self.config.places, english | self.clinical_words))
+        # Clinical shorthand, drugs and eponyms: a place match made only of these is none, whichever rule made it.
+        self.never_place = self.config.never_flag | names.never_names
         gazetteer = names.first_names | names.last_names
         misspelled = Misspellings(english | self.config.never_flag | names.never_names, gazetteer)
         registry.add_recognizer(NerLocationRecognizer(self.config, english, misspelled))
@@ -232,6 +234,11 @@ class DeidEngine:
             if span.label == "HOSPITAL" and all(
                 w.lower().strip(".,") in self.config.generic_facility_words for w in words
             ):
+                return None
+            bare = [w.strip(PUNCTUATION).lower() for w in words if w.strip(PUNCTUATION)]
+            if bare and all(w in self.never_place and len(w) > 2 for w in bare):
+                # "RETURNED TO IMV", "transferred from OSH": clinical shorthand after a move word.  Two letters
+                # are kept: a state code after a town ("Jackson, MI") is also a clinical abbreviation.
                 return None
         if end <= start:
             return None
