@@ -541,6 +541,7 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("R: per dr. Kendrick- pt to re-expand.", "Kendrick"),  # a dash glued to the name
         ("cath ok.dr velasquo spoke with wife.", "velasquo"),  # a title glued to the word before it
         ("Drain out 7/22-7/25, then home.", "7/25"),  # the second date of a range
+        ("Line placed on 1/3 by IR.", "1/3"),  # a fraction's shape after a date word
         ("Awaiting a bed at Good Samaritan, then rehab.", "Good Samaritan"),
         ("had her valve done at holy redeemer.", "holy redeemer"),
         ("CASE MGR: TO GO TO ST. EULALIA FRIDAY.", "ST. EULALIA"),
@@ -564,6 +565,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "HR 80, HO AWARE. Vent settings in Carevue.",
         "K in Normal range. Went home with Hope for the best.",
         "CONTINUE TO WATCH RESP STATUS CLOSELY- DIURESIS AS NEEDED.",
+        "Crackles up 1/3-1/2, tube feeds at 3/4 str. c/o CP, 5/10, eased. Severe 10/10 angina. On weaning trial 5/5.",
         "HR returned to NSR, then NSR TO ST HR 104. PT RETURNED TO IMV. Transferred from OSH.",
         "MEDICATED WITH MS WITHOUT EFFECT. EXTUBATE IF MS CLEARS. HR 70-80 Sr. BP 96/40.",
         "Back on a/c 550x14/8/45% overnight, then vent 14/8/45% this am.",
