@@ -565,7 +565,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "HR 80, HO AWARE. Vent settings in Carevue.",
         "K in Normal range. Went home with Hope for the best.",
         "CONTINUE TO WATCH RESP STATUS CLOSELY- DIURESIS AS NEEDED.",
-        "Crackles up 1/3-1/2, tube feeds at 3/4 str. c/o CP, 5/10, eased. Severe 10/10 angina. On weaning trial 5/5.",
+        "Rales up 1/4-1/3 bilat, feeds at 2/3 strength. Has CP, 6/10, relieved by NTG. 9/10 angina. Breathing trial 5/5 ok.",
         "HR returned to NSR, then NSR TO ST HR 104. PT RETURNED TO IMV. Transferred from OSH.",
         "MEDICATED WITH MS WITHOUT EFFECT. EXTUBATE IF MS CLEARS. HR 70-80 Sr. BP 96/40.",
         "Back on a/c 550x14/8/45% overnight, then vent 14/8/45% this am.",
