@@ -542,6 +542,7 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("cath ok.dr velasquo spoke with wife.", "velasquo"),  # a title glued to the word before it
         ("Drain out 7/22-7/25, then home.", "7/25"),  # the second date of a range
         ("Line placed on 1/3 by IR.", "1/3"),  # a fraction's shape after a date word
+        ("Nurse Ratchetta took over at 7p.", "Ratchetta"),
         ("Awaiting a bed at Good Samaritan, then rehab.", "Good Samaritan"),
         ("had her valve done at holy redeemer.", "holy redeemer"),
         ("CASE MGR: TO GO TO ST. EULALIA FRIDAY.", "ST. EULALIA"),
@@ -565,7 +566,8 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "HR 80, HO AWARE. Vent settings in Carevue.",
         "K in Normal range. Went home with Hope for the best.",
         "CONTINUE TO WATCH RESP STATUS CLOSELY- DIURESIS AS NEEDED.",
-        "Rales up 1/4-1/3 bilat, feeds at 2/3 strength. Has CP, 6/10, relieved by NTG. 9/10 angina. Breathing trial 5/5 ok.",
+        "Rales up 1/4-1/3 bilat, feeds at 2/3 strength. Has CP, 6/10, eased by NTG. 9/10 angina. Breathing trial 5/5.",
+        "SOCIAL: SON CALLED-UPDATE GIVEN. MET W SON-REVIEWED GOALS. IV NURSE UNSUCCESSFUL TOO. Con't to diurese.",
         "HR returned to NSR, then NSR TO ST HR 104. PT RETURNED TO IMV. Transferred from OSH.",
         "MEDICATED WITH MS WITHOUT EFFECT. EXTUBATE IF MS CLEARS. HR 70-80 Sr. BP 96/40.",
         "Back on a/c 550x14/8/45% overnight, then vent 14/8/45% this am.",

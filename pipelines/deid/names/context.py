@@ -28,6 +28,7 @@ def context_labels(v: NameVocabulary, d: NameDoc) -> None:
             if relation and j < len(toks) and toks[j].text == ",":
                 j += 1  # "son, dale, called": the relation's name set off by commas
             colon = j < len(toks) and toks[j].text in {":", "-", "=", "#"}
+            dash = colon and toks[j].text == "-"
             if colon:
                 j += 1
                 while j < len(toks) and toks[j].is_space and "\n" not in toks[j].text:
@@ -59,6 +60,8 @@ def context_labels(v: NameVocabulary, d: NameDoc) -> None:
                 break
             for idx in run:
                 word = toks[idx].text
+                if dash and v.is_english(word) and not v.in_gazetteer(word):
+                    break  # "DAUGHTER-DISCUSSED PLAN", "NP- DROPPING": a dash is a pause, not a form field
                 if relation and idx > run[0] and d.evidence[idx - 1] and v.surname_after_given(word):
                     mark(idx, CONTEXT)  # "DAUGHTER INES BURNS VISITED": a known surname after the relative's name
                     continue

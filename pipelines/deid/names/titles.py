@@ -27,6 +27,8 @@ def titles(v: NameVocabulary, d: NameDoc) -> None:
             continue  # "dr. aware" is none; "dr. white" (a listed name), "dr. darwin" (a noun only) are
         if run and not dotted and not _name_on_its_own(v, toks[run[0]]):
             continue  # a title listed only with its period, written without: "MS" is mental status or morphine
+        if run and len(tok.text) >= 5 and v.is_english(tok.text) and not _name_on_its_own(v, toks[run[0]]):
+            continue  # a title that is also a word: "IV NURSE UNSUCCESSFUL" (but "Nurse Ratched", "Sister Ines")
         for k, idx in enumerate(run):
             later = k > 0
             if k == 1 and first.lower() in v.rules.first_names and v.surname_after_given(toks[idx].text):
