@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
-from os.path import relpath
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,8 @@ CURATE_DROP_COLUMN = {
 # stated as one figure per document kind in the report, like the deid stage's own summary.
 DICOM_EVENT_PREFIX = "DICOM_"
 DICOM_ELEMENTS = "DICOM_ELEMENTS"
+# The Great Expectations project folder inside governance/ (``gx.get_context(project_root_dir=governance)``).
+GX_PROJECT_DIR = "gx"
 ZONE_READERS = {
     "raw": "pipeline operators only (owner-only files): contains PHI",
     "quarantine": "pipeline operators only (owner-only files): may contain PHI",
@@ -183,13 +184,21 @@ def _reason_codes(reports: dict[str, StageReport], quarantine: dict[str, Any], s
     return codes
 
 
-def _data_docs(ctx: RunContext, reports: dict[str, StageReport]) -> str | None:
-    """The Data Docs index as a path relative to the report, so the link works in a copy of governance/."""
+def _data_docs(reports: dict[str, StageReport]) -> str | None:
+    """The Data Docs index as a path relative to the report, so the link works in a copy of governance/.
+
+    A stage records the absolute path of its working copy, which differs between machines (an Airflow worker,
+    an object-store checkout); the part from the GX project folder (``governance/gx``) on is the same.
+    """
     index = next(
         (reports[s].details["data_docs"] for s in ("validate_shards", "curate", "validate_raw") if s in reports),
         None,
     )
-    return relpath(Path(index), ctx.zones.governance) if index else None
+    if not index:
+        return None
+    parts = Path(index).parts
+    start = len(parts) - 1 - parts[::-1].index(GX_PROJECT_DIR)
+    return Path(*parts[start:]).as_posix()
 
 
 def build_report(ctx: RunContext) -> dict[str, Any]:
@@ -255,7 +264,7 @@ def build_report(ctx: RunContext) -> dict[str, Any]:
         "phi_by_source": phi_by_source,
         "deid_method": deid_method(),
         "validations": validations,
-        "data_docs": _data_docs(ctx, reports),
+        "data_docs": _data_docs(reports),
         "manifest": manifest,
         "glossary": glossary(),
         "reason_codes": {code: define(code) for code in sorted(codes)},
