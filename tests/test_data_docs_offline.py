@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from browser import dom, screenshot_pixels
 
-from pipelines.quality.data_docs_offline import STATIC
+from pipelines.quality.data_docs_offline import STATIC, make_offline
 from pipelines.quality.gx_context import open_context, publish_data_docs, validate_frame
 from pipelines.quality.suites import SuiteConfig
 
@@ -43,6 +43,13 @@ def test_no_page_names_a_remote_url(site):
     assert len(pages) >= 3
     for page in pages:
         assert not re.search(r"https?://", page.read_text(encoding="utf-8"), re.IGNORECASE), page
+
+
+def test_rewriting_is_idempotent(site):
+    pages = {page: page.read_text(encoding="utf-8") for page in site.rglob("*.html")}
+    make_offline(site)
+    assert {page: page.read_text(encoding="utf-8") for page in pages} == pages
+    assert not any("Clear Filters</button>" in text for text in pages.values())
 
 
 def test_every_local_reference_resolves(site):

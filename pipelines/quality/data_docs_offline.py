@@ -36,6 +36,8 @@ _IMG = re.compile(rf"<img\b[^>]*\bsrc=\"{REMOTE}\"[^>]*>", re.IGNORECASE)
 _ANCHOR_HREF = re.compile(rf"(<a\b[^>]*?)\s+href=\"{REMOTE}\"", re.IGNORECASE)
 # A CSS background from the network (the dark-mode logo): dropped, the <img> logo stays.
 _CSS_URL = re.compile(rf"url\(['\"]?{REMOTE}['\"]?\)", re.IGNORECASE)
+# The filter boxes' reset button: without the filter-control extension there is nothing to clear.
+_CLEAR_FILTERS = re.compile(r"<button\b[^>]*clearTableFilters[^>]*>[^<]*</button>", re.IGNORECASE)
 # Subresource integrity and CORS mode make Chromium refuse a script loaded from a file:// page.
 _SRI = re.compile(r"\s+(?:integrity|crossorigin)=\"[^\"]*\"", re.IGNORECASE)
 # The GX logo's <img> is the only image GX takes from the network; the site ships the same picture.
@@ -61,6 +63,7 @@ def offline_html(html: str, page: Path, site: Path) -> str:
     html = _LINK.sub(asset, html)
     html = _IMG.sub(f'<img src="{_relative(page, site, LOGO)}" alt="Great Expectations" style="height: 50px">', html)
     html = _CSS_URL.sub("none", html)
+    html = _CLEAR_FILTERS.sub("", html)
     return _ANCHOR_HREF.sub(r"\1", html)
 
 
