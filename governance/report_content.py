@@ -7,13 +7,15 @@ a programmer can correct it without reading Python.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 CONTENT_FILE = Path(__file__).with_name("report_content.yaml")
+T = TypeVar("T")
 
 
 @cache
@@ -26,13 +28,20 @@ def glossary() -> dict[str, str]:
     return dict(content()["glossary"])
 
 
+def by_code(table: Mapping[str, T], code: str | None) -> T | None:
+    """A table keyed by reason code: the code's own entry, else its family's (the longest key that ends in
+    ":" or "_" and starts the code: "residual_phi:" for "residual_phi:name")."""
+    if code is None:
+        return None
+    if code in table:
+        return table[code]
+    families = [key for key in table if key.endswith((":", "_")) and code.startswith(key)]
+    return table[max(families, key=len)] if families else None
+
+
 def define(code: str) -> str | None:
-    """The meaning of one reason code: its own entry, else its family's (the longest matching prefix)."""
-    entries = glossary()
-    if code in entries:
-        return entries[code]
-    families = [key for key in entries if key.endswith((":", "_")) and code.startswith(key)]
-    return entries[max(families, key=len)] if families else None
+    """The meaning of one reason code, from the glossary."""
+    return by_code(glossary(), code)
 
 
 def quarantine_definition() -> str:

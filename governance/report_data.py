@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from governance import audit
 from governance.catalog import catalog_path, connect
-from governance.report_content import define, deid_method, glossary, quarantine_definition
+from governance.report_content import by_code, define, deid_method, glossary, quarantine_definition
 from medcurate.core.context import RunContext, StageReport, load_stage_reports
 from medcurate.core.names import STAGE_NAMES
 from medcurate.core.zones import PHI_ZONES
@@ -31,7 +31,7 @@ from medcurate.core.zones import PHI_ZONES
 FUNNEL = ("ingested", "de-identified", "validated", "filtered", "deduplicated", "sharded")
 # A document the curate stage dropped did not reach the funnel column its reason belongs to (the GX "deid"
 # suite and the residual-PHI gate come before "validated", the filters before "filtered", deduplication and
-# decontamination before "deduplicated").  Prefixes as in the glossary; the longest match wins.
+# decontamination before "deduplicated").  Families as in the glossary; an unknown code counts as dropped first.
 CURATE_DROP_COLUMN = {
     "expect_": "validated",
     "residual_phi:": "validated",
@@ -108,15 +108,6 @@ def _residual_phi(curate: StageReport | None) -> dict[str, Any] | None:
     return next((s for s in _curate_steps(curate) if "phi" in s["step"].lower()), None)
 
 
-def _prefix_match(table: dict[str, str], code: str | None) -> str | None:
-    if code is None:
-        return None
-    if code in table:
-        return table[code]
-    matches = [key for key in table if key.endswith((":", "_")) and code.startswith(key)]
-    return table[max(matches, key=len)] if matches else None
-
-
 def _reached(status_deid: str, status_curate: str, status_shard: str, reason: str | None) -> list[str]:
     """The funnel columns one document (a catalog row) reached."""
     reached: list[str] = ["ingested"]
@@ -126,7 +117,7 @@ def _reached(status_deid: str, status_curate: str, status_shard: str, reason: st
     if status_curate == "passed":
         reached.extend(FUNNEL[FUNNEL.index("validated") : FUNNEL.index("sharded")])
     else:
-        stop = _prefix_match(CURATE_DROP_COLUMN, reason) or "validated"
+        stop = by_code(CURATE_DROP_COLUMN, reason) or "validated"
         reached.extend(FUNNEL[FUNNEL.index("validated") : FUNNEL.index(stop)])
     if status_shard == "sharded":
         reached.append("sharded")
