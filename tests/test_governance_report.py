@@ -139,3 +139,14 @@ def test_report_funnel_is_monotonic_per_source(sample_run):
     for row in _report(sample_run)["funnel"]:
         counts = [row[c] for c in ("ingested", "de-identified", "validated", "filtered", "deduplicated", "sharded")]
         assert counts == sorted(counts, reverse=True), row
+
+
+def test_funnel_from_the_catalog_agrees_with_the_run_before_any_erasure(sample_run):
+    """The funnel counts documents as they stand (so erasures show); with none applied it is the run's own."""
+    report = _report(sample_run)
+    assert report["erasures"] == []
+    stage_column = {"ingest": "ingested", "deid": "de-identified", "curate": "deduplicated", "shard": "sharded"}
+    for row in report["funnel"]:
+        for stage, column in stage_column.items():
+            assert row[column] == report["stages"][stage]["by_source"][row["source"]]["output"], (row, stage)
+    assert sum(row["sharded"] for row in report["funnel"]) == report["documents_in_shards"]
