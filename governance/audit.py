@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 AUDIT_LOG = "audit.log.jsonl"
 GENESIS_HASH = "0" * 64
+# The shortest head prefix ``verify --expect-head`` accepts: 32 bits, so a typo or a guess matches no event.
+MIN_HEAD_PREFIX = 8
 AIRFLOW_RUN_ENV = "AIRFLOW_CTX_DAG_RUN_ID"
 AIRFLOW_DAG_ENV = "AIRFLOW_CTX_DAG_ID"
 
@@ -133,6 +135,28 @@ class Verification:
     # The first event (by its position in the file, 0-based line) that does not fit the chain, and why.
     problem: str | None = None
     line: int | None = None
+    # No event to verify (file absent or empty): a wrong data root or a deleted log, never "intact".
+    missing: bool = False
+
+
+class HeadPrefixError(ValueError):
+    """``expect_head`` is not a usable head: too short, not hex, or a prefix of several events' hashes."""
+
+
+def _expected_head_problem(events: list[dict[str, Any]], expect_head: str) -> str | None:
+    """Why ``expect_head`` (a full head hash or a unique prefix of one) names no event of the chain.
+
+    A malformed or ambiguous value raises ``HeadPrefixError``: that is the caller's mistake, not tampering.
+    """
+    wanted = expect_head.strip().lower()
+    if len(wanted) < MIN_HEAD_PREFIX or any(c not in "0123456789abcdef" for c in wanted):
+        raise HeadPrefixError(f"--expect-head needs at least {MIN_HEAD_PREFIX} hex characters of a hash")
+    matches = [e for e in events if e["hash"].startswith(wanted)]
+    if len(matches) > 1:
+        raise HeadPrefixError(f"--expect-head {wanted} is a prefix of {len(matches)} events' hashes: give more")
+    if not matches:
+        return f"the expected head {wanted[:16]}... is not in the chain: events after it were rewritten"
+    return None
 
 
 def verify(governance_dir: Path, expect_head: str | None = None) -> Verification:
@@ -141,12 +165,18 @@ def verify(governance_dir: Path, expect_head: str | None = None) -> Verification
     * edited: the event's recomputed hash differs from its recorded hash;
     * deleted: the sequence jumps (seq N is followed by N+2, and N+1 appears nowhere);
     * reordered: the sequence jumps but the missing event appears later in the file.
+
+    A missing or empty log is not intact (``missing``): nothing was verified.  ``expect_head`` is a head hash
+    recorded elsewhere, in full or as a prefix of at least ``MIN_HEAD_PREFIX`` characters naming one event.
     """
     path = audit_log_path(governance_dir)
     try:
         events = _parse_lines(path)
     except json.JSONDecodeError as exc:
         return Verification(False, 0, None, f"line {exc.lineno} is not valid JSON (edited)", exc.lineno - 1)
+    if not events:
+        state = "is empty" if path.exists() else "does not exist"
+        return Verification(False, 0, None, f"{path} {state}: no events to verify", missing=True)
     seqs = [e.get("seq") for e in events]
     prev_hash = GENESIS_HASH
     for line, record in enumerate(events):
@@ -167,9 +197,9 @@ def verify(governance_dir: Path, expect_head: str | None = None) -> Verification
             problem = f"event seq {record['seq']} does not link to its predecessor (line {line + 1}): chain rewritten"
             return Verification(False, len(events), None, problem, line)
         prev_hash = record["hash"]
-    head_hash = events[-1]["hash"] if events else None
-    if expect_head and expect_head not in {e["hash"] for e in events}:
-        problem = f"the expected head {expect_head[:16]}... is not in the chain: events after it were rewritten"
+    head_hash = events[-1]["hash"]
+    problem = _expected_head_problem(events, expect_head) if expect_head is not None else None
+    if problem:
         return Verification(False, len(events), head_hash, problem, None)
     return Verification(True, len(events), head_hash)
 

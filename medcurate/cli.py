@@ -18,6 +18,8 @@ from medcurate.core.spec import SpecError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+# `audit verify` found no log to verify (deleted, or a wrong --data-root): distinct from tampering.
+EXIT_NO_AUDIT_LOG = 3
 DATA_ROOT_ENV = "MEDCURATE_DATA_ROOT"
 
 
@@ -153,10 +155,17 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from governance.audit import verify
+    from governance.audit import HeadPrefixError, verify
     from medcurate.core.zones import Zones
 
-    result = verify(Zones(_data_root(args)).governance, expect_head=args.expect_head)
+    try:
+        result = verify(Zones(_data_root(args)).governance, expect_head=args.expect_head)
+    except HeadPrefixError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if result.missing:
+        print(f"error: no audit log: {result.problem} (check --data-root)", file=sys.stderr)
+        return EXIT_NO_AUDIT_LOG
     if not result.ok:
         print(f"audit log TAMPERED: {result.problem}", file=sys.stderr)
         return EXIT_FAILED
@@ -249,10 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="the hash-chained audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser("verify", help="check the chain; non-zero exit and the first bad event on tampering")
+    verify = audit_sub.add_parser(
+        "verify", help="check the chain: exit 1 and the first bad event on tampering, 3 when there is no log"
+    )
     verify.add_argument("--data-root", help=data_root_help)
     verify.add_argument(
-        "--expect-head", help="a head hash recorded elsewhere (report, catalog) that must be in the chain"
+        "--expect-head",
+        help="a head hash recorded elsewhere (report, catalog) that must be in the chain; a unique prefix of "
+        "at least 8 characters is enough",
     )
     verify.set_defaults(func=cmd_audit_verify)
 

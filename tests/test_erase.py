@@ -193,6 +193,28 @@ def test_erasure_is_audited_without_the_raw_key(patient_erased):
     assert patient_erased["result"].erasure_id in (governance / "report.html").read_text()
 
 
+def test_the_report_is_rebuilt_from_the_data_after_erasure(patient_erased, sample_run):
+    """Documents in shards, the funnel and PHI counts follow the erasure, and the report names it."""
+    governance = patient_erased["ctx"].zones.governance
+    before = json.loads((sample_run.zones.governance / "report.json").read_text())
+    after = json.loads((governance / "report.json").read_text())
+    manifest = json.loads((patient_erased["root"] / "shards" / "manifest.json").read_text())
+    erased = len(patient_erased["doc_ids"])
+
+    def total(report: dict, column: str) -> int:
+        return sum(row[column] for row in report["funnel"])
+
+    assert total(after, "ingested") == total(before, "ingested") - erased
+    assert after["documents_in_shards"] == manifest["totals"]["documents"] == total(after, "sharded")
+    assert after["documents_in_shards"] < before["documents_in_shards"]
+    assert sum(after["phi_by_type"].values()) < sum(before["phi_by_type"].values())
+    assert [e["erasure_id"] for e in after["erasures"]] == [patient_erased["result"].erasure_id]
+    html = (governance / "report.html").read_text()
+    notice = html.split('id="erasure-notice"', 1)[1].split("</p>", 1)[0]
+    assert patient_erased["result"].erasure_id in notice
+    assert f"<b>{after['documents_in_shards']:,}</b>documents in shards" in html
+
+
 def test_source_erasure_and_cli(patient_erased, monkeypatch, capsys):
     root, ctx = patient_erased["root"], patient_erased["ctx"]
     indexed = _indexed(root, "source = ?", ["pmc_oa"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from governance import audit
-from medcurate.cli import main
+from medcurate.cli import EXIT_NO_AUDIT_LOG, EXIT_USAGE, main
 
 
 def _log(tmp_path: Path, n: int = 6) -> Path:
@@ -91,3 +91,56 @@ def test_events_carry_the_airflow_run_id(tmp_path, monkeypatch, airflow_run):
         monkeypatch.delenv(audit.AIRFLOW_RUN_ENV, raising=False)
     event = audit.append_event(tmp_path, audit.RUN_START, "r", {})
     assert event["airflow_run_id"] == airflow_run
+
+
+@pytest.mark.parametrize("state", ["absent", "empty", "blank lines"])
+def test_missing_or_empty_log_is_a_failure_with_its_own_exit_code(tmp_path, capsys, state):
+    """A deleted log or a mistyped --data-root must not read as "intact, 0 events"."""
+    governance = tmp_path / "data" / "governance"
+    governance.mkdir(parents=True)
+    if state != "absent":
+        audit.audit_log_path(governance).write_text("" if state == "empty" else "\n\n")
+    result = audit.verify(governance)
+    assert not result.ok and result.missing and result.events == 0
+    assert main(["audit", "verify", "--data-root", str(tmp_path / "data")]) == EXIT_NO_AUDIT_LOG
+    captured = capsys.readouterr()
+    assert "intact" not in captured.out + captured.err
+    assert "no audit log" in captured.err and "--data-root" in captured.err
+
+
+def test_a_typo_in_the_data_root_is_not_intact(tmp_path, capsys):
+    _log(tmp_path)
+    assert main(["audit", "verify", "--data-root", str(tmp_path / "dta")]) == EXIT_NO_AUDIT_LOG
+    assert "intact" not in capsys.readouterr().out
+
+
+def test_head_verifies_in_full_and_by_unique_prefix(tmp_path, capsys):
+    governance = _log(tmp_path)
+    head = audit.head(governance)["hash"]
+    data_root = str(tmp_path / "data")
+    for given in (head, head[:16], head[: audit.MIN_HEAD_PREFIX], head.upper()):
+        assert audit.verify(governance, expect_head=given).ok, given
+        assert main(["audit", "verify", "--data-root", data_root, "--expect-head", given]) == 0
+    assert "TAMPERED" not in capsys.readouterr().err
+
+
+def test_a_short_or_ambiguous_head_is_a_usage_error_not_tampering(tmp_path, capsys):
+    governance = _log(tmp_path)
+    data_root = str(tmp_path / "data")
+    assert main(["audit", "verify", "--data-root", data_root, "--expect-head", "abc"]) == EXIT_USAGE
+    assert main(["audit", "verify", "--data-root", data_root, "--expect-head", "zzzzzzzzzz"]) == EXIT_USAGE
+    assert "TAMPERED" not in capsys.readouterr().err
+    # A prefix shared by two events' hashes: forge a second event whose hash starts like the head's.
+    events = audit.read_events(governance)
+    with pytest.raises(audit.HeadPrefixError, match="prefix of 2"):
+        audit._expected_head_problem(
+            [*events, {**events[0], "hash": events[-1]["hash"][:12] + "0" * 52}], events[-1]["hash"][:12]
+        )
+
+
+def test_an_unknown_prefix_is_reported_as_rewritten(tmp_path):
+    governance = _log(tmp_path)
+    head = audit.head(governance)["hash"]
+    other = ("0" if head[0] != "0" else "1") + head[1:16]
+    result = audit.verify(governance, expect_head=other)
+    assert not result.ok and not result.missing and "not in the chain" in result.problem

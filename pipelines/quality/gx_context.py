@@ -22,6 +22,7 @@ from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context import FileDataContext, data_context_variables
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
+from pipelines.quality.data_docs_offline import make_offline
 from pipelines.quality.frames import INDEX_COLUMNS
 from pipelines.quality.suites import SuiteConfig
 
@@ -44,10 +45,15 @@ def open_context(governance: Path) -> FileDataContext:
     return context
 
 
-def data_docs_index(context: FileDataContext) -> str:
-    """Filesystem path of the local Data Docs site's index.html."""
-    url = context.get_docs_sites_urls()[0]["site_url"]
-    return unquote(urlparse(url).path)
+def publish_data_docs(context: FileDataContext) -> str:
+    """Make the local Data Docs site readable offline and return the filesystem path of its index.html.
+
+    Every checkpoint run re-renders the whole site from GX's templates (CDN links included), so this runs
+    once a stage's validations are done, on the site as it finally stands.
+    """
+    index = Path(unquote(urlparse(context.get_docs_sites_urls()[0]["site_url"]).path))
+    make_offline(index.parent)
+    return str(index)
 
 
 @dataclass

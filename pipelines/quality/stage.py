@@ -32,7 +32,7 @@ from pipelines.quality.curation_config import curation_config
 from pipelines.quality.dedup import published_entries
 from pipelines.quality.dedup_index import PublishedIndex, index_path, save_index
 from pipelines.quality.frames import curated_frame, document_frame, shard_frame
-from pipelines.quality.gx_context import ValidationOutcome, data_docs_index, open_context, validate_frame
+from pipelines.quality.gx_context import ValidationOutcome, open_context, publish_data_docs, validate_frame
 from pipelines.quality.steps import Ledger, run_steps
 from pipelines.quality.suites import SuiteConfig, load_suites
 from pipelines.quality.zone_io import (
@@ -98,7 +98,7 @@ def _quarantine_rows(writer: QuarantineWriter, source: str, table: pa.Table, row
 
 def _finish(report: StageReport, context: FileDataContext, outcomes: Iterable[ValidationOutcome]) -> None:
     report.details["validations"] = [o.summary() for o in outcomes]
-    report.details["data_docs"] = data_docs_index(context)
+    report.details["data_docs"] = publish_data_docs(context)
 
 
 def validate_raw(ctx: RunContext) -> StageReport:
