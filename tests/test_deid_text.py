@@ -543,6 +543,8 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("Drain out 7/22-7/25, then home.", "7/25"),  # the second date of a range
         ("Line placed on 1/3 by IR.", "1/3"),  # a fraction's shape after a date word
         ("Nurse Ratchetta took over at 7p.", "Ratchetta"),
+        ("BP DROPPED. NP TARKOV MADE AWARE, BOLUS GIVEN.", "TARKOV"),  # a name-like word before a contact verb
+        ("Cultures drawn on the 14th, both negative.", "14th"),
         ("Awaiting a bed at Good Samaritan, then rehab.", "Good Samaritan"),
         ("had her valve done at holy redeemer.", "holy redeemer"),
         ("CASE MGR: TO GO TO ST. EULALIA FRIDAY.", "ST. EULALIA"),
@@ -568,6 +570,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "CONTINUE TO WATCH RESP STATUS CLOSELY- DIURESIS AS NEEDED.",
         "Rales up 1/4-1/3 bilat, feeds at 2/3 strength. Has CP, 6/10, eased by NTG. 9/10 angina. Breathing trial 5/5.",
         "SOCIAL: SON CALLED-UPDATE GIVEN. MET W SON-REVIEWED GOALS. IV NURSE UNSUCCESSFUL TOO. Con't to diurese.",
+        "Third attempt on the 2nd floor, on the 3rd day. NP FLUIDS AWARE. PER ICU TEAM WILL HOLD.",
         "HR returned to NSR, then NSR TO ST HR 104. PT RETURNED TO IMV. Transferred from OSH.",
         "MEDICATED WITH MS WITHOUT EFFECT. EXTUBATE IF MS CLEARS. HR 70-80 Sr. BP 96/40.",
         "Back on a/c 550x14/8/45% overnight, then vent 14/8/45% this am.",

@@ -77,7 +77,8 @@ def context_labels(v: NameVocabulary, d: NameDoc) -> None:
                 if weak and caps_line[idx] and word.isupper() and v.is_common(word) and not given:
                     break  # "PT HAPPY", "PER HOUR": in capitals an ordinary word is no name, listed or not
                 if weak and (v.ambiguous(word) or caps_line[idx]) and not v.in_gazetteer(word):
-                    break
+                    if not (caps_line[idx] and v.name_like(toks[idx]) and _contact_follows(v, toks, idx + 1)):
+                        break  # but "NP TARKOV MADE AWARE": a name-like word before a verb of contact
                 if weak and not v.in_gazetteer(word) and v.is_english(word):
                     break
                 if not colon and not v.in_gazetteer(word) and v.is_common(word):
@@ -112,6 +113,13 @@ def _lone_ordinary_word(v: NameVocabulary, toks: list[Token], run: list[int]) ->
         return True
     second = toks[run[1]].text
     return not (INITIAL.match(second) or v.in_gazetteer(second) and not v.ambiguous(second))
+
+
+def _contact_follows(v: NameVocabulary, toks: list[Token], i: int) -> bool:
+    """A verb of contact right after (over "made", "was", "is": "MADE AWARE", "WAS NOTIFIED")."""
+    while i < len(toks) and toks[i].text.lower() in {"made", "was", "is", "were", "been"}:
+        i += 1
+    return i < len(toks) and toks[i].text.lower() in v.rules.contact_verbs
 
 
 def _surname_first(v: NameVocabulary, last: str, first: str) -> bool:
