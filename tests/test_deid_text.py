@@ -545,6 +545,8 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("Nurse Ratchetta took over at 7p.", "Ratchetta"),
         ("BP DROPPED. NP TARKOV MADE AWARE, BOLUS GIVEN.", "TARKOV"),  # a name-like word before a contact verb
         ("Cultures drawn on the 14th, both negative.", "14th"),
+        ("HX: DIGOXIN TOXICITY-3/14/91.", "3/14/91"),  # a date glued to a word by a dash
+        ("Stayed with her niece in oct. before this stay.", "oct"),
         ("Awaiting a bed at Good Samaritan, then rehab.", "Good Samaritan"),
         ("had her valve done at holy redeemer.", "holy redeemer"),
         ("CASE MGR: TO GO TO ST. EULALIA FRIDAY.", "ST. EULALIA"),
