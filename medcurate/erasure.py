@@ -50,6 +50,7 @@ from governance.catalog import DEID_EVENTS_FILE, build_catalog, catalog_path, re
 from medcurate.core import storage
 from medcurate.core.context import RunContext
 from medcurate.core.keys import pseudonym
+from medcurate.core.run_lock import run_lock
 from medcurate.core.sealing import seal, unseal
 from medcurate.core.source_files import files_to_forget, forget_files_without_records
 from medcurate.core.zones import Zones, write_parquet, zone_parts
@@ -265,6 +266,13 @@ def erase(ctx: RunContext, *, patient_key: str | None = None, source: str | None
     kind = "patient" if patient_key is not None else "source"
     subject = pseudonym(ctx.secret_key, patient_key) if patient_key is not None else source
     erasure_id = datetime.now(UTC).strftime("erasure-%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+    with run_lock(ctx.zones.root, erasure_id):  # a run rewriting the zones meanwhile would undo the erasure
+        return _erase_locked(ctx, erasure_id, kind, subject, patient_key, source)
+
+
+def _erase_locked(
+    ctx: RunContext, erasure_id: str, kind: str, subject: str, patient_key: str | None, source: str | None
+) -> ErasureResult:
     doc_ids, identifiers = _targets(ctx, patient_key, source)
     log.info("%s: erasing %d documents of a %s", erasure_id, len(doc_ids), kind)
     result = ErasureResult(erasure_id, kind, subject, len(doc_ids))

@@ -379,3 +379,49 @@ def test_caps_default_to_limits_yaml_and_are_overridden_per_source():
     for bad, message in [({"max_bytes": 1}, "unknown key"), ({"max_depth": 0}, "positive"), ([1], "mapping")]:
         with pytest.raises(SpecError, match=message):
             NotesCsvParser({"limits": bad})
+
+
+# ------------------------------------------------------------------------------------------ concurrent runs
+
+# Holds the data root's run lock in another process until its stdin closes.
+HOLD_ROOT = """
+import sys
+from pathlib import Path
+from medcurate.core.run_lock import run_lock
+
+with run_lock(Path(sys.argv[1]), "run-holding"):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_second_run_on_a_busy_data_root_refuses_and_writes_nothing(folder: Path):
+    (folder / "in" / "a.csv").write_text("note_id,subject_id,text\nn1,p1,A note long enough to be kept.\n")
+    spec = write_spec(folder, "notes_csv", ["in/*"])
+    root = folder / "data"
+    run = "import sys; from medcurate.cli import main; sys.exit(main(['run', sys.argv[1], '--data-root', sys.argv[2]]))"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOLD_ROOT), str(root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_limited,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        done = run_limited(run, str(spec), str(root))
+    finally:
+        holder.kill()  # dies holding the lock: the kernel releases it
+        holder.wait()
+    assert done.returncode == 75, done.stderr[-2000:]
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        line for line in done.stderr.splitlines() if "is in use by run run-holding" in line
+    ]
+    assert not (root / "governance" / "audit.log.jsonl").exists()
+    assert not list((root / "raw").iterdir())
+
+    # The killed holder left no lock behind: the next run takes the root.
+    from medcurate.core.run_lock import run_lock
+
+    with run_lock(root, "run-after"):
+        assert "run-after" in (root / ".run.lock").read_text()
