@@ -17,11 +17,14 @@ import textwrap
 import zlib
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from medcurate.core.schema import make_doc_id
+from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, make_doc_id
 from medcurate.core.spec import SpecError, load_spec
+from medcurate.core.zones import Zones, read_zone
+from medcurate.runner import open_run, run_stage
 
 # Enough for the interpreter, pyarrow and the caps of limits.yaml (64 MiB records: an ingest run peaks at ~0.55
 # GB of address space); below what any bomb here expands to, so holding one whole fails.
@@ -425,3 +428,44 @@ def test_a_second_run_on_a_busy_data_root_refuses_and_writes_nothing(folder: Pat
 
     with run_lock(root, "run-after"):
         assert "run-after" in (root / ".run.lock").read_text()
+
+
+# --------------------------------------------------------------------------------------------------- reruns
+
+NOTE = (
+    "Seen in clinic for follow up of hypertension. Blood pressure is well controlled on lisinopril. "
+    "Continue the current dose and recheck the kidney panel in three months."
+)
+
+
+def _quarantine_and_curated(root: Path) -> tuple[list[tuple], list[str]]:
+    zones = Zones(root)
+    records = sorted(
+        (r["stage"], r["doc_id"], r["reason"], r["detail"])
+        for p in sorted(zones.quarantine.glob("*/*.parquet"))
+        for r in pq.read_table(p).to_pylist()
+    )
+    return records, sorted(read_zone(zones.curated / "src", DEID_DOCUMENT_SCHEMA).column("doc_id").to_pylist())
+
+
+def test_a_rerun_of_a_completed_root_reproduces_its_quarantine(folder: Path, ray_local, monkeypatch):
+    # In-process, without the memory cap: the deid and curate stages need Ray, whose reservations exceed it.
+    other = "Chest pain resolved after rest. Troponin negative twice. Discharged home with a stress test booked."
+    rows = [("n1", "p1", NOTE), ("n2", "p2", NOTE), ("n3", "p3", other)]
+    lines = "".join(f"{note_id},{patient},{text}\n" for note_id, patient, text in rows)
+    (folder / "in" / "notes.csv").write_text("note_id,subject_id,text\n" + lines)
+    spec = write_spec(folder, "notes_csv", ["in/*"])
+    monkeypatch.setenv("MEDCURATE_PSEUDONYM_KEY", KEY_ENV["MEDCURATE_PSEUDONYM_KEY"])
+
+    def run() -> tuple[list[tuple], list[str]]:
+        ctx = open_run(spec, data_root=folder / "data")
+        for stage in ("ingest", "validate_raw", "deid", "curate"):
+            run_stage(ctx, stage)
+        return _quarantine_and_curated(ctx.zones.root)
+
+    first = run()
+    (duplicate,) = first[0]
+    kept = {d for d in docs("n1", "n2") if d != duplicate[1]}.pop()
+    assert duplicate == ("curate", duplicate[1], "exact_duplicate", f"exact_dedup: kept twin {kept}")
+    assert first[1] == sorted([kept, *docs("n3")])
+    assert run() == first  # the same quarantine, with its reason and twin, and the same curated documents
