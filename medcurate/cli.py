@@ -14,12 +14,14 @@ from pathlib import Path
 
 from medcurate.core.context import StageFailed
 from medcurate.core.keys import MissingKeyError
+from medcurate.core.run_lock import RootBusy
 from medcurate.core.spec import SpecError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 # `audit verify` found no log to verify (deleted, or a wrong --data-root): distinct from tampering.
 EXIT_NO_AUDIT_LOG = 3
+EXIT_BUSY = 75  # EX_TEMPFAIL: another run holds the data root; a retry later may succeed
 DATA_ROOT_ENV = "MEDCURATE_DATA_ROOT"
 
 
@@ -55,6 +57,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StageFailed as exc:
         print(f"error: stage failed: {exc}; nothing downstream was published", file=sys.stderr)
         return EXIT_FAILED
+    except RootBusy:
+        raise
     except Exception as exc:
         log_path = ctx.zones.governance / "logs" / f"{ctx.run_id}.log"
         print(
@@ -298,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, MissingKeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except RootBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BUSY
 
 
 if __name__ == "__main__":

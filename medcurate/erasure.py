@@ -12,13 +12,15 @@ catalog, report).
    of its rows.  The patient's raw identifiers (the key, encounter ids, DICOM UIDs, and the full names,
    addresses, phones and emails the source records state about the patient) are collected from the raw zone
    before deletion and held only in memory, to check the published data afterwards (case-insensitively);
-2. removes them from raw, deid, curated, the quarantine index (and, for a source, its quarantined file
-   copies), the de-identification review sample, per-document PHI counts and the cross-run dedup index
+2. removes them from raw, deid, curated, the quarantine index, the quarantined input-file copies (a source's
+   all; a patient's: every copy whose bytes name the patient, ``medcurate.quarantine_copies``), the
+   de-identification review sample, per-document PHI counts and the cross-run dedup index
    (whose word hashes would otherwise keep the documents' words and make them the kept twin of a later copy);
 3. has the shard stage rewrite only the shard files that held them (from their remaining rows; every other
    shard stays byte-identical), then the split's ``state.json``, the manifest and its Merkle root;
 4. verifies that none of the doc_ids and none of the raw identifiers remain anywhere in the published data
-   (shard tokens are decoded with the saved tokenizer) nor any doc_id in the dedup index, appends an
+   (shard tokens are decoded with the saved tokenizer), no doc_id in the dedup index and no quarantined
+   file copy naming the patient (nor, for a source, any copy of it), appends an
    ``erasure`` audit event, rebuilds the catalog and records the erasure in it, and regenerates the report.
 
 Keying note: erasure by key covers the records keyed by that key.  Notes, HL7 and DICOM key patients by
@@ -47,9 +49,11 @@ import pyarrow.parquet as pq
 
 from governance import audit
 from governance.catalog import DEID_EVENTS_FILE, build_catalog, catalog_path, record_erasure, shard_rows
+from medcurate import quarantine_copies
 from medcurate.core import storage
 from medcurate.core.context import RunContext
 from medcurate.core.keys import pseudonym
+from medcurate.core.run_lock import run_lock
 from medcurate.core.sealing import seal, unseal
 from medcurate.core.source_files import files_to_forget, forget_files_without_records
 from medcurate.core.zones import Zones, write_parquet, zone_parts
@@ -161,7 +165,8 @@ def _remove_rows(path: Path, zones: Zones, doc_ids: pa.Array, source: str | None
     return removed
 
 
-def _remove_from_zones(ctx: RunContext, doc_ids: set[str], source: str | None) -> dict[str, int]:
+def _remove_from_zones(ctx: RunContext, doc_ids: set[str], source: str | None, in_copies: set[str]) -> dict[str, int]:
+    """``in_copies``: the erased patient's key and identifiers, whose quarantined file copies are deleted."""
     zones = ctx.zones
     ids = pa.array(sorted(doc_ids), pa.string())
     held_files = files_to_forget(zones, doc_ids, source)
@@ -173,6 +178,11 @@ def _remove_from_zones(ctx: RunContext, doc_ids: set[str], source: str | None) -
         copies = zones.quarantine / "files" / source
         removed["quarantined_files"] = sum(1 for p in copies.rglob("*") if p.is_file()) if copies.exists() else 0
         shutil.rmtree(copies, ignore_errors=True)
+    else:
+        held = quarantine_copies.holding(zones, ctx.spec, in_copies)
+        for path in held:
+            path.unlink()
+        removed["quarantined_files"] = len(held)
     seal(zones.curated)
     removed["review_sample"] = review_sample.drop_documents(zones, doc_ids)
     events = zones.governance / DEID_EVENTS_FILE
@@ -207,8 +217,12 @@ def _identifier_pattern(identifiers: set[str]) -> str | None:
     return rf"(?i)(^|[^A-Za-z0-9])({alternatives})([^A-Za-z0-9]|$)"
 
 
-def verify_erased(ctx: RunContext, doc_ids: set[str], identifiers: set[str], source: str | None) -> list[str]:
-    """Problems found (PHI-free: zones and counts only); empty when nothing of the subject remains."""
+def verify_erased(
+    ctx: RunContext, doc_ids: set[str], identifiers: set[str], source: str | None, in_copies: set[str] = frozenset()
+) -> list[str]:
+    """Problems found (PHI-free: zones and counts only); empty when nothing of the subject remains.
+
+    ``in_copies``: what no quarantined input-file copy may name (the patient's key and identifiers)."""
     from tokenizers import Tokenizer
 
     zones = ctx.zones
@@ -228,6 +242,10 @@ def verify_erased(ctx: RunContext, doc_ids: set[str], identifiers: set[str], sou
             sql = "SELECT count(*) FROM read_parquet(?, union_by_name = true) t WHERE regexp_matches(t::VARCHAR, ?)"
             if n := duckdb.execute(sql, [files, pattern]).fetchone()[0]:
                 problems.append(f"{n} rows of {zone}/ contain a raw identifier of the erased patient")
+    if source and (zones.quarantine / "files" / source).exists():
+        problems.append(f"quarantined file copies of source {source} remain")
+    if n := len(quarantine_copies.holding(zones, ctx.spec, in_copies)):
+        problems.append(f"{n} quarantined file copies hold an identifier of the erased patient")
     if n := dedup_index.count_documents(zones.governance, doc_ids, source):
         problems.append(f"{n} erased rows remain in the dedup index")
     manifest_path = zones.shards / "manifest.json"
@@ -265,14 +283,24 @@ def erase(ctx: RunContext, *, patient_key: str | None = None, source: str | None
     kind = "patient" if patient_key is not None else "source"
     subject = pseudonym(ctx.secret_key, patient_key) if patient_key is not None else source
     erasure_id = datetime.now(UTC).strftime("erasure-%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+    with run_lock(ctx.zones.root, erasure_id):  # a run rewriting the zones meanwhile would undo the erasure
+        return _erase_locked(ctx, erasure_id, kind, subject, patient_key, source)
+
+
+def _erase_locked(
+    ctx: RunContext, erasure_id: str, kind: str, subject: str, patient_key: str | None, source: str | None
+) -> ErasureResult:
     doc_ids, identifiers = _targets(ctx, patient_key, source)
     log.info("%s: erasing %d documents of a %s", erasure_id, len(doc_ids), kind)
     result = ErasureResult(erasure_id, kind, subject, len(doc_ids))
-    result.removed_by_zone = _remove_from_zones(ctx, doc_ids, source)
+    # The key is searched for in quarantined copies even when too short to search published text for: a copy
+    # is never published, and deleting one that only seems to name the patient loses a replay, not data.
+    in_copies = identifiers | ({patient_key} if patient_key else set())
+    result.removed_by_zone = _remove_from_zones(ctx, doc_ids, source, in_copies)
     result.shards_rewritten, result.merkle_root_before, result.merkle_root_after = shard_erase.rewrite_without(
         ctx, doc_ids, erasure_id
     )
-    result.problems = verify_erased(ctx, doc_ids, identifiers, source)
+    result.problems = verify_erased(ctx, doc_ids, identifiers, source, in_copies)
     result.verified = not result.problems
     details = {k: v for k, v in result.summary().items() if k not in ("audit_seq", "audit_hash")}
     details["doc_ids_digest"] = hashlib.sha256("\n".join(sorted(doc_ids)).encode()).hexdigest()

@@ -24,6 +24,7 @@ from medcurate.core.keys import load_key
 from medcurate.core.log_text import describe_exception
 from medcurate.core.names import STAGE_NAMES
 from medcurate.core.ray_runtime import ray_session
+from medcurate.core.run_lock import run_lock
 from medcurate.core.sealing import seal_published
 from medcurate.core.spec import load_spec
 from medcurate.core.zones import Zones
@@ -222,7 +223,15 @@ def _push_failure_record(ctx: RunContext) -> None:
 
 
 def run_pipeline(ctx: RunContext, progress: Callable[[str], None] = print) -> list[StageReport]:
-    """All stages in order, sharing one Ray runtime; stops at the first failure.  Audited from start to end."""
+    """All stages in order, sharing one Ray runtime; stops at the first failure.  Audited from start to end.
+
+    The run holds its data root from start to end (``medcurate.core.run_lock``): a second run on the same
+    root raises ``RootBusy`` before it writes anything."""
+    with run_lock(ctx.zones.root, ctx.run_id):
+        return _run_all(ctx, progress)
+
+
+def _run_all(ctx: RunContext, progress: Callable[[str], None]) -> list[StageReport]:
     reports: list[StageReport] = []
     with storage.exclusive(ctx.zones.root):
         audit.record_run_start(ctx)

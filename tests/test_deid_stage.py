@@ -66,7 +66,7 @@ def ctx(tmp_path) -> RunContext:
         "doc_id": make_doc_id("notes", "n2"),
     }
     write_parquet(
-        pa.Table.from_pylist([earlier], schema=QUARANTINE_SCHEMA), zones.quarantine / "validate" / "notes.parquet"
+        pa.Table.from_pylist([earlier], schema=QUARANTINE_SCHEMA), zones.quarantine / "validate_raw" / "notes.parquet"
     )
     spec = CorpusSpec(sources=(SourceSpec("notes", "notes_csv", ("x",), "synthetic", "waiver"),))
     return RunContext(spec=spec, zones=zones, run_id="run-deid", secret_key=KEY)

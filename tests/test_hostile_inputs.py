@@ -17,11 +17,15 @@ import textwrap
 import zlib
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from medcurate.core.schema import make_doc_id
+from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, make_doc_id
 from medcurate.core.spec import SpecError, load_spec
+from medcurate.core.zones import Zones, read_zone
+from medcurate.erasure import verify_erased
+from medcurate.runner import open_run, run_stage
 
 # Enough for the interpreter, pyarrow and the caps of limits.yaml (64 MiB records: an ingest run peaks at ~0.55
 # GB of address space); below what any bomb here expands to, so holding one whole fails.
@@ -379,3 +383,148 @@ def test_caps_default_to_limits_yaml_and_are_overridden_per_source():
     for bad, message in [({"max_bytes": 1}, "unknown key"), ({"max_depth": 0}, "positive"), ([1], "mapping")]:
         with pytest.raises(SpecError, match=message):
             NotesCsvParser({"limits": bad})
+
+
+# ------------------------------------------------------------------------------------------ concurrent runs
+
+# Holds the data root's run lock in another process until its stdin closes.
+HOLD_ROOT = """
+import sys
+from pathlib import Path
+from medcurate.core.run_lock import run_lock
+
+with run_lock(Path(sys.argv[1]), "run-holding"):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_second_run_on_a_busy_data_root_refuses_and_writes_nothing(folder: Path):
+    (folder / "in" / "a.csv").write_text("note_id,subject_id,text\nn1,p1,A note long enough to be kept.\n")
+    spec = write_spec(folder, "notes_csv", ["in/*"])
+    root = folder / "data"
+    run = "import sys; from medcurate.cli import main; sys.exit(main(['run', sys.argv[1], '--data-root', sys.argv[2]]))"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOLD_ROOT), str(root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_limited,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        done = run_limited(run, str(spec), str(root))
+    finally:
+        holder.kill()  # dies holding the lock: the kernel releases it
+        holder.wait()
+    assert done.returncode == 75, done.stderr[-2000:]
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        line for line in done.stderr.splitlines() if "is in use by run run-holding" in line
+    ]
+    assert not (root / "governance" / "audit.log.jsonl").exists()
+    assert not list((root / "raw").iterdir())
+
+    # The killed holder left no lock behind: the next run takes the root.
+    from medcurate.core.run_lock import run_lock
+
+    with run_lock(root, "run-after"):
+        assert "run-after" in (root / ".run.lock").read_text()
+
+
+# --------------------------------------------------------------------------------------------------- reruns
+
+NOTE = (
+    "Seen in clinic for follow up of hypertension. Blood pressure is well controlled on lisinopril. "
+    "Continue the current dose and recheck the kidney panel in three months."
+)
+
+
+def _quarantine_and_curated(root: Path) -> tuple[list[tuple], list[str]]:
+    zones = Zones(root)
+    records = sorted(
+        (r["stage"], r["doc_id"], r["reason"], r["detail"])
+        for p in sorted(zones.quarantine.glob("*/*.parquet"))
+        for r in pq.read_table(p).to_pylist()
+    )
+    return records, sorted(read_zone(zones.curated / "src", DEID_DOCUMENT_SCHEMA).column("doc_id").to_pylist())
+
+
+def test_a_rerun_of_a_completed_root_reproduces_its_quarantine(folder: Path, ray_local, monkeypatch):
+    # In-process, without the memory cap: the deid and curate stages need Ray, whose reservations exceed it.
+    other = "Chest pain resolved after rest. Troponin negative twice. Discharged home with a stress test booked."
+    rows = [("n1", "p1", NOTE), ("n2", "p2", NOTE), ("n3", "p3", other)]
+    lines = "".join(f"{note_id},{patient},{text}\n" for note_id, patient, text in rows)
+    (folder / "in" / "notes.csv").write_text("note_id,subject_id,text\n" + lines)
+    spec = write_spec(folder, "notes_csv", ["in/*"])
+    monkeypatch.setenv("MEDCURATE_PSEUDONYM_KEY", KEY_ENV["MEDCURATE_PSEUDONYM_KEY"])
+
+    def run() -> tuple[list[tuple], list[str]]:
+        ctx = open_run(spec, data_root=folder / "data")
+        for stage in ("ingest", "validate_raw", "deid", "curate"):
+            run_stage(ctx, stage)
+        return _quarantine_and_curated(ctx.zones.root)
+
+    first = run()
+    (duplicate,) = first[0]
+    kept = {d for d in docs("n1", "n2") if d != duplicate[1]}.pop()
+    assert duplicate == ("curate", duplicate[1], "exact_duplicate", f"exact_dedup: kept twin {kept}")
+    assert first[1] == sorted([kept, *docs("n3")])
+    assert run() == first  # the same quarantine, with its reason and twin, and the same curated documents
+
+
+# ------------------------------------------------------------------------------------------------- erasure
+
+# Ingests a spec, then lists the quarantined copies naming a patient as erasure finds them, in one capped process.
+INGEST_AND_SCAN = """
+import json, sys
+from medcurate.quarantine_copies import holding
+from medcurate.runner import open_run, run_stage
+
+ctx = open_run(sys.argv[1], data_root=sys.argv[2])
+run_stage(ctx, "ingest")
+copies = sorted(p.name.split("-", 1)[1] for p in (ctx.zones.quarantine / "files").rglob("*") if p.is_file())
+named = sorted(p.name.split("-", 1)[1] for p in holding(ctx.zones, ctx.spec, {sys.argv[3]}))
+print(json.dumps({"copies": copies, "named": named}))
+"""
+
+
+def _copies(root: Path) -> list[str]:
+    return sorted(p.name.split("-", 1)[1] for p in (root / "quarantine" / "files").rglob("*") if p.is_file())
+
+
+def test_erasing_a_patient_deletes_the_quarantined_file_copies_that_name_them(folder: Path, monkeypatch):
+    (folder / "notes").mkdir()
+    (folder / "notes" / "good.csv").write_text("note_id,subject_id,text\nn1,QX-10042,Seen today.\nn2,QX-20077,Seen.\n")
+    # Refused whole (not UTF-8): one copy holds the erased patient (its key in lower case), one another patient.
+    (folder / "notes" / "latin1_a.csv").write_bytes(b"note_id,subject_id,text\nn3,qx-10042,Caf\xe9 visit.\n")
+    (folder / "notes" / "latin1_b.csv").write_bytes(b"note_id,subject_id,text\nn4,QX-20077,Caf\xe9 visit.\n")
+    # A bomb refused at the record cap that names the patient only after 1.25 GiB: found by streaming it.
+    tail = b'", "entry": [{"resource": {"resourceType": "Patient", "id": "QX-10042"}}]}'
+    bomb = gzip_bomb(b'{"resourceType": "Bundle", "pad": "', b"a", BOMB_BYTES, tail)
+    (folder / "in" / "bundle.json").write_bytes(bomb)
+    sources = [
+        {"name": "notes", "kind": "notes_csv", "paths": ["notes/*"], "license": "synthetic", "legal_basis": "waiver"},
+        {"name": "ehr", "kind": "fhir", "paths": ["in/*"], "license": "synthetic", "legal_basis": "waiver"},
+    ]
+    spec, root = folder / "spec.yaml", folder / "data"
+    spec.write_text(json.dumps({"sources": sources}))
+
+    scan = result_of(run_limited(INGEST_AND_SCAN, str(spec), str(root), "QX-10042"))
+    assert scan == {"copies": ["bundle.json", "latin1_a.csv", "latin1_b.csv"], "named": ["bundle.json", "latin1_a.csv"]}
+
+    # The erasure itself (DuckDB catalog, report) outgrows the cap; its scan of the copies is the one above.
+    erase_cli = [sys.executable, "-m", "medcurate.cli", "erase", "--patient", "QX-10042", "--spec", str(spec)]
+    done = subprocess.run(
+        [*erase_cli, "--data-root", str(root)], capture_output=True, text=True, env={**os.environ, **KEY_ENV}
+    )
+    assert done.returncode == 0, done.stderr[-2000:]  # verified: no copy names the patient any more
+    assert "quarantined_files: 2" in done.stdout and "QX-10042" not in done.stdout + done.stderr
+    assert _copies(root) == ["latin1_b.csv"]
+
+    # Verification looks at the copies too: one naming the patient is reported (by count, never by name).
+    (root / "quarantine" / "files" / "notes" / "0000-left.csv").write_bytes(b"n5,QX-10042,x\n")
+    monkeypatch.setenv("MEDCURATE_PSEUDONYM_KEY", KEY_ENV["MEDCURATE_PSEUDONYM_KEY"])
+    ctx = open_run(spec, data_root=root)
+    assert verify_erased(ctx, set(), set(), None, {"QX-10042"}) == [
+        "1 quarantined file copies hold an identifier of the erased patient"
+    ]

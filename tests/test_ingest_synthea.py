@@ -15,9 +15,13 @@ import uuid
 
 import pytest
 
-from medcurate.core.schema import DEID_DOCUMENT_SCHEMA
+from medcurate.core.context import StageReport
+from medcurate.core.quarantine import QuarantineWriter
+from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, RAW_DOCUMENT_SCHEMA
 from medcurate.core.zones import read_zone
 from medcurate.runner import open_run, run_stage
+from pipelines.quality.phi_gate import RawPatientIndex, ResidualPhiGate, load_gate_config
+from pipelines.quality.steps import Ledger
 
 PATIENTS = [("Thaddeus", "Quimby"), ("Marisol", "Okonkwo-Hale"), ("Evander", "Lindqvist")]
 SYNTHEA = "https://github.com/synthetichealth/synthea"
@@ -62,6 +66,12 @@ def _phi(i: int, given: str, family: str) -> dict[str, str]:
     }
 
 
+def patient_address(i: int, phi: dict[str, str]) -> dict:
+    """As in Synthea: the state written out, the postal code missing for some patients."""
+    address = {"line": [phi["street"]], "city": phi["city"], "state": "Massachusetts", "country": "US"}
+    return address | ({"postalCode": "01945"} if i % 2 else {})
+
+
 def synthea_bundle(i: int, given: str, family: str) -> tuple[str, dict, dict[str, str]]:
     """(patient id, transaction Bundle, planted PHI) for one patient, shaped like Synthea's R4 output."""
     phi = _phi(i, given, family)
@@ -86,7 +96,7 @@ def synthea_bundle(i: int, given: str, family: str) -> tuple[str, dict, dict[str
             "telecom": [{"system": "phone", "value": phi["phone"]}, {"system": "email", "value": phi["email"]}],
             "gender": "male",
             "birthDate": f"196{i}-05-0{i + 1}",
-            "address": [{"line": [phi["street"]], "city": phi["city"], "state": "MA", "postalCode": "01945"}],
+            "address": [patient_address(i, phi)],
         },
         {
             "resourceType": "Organization",
@@ -382,3 +392,24 @@ def test_no_planted_name_address_phone_or_device_id_reaches_the_deid_zone(synthe
     published = json.dumps(rows, default=str)
     assert [value for value in planted if value in published] == []
     assert "Okonkwo" not in published and "Vasquez" not in published and "Wrenfield" not in published
+
+
+def test_the_phi_gate_blocks_no_timeline_for_what_the_policy_keeps_and_hits_what_it_removes(synthea_run):
+    ctx, _, _ = synthea_run
+    config = load_gate_config()
+    gate = ResidualPhiGate(RawPatientIndex.from_raw_zone(ctx.zones, ctx.spec, config), config)
+    rows = read_zone(ctx.zones.deid / "synthea", DEID_DOCUMENT_SCHEMA).to_pylist()
+    timelines = [r for r in rows if r["doc_type"] == "patient_timeline"]
+    assert all("Massachusetts" in r["text"] for r in timelines)  # the state is kept by the policy...
+    ledger = Ledger(QuarantineWriter(ctx.zones, "gate-check", ctx.run_id), StageReport("curate", ctx.run_id))
+    assert [r["doc_id"] for r in gate.run(rows, ledger)] == [r["doc_id"] for r in rows]  # ...and is no hit
+    assert gate.summary()["documents_blocked"] == 0
+    # Every address part the policy removes is a hit when it is put back into its patient's timeline.
+    raw_rows = read_zone(ctx.zones.raw / "synthea", RAW_DOCUMENT_SCHEMA).to_pylist()
+    patient_of = {r["doc_id"]: int(uuid.UUID(r["patient_key"])) - 1000 for r in raw_rows}
+    for timeline in timelines:
+        i = patient_of[timeline["doc_id"]]
+        phi = _phi(i, *PATIENTS[i])
+        for value in [phi["street"], phi["city"], *(["01945"] if i % 2 else [])]:
+            leaked = dict(timeline, text=timeline["text"] + f"\nSeen at {value} today.")
+            assert gate.scan(leaked, {})["address"] == 1

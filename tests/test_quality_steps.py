@@ -13,6 +13,7 @@ import pytest
 
 from medcurate.core.context import StageReport
 from medcurate.core.quarantine import QuarantineWriter
+from medcurate.core.schema import FHIR_JSON_KEY, HL7_MESSAGE_KEY
 from medcurate.core.spec import SpecError, parse_spec
 from medcurate.core.zones import Zones
 from pipelines.quality.curation_config import Benchmark, DedupConfig, curation_config
@@ -413,23 +414,47 @@ HL7_RAW = (
 )
 
 
-def _raw_row(doc_id: str, kind: str, text: str, key: str = "48213007", when: datetime | None = None) -> dict:
+HL7_MESSAGE = (
+    "MSH|^~\\&|LAB|HOSP|||20230314||ORU^R01|1|P|2.5\r"
+    "PID|1||48213007||Quorvik^Zelda||19560314|F|||12 Larkspur Lane^Apt 4^Fenwick^Massachusetts^02138^USA||617-555-0182"
+)
+
+
+def _raw_row(
+    doc_id: str, kind: str, text: str, key: str = "48213007", when: datetime | None = None, extra: list | None = None
+) -> dict:
     return {
         "doc_id": doc_id,
         "source_kind": kind,
         "doc_type": "lab_report",
         "patient_key": key,
         "text": text,
-        "metadata": {"event_time": when},
+        "metadata": {"event_time": when, "extra": extra or []},
     }
 
 
 def test_header_extractor_reads_hl7_and_fhir_demographics() -> None:
-    found = set(identifiers(_raw_row("h", "hl7v2", HL7_RAW)))
+    found = set(identifiers(_raw_row("h", "hl7v2", HL7_RAW, extra=[(HL7_MESSAGE_KEY, HL7_MESSAGE)])))
     assert {("name", "Zelda Quorvik"), ("name", "Quorvik"), ("identifier", "48213007")} <= found
     assert {("birth_date", "1956-03-14"), ("birth_date", "03/14/1956"), ("birth_date", "March 14, 1956")} <= found
-    assert {("address", "12 Larkspur Lane"), ("address", "02138"), ("phone", "617-555-0182")} <= found
+    assert {("address", v) for v in ("12 Larkspur Lane", "Apt 4", "Fenwick", "02138")} <= found
+    assert ("phone", "617-555-0182") in found
+    # What Safe Harbor keeps and de-identification keeps on purpose is never searched for.
+    assert not {("address", "Massachusetts"), ("address", "USA")} & found
     assert not any(value == "CBC" for _, value in found)  # the header ends at the first blank line
+
+
+def test_fhir_addresses_are_searched_for_what_the_policy_removes_only() -> None:
+    patient = {
+        "resourceType": "Patient",
+        "address": [{"line": ["9 Quay St", "Unit 2"], "city": "Salem", "district": "Essex", "state": "Massachusetts"}],
+    }
+    bundle = json.dumps({"resourceType": "Bundle", "entry": [{"resource": patient}]})
+    row = _raw_row("t", "fhir", "Patient: Zelda Quorvik\n", extra=[(FHIR_JSON_KEY, bundle)]) | {
+        "doc_type": "patient_timeline"
+    }
+    addresses = {value for kind, value in identifiers(row) if kind == "address"}
+    assert addresses == {"9 Quay St", "Unit 2", "Salem", "Essex"}
 
 
 def test_dicom_extractor_reads_patient_attributes_from_dicom_json() -> None:

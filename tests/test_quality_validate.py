@@ -20,7 +20,7 @@ from medcurate.core.schema import (
     documents_to_table,
     make_doc_id,
 )
-from medcurate.core.spec import parse_spec
+from medcurate.core.spec import SpecError, parse_spec
 from medcurate.core.zones import Zones, write_parquet
 from pipelines.quality.stage import curate, validate_raw, validate_shards
 
@@ -364,3 +364,34 @@ def test_validate_shards_rejects_token_count_mismatch_and_cross_split_duplicates
     assert "expect_column_values_to_be_unique(doc_id)" in message
     assert "expect_column_values_to_be_between(input_ids_length)" in message
     assert "expect_column_pair_values_to_be_equal(n_tokens)" in message
+
+
+MARKUP = '<script>alert("spec")</script><img src=x onerror=alert(1)>'
+
+
+@pytest.mark.parametrize("name", [f"notes{MARKUP}", 'x" onmouseover="alert(1)', "a&amp;b", "a b", "a'b"])
+def test_a_source_name_cannot_carry_markup(tmp_path: Path, name: str) -> None:
+    data = _spec_data()
+    data["sources"][0]["name"] = name
+    with pytest.raises(SpecError, match="not a plain identifier"):
+        parse_spec(data, tmp_path)
+
+
+def test_no_data_docs_page_carries_markup_from_the_spec(tmp_path: Path) -> None:
+    """Source names are plain identifiers (the test above); the free-text licence reaches the curated suite's
+    value set, so it is the spec text that does reach the Data Docs: it must arrive escaped."""
+    data = _spec_data()
+    data["sources"][0]["license"] = f"DUA {MARKUP}"
+    data["sources"][1]["license"] = "synthetic"  # what the abstracts' rows say
+    spec = parse_spec(data, tmp_path)
+    ctx = RunContext(spec=spec, zones=Zones(tmp_path / "data").ensure(), run_id="run-test", secret_key=KEY)
+    notes = _notes()
+    notes = notes.set_column(notes.schema.get_field_index("license"), "license", pa.array([f"DUA {MARKUP}"] * 4))
+    _write_raw(ctx, notes, _abstracts())
+    validate_raw(ctx)
+    _write_deid(ctx, _to_deid(notes), _to_deid(_abstracts()))
+    curate(ctx)
+    pages = sorted((ctx.zones.governance).rglob("*.html"))
+    assert pages
+    assert [p.name for p in pages if "<script>alert" in p.read_text() or "<img src=x" in p.read_text()] == []
+    assert any("&lt;script&gt;alert" in p.read_text() for p in pages)  # the licence is shown, escaped

@@ -6,6 +6,9 @@ import fcntl
 import json
 import logging
 import secrets
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import boto3
@@ -17,6 +20,7 @@ from governance import audit
 from medcurate.cli import main
 from medcurate.core import storage
 from medcurate.core.names import STAGE_NAMES
+from medcurate.core.run_lock import RootBusy, run_lock
 from medcurate.core.zones import read_zone
 from medcurate.erasure import erase, open_for_erasure
 from medcurate.runner import open_run, run_pipeline, run_stage
@@ -168,6 +172,33 @@ def test_a_working_copy_is_held_by_one_task_at_a_time(monkeypatch, tmp_path, buc
             fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what another task's pull would wait for
     with (copy.directory / storage.LOCK_FILE).open("a") as other:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_a_run_holds_an_object_store_root_against_every_worker(monkeypatch, tmp_path, s3, bucket):
+    uri = f"s3://{bucket}/corpus"
+    _worker(monkeypatch, tmp_path, "worker-a")
+    root_a = storage.working_copy(uri).root
+    _worker(monkeypatch, tmp_path, "worker-b")
+    root_b = storage.working_copy(uri).root
+    with run_lock(root_a, "run-a"):
+        assert "run-a" in s3.get_object(Bucket=bucket, Key="corpus/.run.lock")["Body"].read().decode()
+        with pytest.raises(RootBusy, match=f"{uri} is in use by run run-a .*delete {uri}/.run.lock"):
+            with run_lock(root_b, "run-b"):
+                pass  # pragma: no cover
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="corpus/.run.lock")
+    with run_lock(root_b, "run-b"):
+        pass
+
+    # A lock left by a dead process of this host is taken over; one from another host is not.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = {"run_id": "run-dead", "host": socket.gethostname(), "pid": int(dead.stdout)}
+    s3.put_object(Bucket=bucket, Key="corpus/.run.lock", Body=json.dumps(stale).encode())
+    with run_lock(root_b, "run-b2"):
+        assert "run-b2" in s3.get_object(Bucket=bucket, Key="corpus/.run.lock")["Body"].read().decode()
+    elsewhere = {"run_id": "run-far", "host": "another-host", "pid": 1}
+    s3.put_object(Bucket=bucket, Key="corpus/.run.lock", Body=json.dumps(elsewhere).encode())
+    with pytest.raises(RootBusy, match="in use by run run-far"), run_lock(root_a, "run-a2"):
+        pass  # pragma: no cover
 
 
 def test_a_local_data_root_is_not_a_working_copy(tmp_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from medcurate.core.names import STAGE_NAMES
 from medcurate.core.schema import QUARANTINE_SCHEMA
 from medcurate.core.zones import Zones, make_private_dir, write_parquet
 
@@ -105,14 +106,20 @@ class QuarantineWriter:
         return written
 
 
-def quarantined_doc_ids(zones: Zones, exclude_stage: str) -> set[str]:
-    """doc_ids that stages other than ``exclude_stage`` quarantined; later stages skip them.
+def quarantined_upstream(zones: Zones, stage: str) -> set[str]:
+    """doc_ids that the stages before ``stage`` (in run order) quarantined; ``stage`` skips them.
+
+    Only earlier stages count.  On a rerun the quarantine still holds what the previous run's later stages
+    found (curate's duplicates): skipping those would keep them from ever reaching the stage that found them,
+    which clears its records when it runs again, so they would vanish without a reason and come back on the
+    run after.  Earlier stages have always rerun first, so their records are this run's.
 
     Only the ``doc_id`` column is read, so no quarantined text is loaded.
     """
+    earlier = STAGE_NAMES[: STAGE_NAMES.index(stage)]
     found: set[str] = set()
     for path in sorted(zones.quarantine.glob("*/*.parquet")):
-        if path.parent.name in ("files", exclude_stage) or path.name.startswith("."):
+        if path.parent.name not in earlier or path.name.startswith("."):
             continue
         found.update(d for d in pq.read_table(path, columns=["doc_id"]).column("doc_id").to_pylist() if d)
     return found

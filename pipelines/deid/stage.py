@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from governance.catalog import DEID_EVENTS_FILE, DEID_EVENTS_SCHEMA
 from medcurate.core.context import RunContext, StageFailed, StageReport
-from medcurate.core.quarantine import quarantined_doc_ids
+from medcurate.core.quarantine import quarantined_upstream
 from medcurate.core.ray_runtime import ray_session
 from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, RAW_DOCUMENT_SCHEMA
 from medcurate.core.zones import write_parquet, zone_parts
@@ -81,7 +81,7 @@ class DeidStage:
         return write_parquet(pa.Table.from_pylist(out_rows, schema=DEID_DOCUMENT_SCHEMA), target, self.ctx.zones)
 
     def run(self) -> StageReport:
-        skip = quarantined_doc_ids(self.ctx.zones, STAGE)
+        skip = quarantined_upstream(self.ctx.zones, STAGE)
         written: set[Path] = set()
         with ray_session():
             for source_dir, path in _raw_parts(self.ctx):

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from typing import Any
 
+from medcurate.core import address_policy
 from medcurate.core.keys import keyed_hash, pseudonym
 from medcurate.formats.date_text import shift_date_text
 from medcurate.formats.hl7v2 import Delimiters
@@ -221,11 +222,25 @@ class StructuredDeidentifier:
         return out
 
     def _fhir_address(self, address: dict[str, Any]) -> dict[str, Any]:
-        out = {k: address[k] for k in ("use", "type", "state", "country") if k in address}
+        """The elements ``address_policy`` keeps (state, country), a ZIP cut to three digits; the rest dropped."""
+        kept = [e for e, part in address_policy.FHIR_ADDRESS.items() if part in address_policy.KEPT]
+        out = {k: address[k] for k in (*address_policy.FHIR_ADDRESS_NOT_PLACES, *kept) if k in address}
         if isinstance(address.get("postalCode"), str):
             zip3 = self.zip3(address["postalCode"], str(address.get("country", "")))
             if zip3 is not DROP:
                 out["postalCode"] = zip3
+        return out
+
+    def _xad(self, comps: list[str], value: Callable[[int], str]) -> list[str]:
+        """An XAD with the components ``address_policy`` keeps (state, country; the type), the ZIP cut to three."""
+        out = []
+        for c, raw in enumerate(comps[:7], 1):
+            part = address_policy.HL7_XAD.get(c)
+            if part is address_policy.Part.POSTAL_CODE and value(c):
+                zip3 = self.zip3(value(c), value(6))
+                out.append("" if zip3 is DROP else zip3)
+            else:
+                out.append(raw if part in address_policy.KEPT or c in address_policy.HL7_XAD_NOT_PLACES else "")
         return out
 
     def _resource_id(self, rtype: str, rid: str) -> str:
@@ -330,9 +345,8 @@ class StructuredDeidentifier:
         if action == "clinician":  # XCN: ID ^ family ^ given ^ middle ^ suffix ^ prefix ^ degree
             names = [leaf(value(c), "name") for c in (2, 3, 4)]
             return [leaf(value(1), "pseudonym") if value(1) else "", *names, *comps[4:7]]
-        if action == "address":  # XAD: street ^ other ^ city ^ state ^ zip ^ country ^ type
-            zip3 = self.zip3(value(5), value(6)) if value(5) else DROP
-            return ["", "", "", comps[3] if len(comps) > 3 else "", "" if zip3 is DROP else zip3, *comps[5:7]]
+        if action == "address":  # XAD: the parts address_policy keeps, the ZIP cut to three digits
+            return self._xad(comps, value)
         if action in ("shift", "birth_date"):  # TS / DTM: the first component is the instant
             return [leaf(value(1), action)]
         new = self._leaf(rule, d.unescape(d.component.join(comps)), patient)

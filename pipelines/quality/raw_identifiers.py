@@ -6,8 +6,12 @@ the patient.  Extractors yield ``(kind, value)`` pairs:
 
 * every kind: the patient key itself (MRN, subject_id, FHIR Patient id, HL7 PID-3, DICOM PatientID);
 * ``hl7v2`` and FHIR ``patient_timeline``: the demographics header the parsers put on top of the text
-  (``Patient:``, ``MRN:``, ``Birth date:``, ``Address:``, ``Phone:``, ``Email:`` lines, up to the first blank
-  line), i.e. PID-5/7/11/13 and Patient.name/identifier/birthDate/address/telecom;
+  (``Patient:``, ``MRN:``, ``Birth date:``, ``Phone:``, ``Email:`` lines, up to the first blank line), i.e.
+  PID-5/7/13 and Patient.name/identifier/birthDate/telecom;
+* their addresses (PID-11, Patient.address) from the structured payload, part by part, as far as
+  ``medcurate.core.address_policy`` removes them: street, city, district, the full postal code.  State and
+  country are kept by de-identification under Safe Harbor, so they are never searched for (a header line
+  "Boston, Massachusetts" cannot tell which part is which; the payload can);
 * ``dicom``: PatientName, PatientID, OtherPatientIDs, PatientBirthDate, PatientAddress and
   PatientTelephoneNumbers from the header's DICOM JSON;
 * ``notes_csv``: nothing beyond the subject_id (the patient key): a notes export has no demographics
@@ -25,7 +29,9 @@ from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from typing import Any
 
-from medcurate.core.schema import DICOM_JSON_KEY
+from medcurate.core import address_policy
+from medcurate.core.schema import DICOM_JSON_KEY, FHIR_JSON_KEY, HL7_MESSAGE_KEY
+from medcurate.formats.hl7v2 import SEGMENT_END, Delimiters, Segment
 
 IdentifierPairs = Iterator[tuple[str, str]]
 
@@ -42,7 +48,6 @@ HEADER_LABELS = {
     "patient": "name",
     "mrn": "identifier",
     "birth date": "birth_date",
-    "address": "address",
     "phone": "phone",
     "email": "email",
 }
@@ -165,13 +170,37 @@ def dicom_identifiers(row: dict[str, Any]) -> IdentifierPairs:
                 yield from _typed(kind, value)
 
 
+def _payload(row: dict[str, Any], key: str) -> str:
+    return dict((row.get("metadata") or {}).get("extra") or []).get(key) or ""
+
+
+def _removed_address_values(parts: Iterator[tuple[address_policy.Part, str]]) -> IdentifierPairs:
+    for value in address_policy.removed_values(parts):
+        yield "address", value
+
+
 def _fhir(row: dict[str, Any]) -> IdentifierPairs:
-    if row.get("doc_type") == "patient_timeline":
-        yield from header_identifiers(row.get("text") or "")
+    if row.get("doc_type") != "patient_timeline":
+        return
+    yield from header_identifiers(row.get("text") or "")
+    bundle = json.loads(_payload(row, FHIR_JSON_KEY) or "{}")
+    for entry in bundle.get("entry") or []:
+        resource = entry.get("resource") or {}
+        if resource.get("resourceType") == "Patient":
+            for address in resource.get("address") or []:
+                yield from _removed_address_values(address_policy.fhir_address_parts(address))
 
 
 def _hl7v2(row: dict[str, Any]) -> IdentifierPairs:
     yield from header_identifiers(row.get("text") or "")
+    segments = _payload(row, HL7_MESSAGE_KEY).split(SEGMENT_END)
+    delimiters = Delimiters.from_msh(segments[0])
+    for text in segments if delimiters else []:
+        if text.startswith("PID"):
+            pid = Segment(text, delimiters)
+            for rep in range(len(pid.repetitions(11))):
+                parts = ((part, pid.component(11, c, rep)) for c, part in address_policy.HL7_XAD.items())
+                yield from _removed_address_values((part, value) for part, value in parts if value)
 
 
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], IdentifierPairs]] = {

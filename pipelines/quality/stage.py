@@ -24,7 +24,7 @@ from great_expectations.data_context import FileDataContext
 from medcurate.core.context import RunContext, StageFailed, StageReport
 from medcurate.core.listing import list_inputs
 from medcurate.core.names import SOURCE_KINDS
-from medcurate.core.quarantine import QuarantineWriter, quarantined_doc_ids
+from medcurate.core.quarantine import QuarantineWriter, quarantined_upstream
 from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, LEGAL_BASES, RAW_DOCUMENT_SCHEMA
 from medcurate.core.zones import publish_dir, write_parquet
 from pipelines.quality.curate_pipeline import build_pipeline, minimum_rows, previous_counts, save_counts
@@ -183,7 +183,7 @@ def curate(ctx: RunContext) -> StageReport:
     report = StageReport(stage=stage, run_id=ctx.run_id)
     suites = load_suites()
     context = open_context(ctx.zones.governance)
-    skip = quarantined_doc_ids(ctx.zones, exclude_stage=stage)
+    skip = quarantined_upstream(ctx.zones, stage)
     writer = QuarantineWriter(ctx.zones, stage, ctx.run_id)
     ledger = Ledger(writer, report)
     staging = ctx.zones.root / f".curated.{ctx.run_id}.tmp"
