@@ -572,6 +572,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "CONTINUE TO WATCH RESP STATUS CLOSELY- DIURESIS AS NEEDED.",
         "Rales up 1/4-1/3 bilat, feeds at 2/3 strength. Has CP, 6/10, eased by NTG. 9/10 angina. Breathing trial 5/5.",
         "SOCIAL: SON CALLED-UPDATE GIVEN. MET W SON-REVIEWED GOALS. IV NURSE UNSUCCESSFUL TOO. Con't to diurese.",
+        "MONITOR FOR CHANGES IN MS. ASPIRATION PRECAUTIONS. Follow MS. Reorient often.",
         "Third attempt on the 2nd floor, on the 3rd day. NP FLUIDS AWARE. PER ICU TEAM WILL HOLD.",
         "HR returned to NSR, then NSR TO ST HR 104. PT RETURNED TO IMV. Transferred from OSH.",
         "MEDICATED WITH MS WITHOUT EFFECT. EXTUBATE IF MS CLEARS. HR 70-80 Sr. BP 96/40.",

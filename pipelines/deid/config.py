@@ -40,6 +40,7 @@ class PatternRule:
 @dataclass(frozen=True)
 class NameRules:
     titles: frozenset[str]
+    clinical_titles: frozenset[str]
     credentials: frozenset[str]
     context_before: tuple[str, ...]
     weak_context: frozenset[str]
@@ -151,6 +152,7 @@ def _parse_names(data: dict[str, Any]) -> NameRules:
 
     return NameRules(
         titles=words("titles"),
+        clinical_titles=words("clinical_titles"),
         credentials=words("credentials"),
         context_before=tuple(sorted(lower("context_before"), key=len, reverse=True)),
         weak_context=lower("weak_context"),

@@ -27,6 +27,9 @@ def titles(v: NameVocabulary, d: NameDoc) -> None:
             continue  # "dr. aware" is none; "dr. white" (a listed name), "dr. darwin" (a noun only) are
         if run and not dotted and not _name_on_its_own(v, toks[run[0]]):
             continue  # a title listed only with its period, written without: "MS" is mental status or morphine
+        clinical = tok.text in v.rules.clinical_titles or dotted and tok.text + "." in v.rules.clinical_titles
+        if run and clinical and not _name_on_its_own(v, toks[run[0]]):
+            continue  # "changes in MS. Aspiration precautions": in capitals "MS" is mental status, dot or not
         if run and len(tok.text) >= 5 and v.is_english(tok.text) and not _name_on_its_own(v, toks[run[0]]):
             continue  # a title that is also a word: "IV NURSE UNSUCCESSFUL" (but "Nurse Ratched", "Sister Ines")
         for k, idx in enumerate(run):
