@@ -36,6 +36,7 @@ EVIDENCE_RULES: tuple[Rule, ...] = (
     gazetteer.initial_surnames,
     gazetteer.unknown_pairs,
     sentences.possessive_kin,
+    sentences.bracketed_relation,
     sentences.person_verbs,
     sentences.speakers,
     sentences.contact_subjects,

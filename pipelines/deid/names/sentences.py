@@ -71,6 +71,23 @@ def possessive_kin(v: NameVocabulary, d: NameDoc) -> None:
             mark(i, CONTEXT)
 
 
+def bracketed_relation(v: NameVocabulary, d: NameDoc) -> None:
+    """ "Ines Okafor (daughter) cell ...", "TOM (SON) CALLED": one or two words right before a relation word in
+    brackets name that relative, when they are capitalized, no ordinary word and no clinical word."""
+    toks, mark = d.toks, d.mark
+    for i in range(1, len(toks) - 2):
+        if toks[i].text != "(" or toks[i + 1].text.lower() not in v.rules.relations or toks[i + 2].text != ")":
+            continue
+        j = i - 1
+        while j >= 0 and i - j <= 2 and toks[j].text.strip() and v.capitalized(toks[j]) and v.candidate(toks[j]):
+            if v.is_common(toks[j].text) and not v.in_gazetteer(toks[j].text):
+                break
+            mark(j, CONTEXT)
+            if "\n" in toks[j - 1].whitespace_ if j else True:
+                break
+            j -= 1
+
+
 def person_verbs(v: NameVocabulary, d: NameDoc) -> None:
     """The Title-case name-like words right before a person verb ("Trivo lives on", "Tomomi Nishiyama lives
     at"), or right after "said" ("said Erle"), are a person."""
