@@ -545,6 +545,8 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("Nurse Ratchetta took over at 7p.", "Ratchetta"),
         ("BP DROPPED. NP TARKOV MADE AWARE, BOLUS GIVEN.", "TARKOV"),  # a name-like word before a contact verb
         ("Cultures drawn on the 14th, both negative.", "14th"),
+        ("Admitted from Ormsby Adventist for cath.", "Ormsby Adventist"),  # a denominational hospital name
+        ("PLAN: TRANSFER ASHWORTH 4 TODAY.", "ASHWORTH"),  # a ward named by a word and its number
         ("Contacts:\nTomasz Wielgosz (son) cell 555-222-1111", "Tomasz Wielgosz"),  # a relation in brackets after
         ("HX: DIGOXIN TOXICITY-3/14/91.", "3/14/91"),  # a date glued to a word by a dash
         ("Stayed with her niece in oct. before this stay.", "oct"),
@@ -573,6 +575,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "CONTINUE TO WATCH RESP STATUS CLOSELY- DIURESIS AS NEEDED.",
         "Rales up 1/4-1/3 bilat, feeds at 2/3 strength. Has CP, 6/10, eased by NTG. 9/10 angina. Breathing trial 5/5.",
         "SOCIAL: SON CALLED-UPDATE GIVEN. MET W SON-REVIEWED GOALS. IV NURSE UNSUCCESSFUL TOO. Con't to diurese.",
+        "Transfer home 2 days after the drain is out.",
         "Pain (wife) noted. Spoke with Daughter (daughter) about the plan.",
         "MONITOR FOR CHANGES IN MS. ASPIRATION PRECAUTIONS. Follow MS. Reorient often.",
         "Third attempt on the 2nd floor, on the 3rd day. NP FLUIDS AWARE. PER ICU TEAM WILL HOLD.",

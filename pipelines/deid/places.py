@@ -107,7 +107,9 @@ MOVE_CONTEXT = regex.compile(
     r"presented|presenting|medflighted|medflight|flown|went|go|going|returned|discharged|followed|came|coming|"
     r"taken|arrival|accepted|screened|seen|evaluated|w/u)[ \t]+"
     r"(?:(?:back|over|here|directly|emergently|urgently|back)[ \t]+)?(?:to|into|from|at|in|by)"
-    r"|(?:lives|lived|living|resides|resided|residing|home)(?:[ \t]+(?:alone|nearby|locally))?[ \t]+(?:in|at|near))"
+    r"|(?:lives|lived|living|resides|resided|residing|home)(?:[ \t]+(?:alone|nearby|locally))?[ \t]+(?:in|at|near)"
+    # A ward named by a word and its number, right after "transfer" ("TRANSFER ASHWORTH 4").
+    r"|(?:transfer|transferred|transfered|tx)(?=[ \t]+\p{L}+[ \t]+\d{1,2}\b))"
     r"[ \t]+(?:the[ \t]+)?"
 )
 PLACE_WORD = regex.compile(r"\p{L}[\p{L}'’\-]*")
