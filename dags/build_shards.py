@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from medcurate.airflow_support import CURATED_ASSET, DAG_DEFAULTS, SHARDS_ASSET, finish_task, prepare, stage_task
+from medcurate.airflow_support import CURATED_ASSET, SHARDS_ASSET, dag_settings, finish_task, prepare, stage_task
 
 
-@dag(dag_id="build_shards", schedule=[CURATED_ASSET], tags=["medcurate"], doc_md=__doc__, **DAG_DEFAULTS)
+@dag(dag_id="build_shards", schedule=[CURATED_ASSET], tags=["medcurate"], **dag_settings(__doc__))
 def build_shards():
     run = prepare()
     for stage in ("shard", "validate_shards", "catalog", "report"):
