@@ -46,6 +46,7 @@ DATA_ROOT_SETTING = "MEDCURATE_DATA_ROOT"
 # The pool must exist (docs/operations.md, "Airflow"): the scheduler never starts a task of a missing pool.
 RAY_POOL = os.environ.get("MEDCURATE_RAY_POOL", "medcurate_ray")
 
+RAY_POOL_DESCRIPTION = "Ray-heavy medcurate tasks (deid, shard): each uses the whole Ray cluster"
 RAY_STAGES = ("deid", "shard")
 # How long a task may run before Airflow fails it (and retries it): the stages that read or write every
 # document of a large corpus get a day, the bookkeeping tasks an hour, so a hung task frees its slot.
@@ -100,6 +101,18 @@ def run_params() -> dict[str, Param]:
             f"data root (path or s3:// URI); null: the asset event, ${DATA_ROOT_SETTING}, the spec's"
         ),
     }
+
+
+def ensure_pool() -> bool:
+    """Create the Ray pool (one slot) where it is missing; True when created.  An existing pool keeps the
+    slots an operator gave it.  ``medcurate airflow-setup`` calls this on every deployment, after
+    ``airflow db migrate``: the scheduler never starts a task of a pool that does not exist."""
+    from airflow.models.pool import Pool
+
+    if Pool.get_pool(RAY_POOL) is not None:
+        return False
+    Pool.create_or_update_pool(RAY_POOL, 1, RAY_POOL_DESCRIPTION, include_deferred=False)
+    return True
 
 
 def secret_key() -> str | None:

@@ -103,6 +103,11 @@ class Deployment:
         assert result.returncode == 0, f"airflow {' '.join(args)} exited {result.returncode}:\n{output}"
         return result.stdout
 
+    def setup(self) -> None:
+        medcurate = str(Path(AIRFLOW).parent / "medcurate")
+        result = subprocess.run([medcurate, "airflow-setup"], env=self.env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-LOG_TAIL:] + result.stderr[-LOG_TAIL:]
+
     def start(self, name: str, *args: str) -> None:
         with (self.home / f"{name}.log").open("wb") as out:
             self.processes[name] = subprocess.Popen(
@@ -202,7 +207,7 @@ def airflow_deployment(tmp_path: Path, airflow_database: tuple[str, str]) -> Ite
     deployment = Deployment(home=home, env=env, dsn=dsn, api_port=api_port)
     try:
         deployment.cli("db", "migrate")
-        deployment.cli("pools", "set", RAY_POOL, "1", "Ray-heavy medcurate tasks (deid, shard)")
+        deployment.setup()  # medcurate airflow-setup: the pool the DAGs' deid and shard tasks use
         deployment.start("api-server", "--host", "127.0.0.1", "--port", str(api_port), "--workers", "1")
         deployment.start("dag-processor")
         deployment.start("scheduler")

@@ -71,6 +71,23 @@ def airflow_home(tmp_path_factory) -> Path:
     return home
 
 
+def test_airflow_setup_creates_the_ray_pool_once_and_keeps_an_operators_slots(tmp_path: Path):
+    env = _airflow_env(tmp_path)
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, check=True)
+    setup = [str(Path(AIRFLOW).parent / "medcurate"), "airflow-setup"]
+    first = subprocess.run(setup, env=env, capture_output=True, text=True, check=True).stdout
+    assert first.strip() == "pool medcurate_ray: created (1 slot)"
+    subprocess.run(
+        [AIRFLOW, "pools", "set", "medcurate_ray", "3", "bigger cluster"], env=env, check=True, capture_output=True
+    )
+    again = subprocess.run(setup, env=env, capture_output=True, text=True, check=True).stdout
+    assert again.strip() == "pool medcurate_ray: exists, left as it is"
+    pools = subprocess.run(
+        [AIRFLOW, "pools", "get", "medcurate_ray", "-o", "json"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert '"slots": "3"' in pools or '"slots": 3' in pools, pools
+
+
 def test_the_dag_stage_tasks_are_the_runners_stages_in_order():
     assert tuple(stage.name for stage in STAGES) == STAGE_NAMES
 
@@ -368,7 +385,9 @@ def test_the_asset_driven_dags_curate_the_sample_and_erase_patient_removes_one(a
     """Each ingest_<kind>, then deidentify, curate_corpus and build_shards, each started with the extra of the
     asset event its upstream DAG wrote (what the scheduler hands on); then erase_patient on the result."""
     data_root = (tmp_path / "data").resolve()
-    env = _airflow_env(airflow_home, MEDCURATE_PSEUDONYM_KEY=TEST_KEY)
+    events_file = tmp_path / "openlineage.jsonl"
+    transport = json.dumps({"type": "file", "log_file_path": str(events_file), "append": True})
+    env = _airflow_env(airflow_home, MEDCURATE_PSEUDONYM_KEY=TEST_KEY, AIRFLOW__OPENLINEAGE__TRANSPORT=transport)
     first = {"spec": "sample", "data_root": str(data_root)}
     out = _dag_test(env, [(dag_id, first, False) for dag_id in INGEST_DAGS], tmp_path)
     assert out["states"] == dict.fromkeys(INGEST_DAGS, "success")
@@ -391,6 +410,18 @@ def test_the_asset_driven_dags_curate_the_sample_and_erase_patient_removes_one(a
     started = {e["run_id"].split("__")[0] for e in events if e["type"] == audit.RUN_START}
     assert started == {*INGEST_DAGS, *ASSET_CHAIN}
     assert [e for e in events if e["type"] == audit.RUN_END and e["run_id"].startswith("build_shards")]
+
+    # OpenLineage links the DAGs through the zones: each stage's output is the next stage's input.
+    lineage = {}
+    for line in events_file.read_text().splitlines():
+        event = json.loads(line)
+        if event["eventType"] == "COMPLETE" and event["job"]["name"].count(".") == 1:
+            names = [[d["name"].removeprefix(f"{data_root}/") for d in event[side]] for side in ("inputs", "outputs")]
+            lineage[event["job"]["name"]] = names
+    assert lineage["deidentify.deid"] == [["raw"], ["deid"]]
+    assert lineage["curate_corpus.curate"] == [["deid"], ["curated"]]
+    assert lineage["build_shards.shard"] == [["curated"], ["shards"]]
+    assert lineage["build_shards.finish"] == [[], ["shards"]]
 
     key = _patient_with_documents(data_root / "raw")
     erase = {"patient_key": key, "spec": extra["spec"], "data_root": str(data_root)}
