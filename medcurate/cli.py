@@ -31,11 +31,28 @@ def _version() -> str:
 
 
 def _print_table(rows: list[dict], columns: list[str]) -> None:
+    """Numbers right-aligned, text (the first and last columns) left-aligned."""
     widths = {c: max(len(c), *(len(_fmt(r[c])) for r in rows)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns))
+    text = {columns[0], columns[-1]}
+    print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
     print("  ".join("-" * widths[c] for c in columns))
     for row in rows:
-        print("  ".join(_fmt(row[c]).rjust(widths[c]) if c != columns[0] else row[c].ljust(widths[c]) for c in columns))
+        cells = (_fmt(row[c]).ljust(widths[c]) if c in text else _fmt(row[c]).rjust(widths[c]) for c in columns)
+        print("  ".join(cells).rstrip())
+
+
+def _quarantined_files(reports: list, quarantine: object) -> str | None:
+    """One line naming the input files ingest quarantined, by source and reason (files are no documents, so
+    the table's counts do not show them); None when there are none."""
+    from collections import Counter
+
+    ingest = next((r for r in reports if r.stage == "ingest"), None)
+    files = [f for f in (ingest.details.get("input_files", []) if ingest else []) if f["status"] == "quarantined"]
+    if not files:
+        return None
+    by_source = Counter((f["source"], f["reason"]) for f in files)
+    listed = ", ".join(f"{source} {reason}: {n}" for (source, reason), n in sorted(by_source.items()))
+    return f"quarantined files: {len(files)} ({listed}); see {quarantine}"
 
 
 def _fmt(value: object) -> str:
@@ -68,7 +85,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     print()
-    _print_table(summary_rows(reports), ["stage", "input", "output", "removed", "seconds"])
+    _print_table(summary_rows(reports), ["stage", "input", "output", "removed", "seconds", "reasons"])
+    quarantined = _quarantined_files(reports, ctx.zones.quarantine)
+    if quarantined:
+        print(quarantined)
     for warning in (w for r in reports for w in r.details.get("warnings", [])):
         print(f"warning: {warning}")
     report = reports[-1].details

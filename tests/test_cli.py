@@ -66,3 +66,41 @@ def test_erase_needs_a_spec(capsys):
         main(["erase", "--source", "notes"])
     assert done.value.code == 2
     assert "--spec" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_sample_prints_every_removal_reason_and_quarantined_file_and_no_ray_noise(tmp_path: Path):
+    """``medcurate run sample`` as an operator sees it: the summary table and nothing alarming from Ray."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MEDCURATE_PSEUDONYM_KEY", "RAY_ADDRESS")}
+    medcurate = str(Path(sys.executable).parent / "medcurate")
+    data_root = tmp_path / "data"
+    result = subprocess.run(
+        [medcurate, "run", "sample", "--data-root", str(data_root)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "Token authentication" not in output and "core_worker.cc" not in output
+    # The sample is where the DAGs' "sample" puts it, not in the current directory.
+    assert (data_root / "sample-corpus" / "sample.yaml").exists() and not (tmp_path / "medcurate-demo").exists()
+
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("stage "))
+    rows = {}
+    for line in lines[header + 2 : header + 10]:
+        stage, given, kept, removed, _seconds, *reasons = line.split(maxsplit=5)
+        listed = [int(part.rsplit(": ", 1)[1]) for part in reasons[0].split(", ")] if reasons else []
+        assert sum(listed) == int(removed), line  # every reason is listed, so the counts add up
+        rows[stage] = (int(given), int(kept), int(removed))
+    assert rows["ingest"][2] >= 4  # the sample's bad records: more reasons than the three that used to show
+    for stage in ("catalog", "report"):
+        assert rows[stage][0] == rows[stage][1] > 0, stage
+    quarantined = next(line for line in lines if line.startswith("quarantined files: "))
+    assert "imaging" in quarantined and "pubmed malformed_xml: 1" in quarantined

@@ -220,11 +220,12 @@ DAG_TEST_CODE = """
     import json
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.models.taskinstance import TaskInstance
     from airflow.settings import Session
     from sqlalchemy import select
 
     bag = DagBag({dags!r})
-    out = {{"states": {{}}, "extras": {{}}}}
+    out = {{"states": {{}}, "extras": {{}}, "mapped": {{}}}}
     for dag_id, conf, no_retries in {plan!r}:
         dag = bag.dags[dag_id]
         if no_retries:  # a failure test must not wait for the retry backoff
@@ -236,6 +237,9 @@ DAG_TEST_CODE = """
         query = select(AssetModel.uri, AssetEvent.extra).join(AssetModel, AssetModel.id == AssetEvent.asset_id)
         for name, extra in session.execute(query.order_by(AssetEvent.id)):
             out["extras"][name] = extra  # the latest event of each asset
+        query = select(TaskInstance.dag_id, TaskInstance.rendered_map_index).where(TaskInstance.map_index >= 0)
+        for dag_id, label in session.execute(query.order_by(TaskInstance.map_index)):
+            out["mapped"].setdefault(dag_id, []).append(label)  # what the UI shows for each mapped task
     print(json.dumps(out))
 """
 
@@ -303,6 +307,8 @@ def test_openlineage_events_name_the_corpus_zones_and_an_empty_form_refuses(airf
     ]
     out = _dag_test(env, plan, tmp_path)
     assert out["states"] == {"curate_medical_corpus": "failed", "ingest_notes_csv": "success"}
+    # Each mapped ingest task is labelled by its source (the module's other runs share this database).
+    assert "notes" in out["mapped"]["ingest_notes_csv"] and None not in out["mapped"]["ingest_notes_csv"]
     assert not (tmp_path / "medcurate-demo").exists()  # the refused run generated no sample either
 
     text = events_file.read_text()
