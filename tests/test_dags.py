@@ -435,4 +435,15 @@ def test_the_asset_driven_dags_curate_the_sample_and_erase_patient_removes_one(a
     assert out["states"] == {"erase_patient": "success"}
     assert _patient_docs(data_root / "raw", key) == 0
     assert audit.read_events(data_root / "governance")[-1]["type"] == audit.ERASURE
+
+    # A source whose licence was withdrawn: erase_source removes every one of its documents.
+    erase = {"source": "pmc_oa", "spec": extra["spec"], "data_root": str(data_root)}
+    out = _dag_test(env, [("erase_source", erase, False)], tmp_path)
+    assert out["states"] == {"erase_source": "success"}
+    last = audit.read_events(data_root / "governance")[-1]
+    assert (last["type"], last["details"].get("kind"), last["details"].get("subject")) == (
+        audit.ERASURE,
+        "source",
+        "pmc_oa",
+    )
     assert audit.verify(data_root / "governance").ok
