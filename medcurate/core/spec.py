@@ -45,6 +45,13 @@ SOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 LOCATION_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 
 
+# What a value that fails one of the patterns above is, in words (a regex is no message).
+PATTERN_MEANINGS = {
+    SOURCE_NAME_PATTERN: "is not a plain identifier (letters, digits, '_', '.', '-'; at most 64; no '..')",
+    LOCATION_PATTERN: "holds a control character",
+}
+
+
 class SpecError(ValueError):
     """The spec is invalid; the message names the key and what is wrong with it."""
 
@@ -87,7 +94,7 @@ class SourceSpec(_Section):
     @classmethod
     def _no_parent_reference(cls, name: str) -> str:
         if ".." in name:
-            raise ValueError("must not contain '..'")
+            raise ValueError(f"{name!r} {PATTERN_MEANINGS[SOURCE_NAME_PATTERN]}")
         return name
 
     @model_validator(mode="after")
@@ -102,7 +109,7 @@ class SourceSpec(_Section):
 class TokenizerSpec(_Section):
     # A HF tokenizer.json to use as is; when null a byte-level BPE is trained on the curated text.
     path: str | None = None
-    vocab_size: int = Field(8192, ge=256)
+    vocab_size: int = Field(8192, ge=1)
     add_bos: StrictBool = True
     add_eos: StrictBool = True
 
@@ -239,6 +246,8 @@ def _one_line(error: Any, data: Any) -> str:
     if kind == "extra_forbidden":
         parent = _where(loc[:-1], data)
         return f"{parent + ': ' if parent else 'top-level: '}unknown key '{loc[-1]}'"
+    if kind == "string_pattern_mismatch" and error["ctx"]["pattern"] in PATTERN_MEANINGS:
+        return f"{where}: {error['input']!r} {PATTERN_MEANINGS[error['ctx']['pattern']]}"
     if kind == "literal_error":
         return f"{where}: {error['input']!r} is not one of {error['ctx']['expected']}"
     message = error["msg"].removeprefix("Value error, ")
