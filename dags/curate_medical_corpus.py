@@ -17,7 +17,7 @@ from __future__ import annotations
 from airflow.sdk import dag
 
 from medcurate.airflow_support import (
-    SHARDS_ASSET,
+    SHARDS_ALIAS,
     dag_settings,
     finish_task,
     ingest_source,
@@ -36,7 +36,7 @@ def curate_medical_corpus():
     run = merge_task()(run, units)
     for stage in STAGE_NAMES[1:]:
         run = stage_task(stage)(run)
-    finish_task(SHARDS_ASSET)(run)
+    finish_task(SHARDS_ALIAS)(run)
 
 
 curate_medical_corpus()

@@ -13,12 +13,20 @@ from __future__ import annotations
 
 from airflow.sdk import AssetAny, dag
 
-from medcurate.airflow_support import DEID_ASSET, RAW_ASSETS, dag_settings, finish_task, merge_task, prepare, stage_task
+from medcurate.airflow_support import (
+    DEID_ALIAS,
+    RAW_ALIASES,
+    dag_settings,
+    finish_task,
+    merge_task,
+    prepare,
+    stage_task,
+)
 
 
 @dag(
     dag_id="deidentify",
-    schedule=AssetAny(*RAW_ASSETS.values()),
+    schedule=AssetAny(*RAW_ALIASES.values()),
     tags=["medcurate"],
     **dag_settings(__doc__),
 )
@@ -26,7 +34,7 @@ def deidentify():
     run = merge_task(skip_until_complete=True)(prepare())
     for stage in ("validate_raw", "deid"):
         run = stage_task(stage)(run)
-    finish_task(DEID_ASSET)(run)
+    finish_task(DEID_ALIAS)(run)
 
 
 deidentify()

@@ -16,7 +16,7 @@ from __future__ import annotations
 from airflow.sdk import dag
 
 from medcurate.airflow_support import (
-    RAW_ASSETS,
+    RAW_ALIASES,
     dag_settings,
     finish_task,
     ingest_source,
@@ -33,7 +33,7 @@ def ingest_dag(kind: str):
     def ingest():
         run = prepare()
         units = ingest_source.partial(run=run).expand(source=list_sources(run, kind))
-        units >> finish_task(RAW_ASSETS[kind])(run)
+        units >> finish_task(RAW_ALIASES[kind])(run)
 
     return ingest()
 

@@ -57,12 +57,12 @@ SHORT_TIMEOUT = timedelta(hours=1)
 # Asset aliases: a DAG's ``finish`` adds an event for the zone it updated, under its real URI
 # (``file:///data/icu/deid``), through the alias the next DAG is scheduled on.  Each corpus so gets its own
 # assets, and the event's extra hands the next DAG the spec and data root.
-RAW_ASSETS = {kind: AssetAlias(f"medcurate_raw_{kind}") for kind in SOURCE_KINDS}
-DEID_ASSET = AssetAlias("medcurate_deid")
-CURATED_ASSET = AssetAlias("medcurate_curated")
-SHARDS_ASSET = AssetAlias("medcurate_shards")
+RAW_ALIASES = {kind: AssetAlias(f"medcurate_raw_{kind}") for kind in SOURCE_KINDS}
+DEID_ALIAS = AssetAlias("medcurate_deid")
+CURATED_ALIAS = AssetAlias("medcurate_curated")
+SHARDS_ALIAS = AssetAlias("medcurate_shards")
 # The zone behind each alias.
-ALIAS_ZONES = {**{alias.name: "raw" for alias in RAW_ASSETS.values()}, "medcurate_deid": "deid"}
+ALIAS_ZONES = {**{alias.name: "raw" for alias in RAW_ALIASES.values()}, "medcurate_deid": "deid"}
 ALIAS_ZONES |= {"medcurate_curated": "curated", "medcurate_shards": "shards"}
 
 
