@@ -24,7 +24,6 @@ TASK_ZONES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "validate_shards": (("shards",), ()),
     "catalog": (("curated", "shards"), ("governance/catalog",)),
     "report": (("governance/catalog",), ("governance/report",)),
-    "erase": (("raw", "deid", "curated", "shards"), ("raw", "deid", "curated", "shards")),
 }
 
 
