@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from medcurate.airflow_support import CURATED_ASSET, DAG_DEFAULTS, SHARDS_ASSET, finish_task, prepare, stage_task
+from medcurate.airflow_support import CURATED_ALIAS, SHARDS_ALIAS, dag_settings, finish_task, prepare, stage_task
 
 
-@dag(dag_id="build_shards", schedule=[CURATED_ASSET], tags=["medcurate"], doc_md=__doc__, **DAG_DEFAULTS)
+@dag(dag_id="build_shards", schedule=[CURATED_ALIAS], tags=["medcurate"], **dag_settings(__doc__))
 def build_shards():
     run = prepare()
     for stage in ("shard", "validate_shards", "catalog", "report"):
         run = stage_task(stage)(run)
-    finish_task(SHARDS_ASSET)(run)
+    finish_task(SHARDS_ALIAS)(run)
 
 
 build_shards()

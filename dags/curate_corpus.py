@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from medcurate.airflow_support import CURATED_ASSET, DAG_DEFAULTS, DEID_ASSET, finish_task, prepare, stage_task
+from medcurate.airflow_support import CURATED_ALIAS, DEID_ALIAS, dag_settings, finish_task, prepare, stage_task
 
 
-@dag(dag_id="curate_corpus", schedule=[DEID_ASSET], tags=["medcurate"], doc_md=__doc__, **DAG_DEFAULTS)
+@dag(dag_id="curate_corpus", schedule=[DEID_ALIAS], tags=["medcurate"], **dag_settings(__doc__))
 def curate_corpus():
-    finish_task(CURATED_ASSET)(stage_task("curate")(prepare()))
+    finish_task(CURATED_ALIAS)(stage_task("curate")(prepare()))
 
 
 curate_corpus()

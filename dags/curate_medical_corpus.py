@@ -17,8 +17,8 @@ from __future__ import annotations
 from airflow.sdk import dag
 
 from medcurate.airflow_support import (
-    DAG_DEFAULTS,
-    SHARDS_ASSET,
+    SHARDS_ALIAS,
+    dag_settings,
     finish_task,
     ingest_source,
     list_sources,
@@ -29,14 +29,14 @@ from medcurate.airflow_support import (
 from medcurate.core.names import STAGE_NAMES
 
 
-@dag(dag_id="curate_medical_corpus", schedule=None, tags=["medcurate"], doc_md=__doc__, **DAG_DEFAULTS)
+@dag(dag_id="curate_medical_corpus", schedule=None, tags=["medcurate"], **dag_settings(__doc__))
 def curate_medical_corpus():
     run = prepare()
     units = ingest_source.partial(run=run).expand(source=list_sources(run))
     run = merge_task()(run, units)
     for stage in STAGE_NAMES[1:]:
         run = stage_task(stage)(run)
-    finish_task(SHARDS_ASSET)(run)
+    finish_task(SHARDS_ALIAS)(run)
 
 
 curate_medical_corpus()

@@ -13,21 +13,28 @@ from __future__ import annotations
 
 from airflow.sdk import AssetAny, dag
 
-from medcurate.airflow_support import DAG_DEFAULTS, DEID_ASSET, RAW_ASSETS, finish_task, merge_task, prepare, stage_task
+from medcurate.airflow_support import (
+    DEID_ALIAS,
+    RAW_ALIASES,
+    dag_settings,
+    finish_task,
+    merge_task,
+    prepare,
+    stage_task,
+)
 
 
 @dag(
     dag_id="deidentify",
-    schedule=AssetAny(*RAW_ASSETS.values()),
+    schedule=AssetAny(*RAW_ALIASES.values()),
     tags=["medcurate"],
-    doc_md=__doc__,
-    **DAG_DEFAULTS,
+    **dag_settings(__doc__),
 )
 def deidentify():
     run = merge_task(skip_until_complete=True)(prepare())
     for stage in ("validate_raw", "deid"):
         run = stage_task(stage)(run)
-    finish_task(DEID_ASSET)(run)
+    finish_task(DEID_ALIAS)(run)
 
 
 deidentify()

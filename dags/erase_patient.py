@@ -15,9 +15,9 @@ the ``task_failed`` audit event are those of every medcurate DAG (``medcurate.ai
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag
 
-from medcurate.airflow_support import DEFAULT_ARGS, location_param, secret_key
+from medcurate.airflow_support import DEFAULT_ARGS, location_param, secret_key, zone_task
 
 # Identifiers as source systems write them: MRNs, FHIR ids, HL7 CX ids; no spaces, no control characters.
 PATIENT_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/^-]{0,127}$"
@@ -42,10 +42,12 @@ PATIENT_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/^-]{0,127}$"
         "data_root": location_param("override the spec's data root"),
     },
     doc_md=__doc__,
+    description="remove one patient's records from every zone and rebuild only the shards that held them",
 )
 def erase_patient():
-    @task
+    @zone_task("erase")
     def erase(params: dict | None = None) -> dict:
+        """Erase the patient everywhere, rebuild the affected shards, verify; returns the pseudonym and counts."""
         from medcurate import erasure
 
         ctx = erasure.open_for_erasure(params["spec"], params["data_root"], demo=False, secret_key=secret_key())

@@ -376,19 +376,26 @@ def record_erasure(zones: Zones, row: dict[str, Any]) -> None:
 
 
 def run(ctx: RunContext) -> StageReport:
-    """The ``catalog`` stage: rebuild ``governance/catalog.duckdb`` and count what it holds, by source."""
+    """The ``catalog`` stage: rebuild ``governance/catalog.duckdb`` and count what it holds, by source.
+
+    Every document ever ingested gets its lineage row, whatever became of it, so the stage's input and output
+    are both the documents catalogued (none is removed); how many reached the shards is in ``details``.
+    """
     path = build_catalog(ctx)
     report = StageReport(STAGE, ctx.run_id)
+    sharded_by_source: dict[str, int] = {}
     con = connect(path)
     try:
         for source, total, sharded in con.execute(
             "SELECT source, count(*), count(*) FILTER (final_status = 'sharded') FROM documents GROUP BY source"
         ).fetchall():
             counts = report.counts(source)
-            counts.input, counts.output = total, sharded
+            counts.input = counts.output = total
+            sharded_by_source[source] = sharded
         tables = [row[0] for row in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
         report.details = {
             "catalog": str(path),
+            "sharded": dict(sorted(sharded_by_source.items())),
             "rows": {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables},
         }
     finally:

@@ -27,5 +27,8 @@ def run(ctx: RunContext) -> StageReport:
     json_path.write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
     html_path.write_text(render_html(report))
     stage_report = StageReport(STAGE, ctx.run_id)
+    # The report accounts for the published documents: in = out = what the shards hold, by source.
+    for source, counts in report["stages"].get("shard", {}).get("by_source", {}).items():
+        stage_report.counts(source).input = stage_report.counts(source).output = counts["output"]
     stage_report.details.update({"json": str(json_path), "html": str(html_path)})
     return stage_report

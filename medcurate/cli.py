@@ -25,12 +25,38 @@ EXIT_BUSY = 75  # EX_TEMPFAIL: another run holds the data root; a retry later ma
 DATA_ROOT_ENV = "MEDCURATE_DATA_ROOT"
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("medcurate")
+    except PackageNotFoundError:  # a source tree on sys.path, not installed
+        return "unknown"
+
+
 def _print_table(rows: list[dict], columns: list[str]) -> None:
+    """Numbers right-aligned, text (the first and last columns) left-aligned."""
     widths = {c: max(len(c), *(len(_fmt(r[c])) for r in rows)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns))
+    text = {columns[0], columns[-1]}
+    print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
     print("  ".join("-" * widths[c] for c in columns))
     for row in rows:
-        print("  ".join(_fmt(row[c]).rjust(widths[c]) if c != columns[0] else row[c].ljust(widths[c]) for c in columns))
+        cells = (_fmt(row[c]).ljust(widths[c]) if c in text else _fmt(row[c]).rjust(widths[c]) for c in columns)
+        print("  ".join(cells).rstrip())
+
+
+def _quarantined_files(reports: list, quarantine: object) -> str | None:
+    """One line naming the input files ingest quarantined, by source and reason (files are no documents, so
+    the table's counts do not show them); None when there are none."""
+    from collections import Counter
+
+    ingest = next((r for r in reports if r.stage == "ingest"), None)
+    files = [f for f in (ingest.details.get("input_files", []) if ingest else []) if f["status"] == "quarantined"]
+    if not files:
+        return None
+    by_source = Counter((f["source"], f["reason"]) for f in files)
+    listed = ", ".join(f"{source} {reason}: {n}" for (source, reason), n in sorted(by_source.items()))
+    return f"quarantined files: {len(files)} ({listed}); see {quarantine}"
 
 
 def _fmt(value: object) -> str:
@@ -39,16 +65,14 @@ def _fmt(value: object) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from medcurate.core import storage
-    from medcurate.orchestration import DEMO_DIR
+    from medcurate.orchestration import SAMPLE_SPEC, generate_sample_spec
     from medcurate.runner import open_run, run_pipeline, summary_rows
 
-    demo = args.spec is None
+    demo = args.spec in (None, SAMPLE_SPEC)
     spec_path = args.spec
     if demo:
-        from medcurate.sample import generate_sample
-
-        spec_path = generate_sample(DEMO_DIR)
-        print(f"demo: generated the synthetic sample corpus in {DEMO_DIR}/ (spec {spec_path})")
+        spec_path = generate_sample_spec(args.data_root)
+        print(f"demo: generated the synthetic sample corpus in {spec_path.parent}/ (spec {spec_path})")
     ctx = open_run(spec_path, data_root=args.data_root, run_id=args.run_id, demo=demo)
     root = storage.display(ctx.zones.root)
     print(f"run {ctx.run_id}: corpus '{ctx.spec.name}', {len(ctx.spec.sources)} sources, data root {root}")
@@ -67,7 +91,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     print()
-    _print_table(summary_rows(reports), ["stage", "input", "output", "removed", "seconds"])
+    _print_table(summary_rows(reports), ["stage", "input", "output", "removed", "seconds", "reasons"])
+    quarantined = _quarantined_files(reports, ctx.zones.quarantine)
+    if quarantined:
+        print(quarantined)
     for warning in (w for r in reports for w in r.details.get("warnings", [])):
         print(f"warning: {warning}")
     report = reports[-1].details
@@ -114,8 +141,12 @@ def cmd_deid_text(args: argparse.Namespace) -> int:
     return 0
 
 
+class NoDataRoot(ValueError):
+    """Nothing names the data root a governance command should read."""
+
+
 def _data_root(args: argparse.Namespace) -> Path:
-    """--data-root, else $MEDCURATE_DATA_ROOT, else the demo's data root (where `medcurate run` writes).
+    """--data-root, else $MEDCURATE_DATA_ROOT, else the data root of --spec; never the current directory.
 
     These commands read governance/ only, so an object-store root is pulled for that zone alone: an auditor's
     machine never receives the PHI zones.  (Lineage also shows a source file's path where the owner-only raw/
@@ -124,9 +155,12 @@ def _data_root(args: argparse.Namespace) -> Path:
     import os
 
     from medcurate.core import storage
-    from medcurate.orchestration import DEMO_DIR
+    from medcurate.orchestration import data_root_of
 
-    return storage.checkout(args.data_root or os.environ.get(DATA_ROOT_ENV) or DEMO_DIR / "data", zones=["governance"])
+    root = args.data_root or os.environ.get(DATA_ROOT_ENV) or (data_root_of(args.spec, None) if args.spec else None)
+    if not root:
+        raise NoDataRoot(f"no data root: give --data-root DIR, set ${DATA_ROOT_ENV} or give --spec SPEC")
+    return storage.checkout(root, zones=["governance"])
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
@@ -178,11 +212,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
-    from medcurate.erasure import ErasureIncomplete, ErasureRequestError, erase, open_for_erasure
-    from medcurate.orchestration import DEMO_DIR
+    import os
 
+    from medcurate.erasure import ErasureIncomplete, ErasureRequestError, erase, open_for_erasure
+    from medcurate.orchestration import SAMPLE_SPEC, generate_sample_spec
+
+    data_root = args.data_root or os.environ.get(DATA_ROOT_ENV)
+
+    demo = args.spec == SAMPLE_SPEC  # the sample a `medcurate run sample` with the same --data-root wrote
+    spec = generate_sample_spec(data_root) if demo else args.spec
     patient = sys.stdin.readline().strip() if args.patient == "-" else args.patient
-    ctx = open_for_erasure(args.spec or DEMO_DIR / "sample.yaml", args.data_root, demo=args.spec is None)
+    ctx = open_for_erasure(spec, data_root, demo=demo)
     try:
         result = erase(ctx, patient_key=patient, source=args.source)
     except ErasureRequestError as exc:
@@ -212,13 +252,23 @@ def cmd_export_megatron(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_airflow_setup(args: argparse.Namespace) -> int:
+    from medcurate.airflow_support import RAY_POOL, ensure_pool
+
+    print(f"pool {RAY_POOL}: {'created (1 slot)' if ensure_pool() else 'exists, left as it is'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medcurate", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}", help="print the version")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run every stage on a corpus spec (no spec: the bundled sample)")
-    run.add_argument("spec", nargs="?", help="corpus spec YAML; omit to run the bundled synthetic sample")
+    run.add_argument(
+        "spec", nargs="?", help="corpus spec YAML; 'sample' or nothing: the bundled synthetic sample (demo key)"
+    )
     run.add_argument("--data-root", help="override the spec's data_root (a directory or an s3:// URI)")
     run.add_argument("--run-id", help="use this run id instead of a new one")
     run.set_defaults(func=cmd_run)
@@ -226,15 +276,15 @@ def build_parser() -> argparse.ArgumentParser:
     from medcurate.core.names import STAGE_NAMES
 
     stage = sub.add_parser("stage", help="run one stage of a run (what an Airflow task does)")
-    stage.add_argument("name", choices=STAGE_NAMES)
-    stage.add_argument("spec")
-    stage.add_argument("--data-root")
-    stage.add_argument("--run-id", required=True)
+    stage.add_argument("name", choices=STAGE_NAMES, help="the stage to run")
+    stage.add_argument("spec", help="corpus spec YAML")
+    stage.add_argument("--data-root", help="override the spec's data_root (a directory or an s3:// URI)")
+    stage.add_argument("--run-id", required=True, help="the run this stage belongs to (the earlier stages' run id)")
     stage.add_argument("--demo", action="store_true", help="allow the demo's throwaway key")
     stage.set_defaults(func=cmd_stage)
 
     sample = sub.add_parser("sample", help="write the synthetic sample corpus and its spec")
-    sample.add_argument("out_dir")
+    sample.add_argument("out_dir", help="directory to write the sample's files and sample.yaml into")
     sample.set_defaults(func=cmd_sample)
 
     deid_eval = sub.add_parser("deid-eval", help="score de-identification on a labelled JSONL corpus")
@@ -252,12 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     deid_text = sub.add_parser("deid-text", help="de-identify text from stdin to stdout")
     deid_text.set_defaults(func=cmd_deid_text)
 
-    data_root_help = f"the run's data root, a directory or an s3:// URI (default: ${DATA_ROOT_ENV}, else the demo's)"
+    data_root_help = f"the run's data root, a directory or an s3:// URI (default: ${DATA_ROOT_ENV}, else --spec's)"
+    spec_help = "the corpus spec whose data_root to read when neither --data-root nor $MEDCURATE_DATA_ROOT is set"
     lineage = sub.add_parser("lineage", help="a document's path from source file to shard row, or a shard's contents")
     lineage.add_argument("doc_id", nargs="?", help="the document's doc_id")
     lineage.add_argument("--shard", help="a shard file (path relative to shards/, or a full path)")
     lineage.add_argument("--row", type=int, help="with --shard: the lineage of the document at this row")
     lineage.add_argument("--data-root", help=data_root_help)
+    lineage.add_argument("--spec", help=spec_help)
     lineage.set_defaults(func=cmd_lineage)
 
     audit = sub.add_parser("audit", help="the hash-chained audit log")
@@ -266,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="check the chain: exit 1 and the first bad event on tampering, 3 when there is no log"
     )
     verify.add_argument("--data-root", help=data_root_help)
+    verify.add_argument("--spec", help=spec_help)
     verify.add_argument(
         "--expect-head",
         help="a head hash recorded elsewhere (report, catalog) that must be in the chain; a unique prefix of "
@@ -277,9 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
     subject = erase.add_mutually_exclusive_group(required=True)
     subject.add_argument("--patient", help="the patient key as the source system wrote it; '-' reads it from stdin")
     subject.add_argument("--source", help="a source name (licence withdrawn)")
-    erase.add_argument("--spec", help="the corpus spec of the run (default: the demo's, with its throwaway key)")
-    erase.add_argument("--data-root", help="override the spec's data_root")
+    erase.add_argument(
+        "--spec", required=True, help="the corpus spec of the run; 'sample': the one `medcurate run sample` wrote"
+    )
+    erase.add_argument(
+        "--data-root", help=f"override the spec's data_root (default: ${DATA_ROOT_ENV}, else the spec's)"
+    )
     erase.set_defaults(func=cmd_erase)
+
+    airflow_setup = sub.add_parser(
+        "airflow-setup",
+        help="after `airflow db migrate`: create what the DAGs need in Airflow (the medcurate_ray pool)",
+    )
+    airflow_setup.set_defaults(func=cmd_airflow_setup)
 
     megatron = sub.add_parser("export-megatron", help="write a shard split as a Megatron-LM indexed dataset")
     megatron.add_argument("split_dir", help="a split directory, e.g. DATA_ROOT/shards/train")
@@ -299,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("ray").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (SpecError, MissingKeyError, FileNotFoundError) as exc:
+    except (SpecError, MissingKeyError, FileNotFoundError, NoDataRoot) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except RootBusy as exc:

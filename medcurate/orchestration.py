@@ -31,15 +31,23 @@ def prepare_run(spec: str, data_root: str | None, run_id: str, demo: bool = Fals
     """
     demo = demo or spec == SAMPLE_SPEC
     if spec == SAMPLE_SPEC:
-        from medcurate.sample import generate_sample
-
-        spec = str(generate_sample(_sample_dir(data_root)).resolve())
+        spec = str(generate_sample_spec(data_root).resolve())
     ctx = open_run(spec, data_root=data_root, run_id=safe_run_id(run_id), demo=demo)
     with storage.exclusive(ctx.zones.root):
         audit.record_run_start(ctx)
         push_audit_log(ctx.zones.root)
     root = storage.display(ctx.zones.root)
     return {"spec": str(Path(spec).resolve()), "data_root": root, "run_id": ctx.run_id, "demo": demo}
+
+
+def generate_sample_spec(data_root: str | None) -> Path:
+    """Generate the bundled synthetic sample where a run asked for ``spec: sample`` keeps it; its spec's path.
+
+    ``medcurate run sample`` and the DAGs' ``"sample"`` both come here, so both put it in the same place.
+    """
+    from medcurate.sample import generate_sample
+
+    return generate_sample(_sample_dir(data_root))
 
 
 def _sample_dir(data_root: str | None) -> Path:

@@ -245,7 +245,7 @@ def _run_all(ctx: RunContext, progress: Callable[[str], None]) -> list[StageRepo
                 removed = report.removed_by_reason
                 progress(
                     f"      {report.total_input} in -> {report.total_output} out"
-                    + (f", removed {sum(removed.values())} ({_top_reasons(removed)})" if removed else "")
+                    + (f", removed {sum(removed.values())} ({_reasons(removed)})" if removed else "")
                     + f" [{report.details['seconds']:.1f}s]"
                 )
                 reports.append(report)
@@ -265,9 +265,10 @@ def push_audit_log(root: Path) -> None:
     storage.push(root, only=[audit.audit_log_path(root / "governance")])
 
 
-def _top_reasons(removed: dict[str, int], n: int = 3) -> str:
-    top = sorted(removed.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-    return ", ".join(f"{reason}: {count}" for reason, count in top)
+def _reasons(removed: dict[str, int]) -> str:
+    """Every removal reason with its count, most frequent first: the counts must add up to the total shown."""
+    ordered = sorted(removed.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{reason}: {count}" for reason, count in ordered)
 
 
 def summary_rows(reports: list[StageReport]) -> list[dict[str, Any]]:
@@ -278,6 +279,7 @@ def summary_rows(reports: list[StageReport]) -> list[dict[str, Any]]:
             "output": r.total_output,
             "removed": sum(r.removed_by_reason.values()),
             "seconds": r.details.get("seconds", 0.0),
+            "reasons": _reasons(r.removed_by_reason),
         }
         for r in reports
     ]

@@ -103,6 +103,11 @@ class Deployment:
         assert result.returncode == 0, f"airflow {' '.join(args)} exited {result.returncode}:\n{output}"
         return result.stdout
 
+    def setup(self) -> None:
+        medcurate = str(Path(AIRFLOW).parent / "medcurate")
+        result = subprocess.run([medcurate, "airflow-setup"], env=self.env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-LOG_TAIL:] + result.stderr[-LOG_TAIL:]
+
     def start(self, name: str, *args: str) -> None:
         with (self.home / f"{name}.log").open("wb") as out:
             self.processes[name] = subprocess.Popen(
@@ -139,8 +144,11 @@ class Deployment:
     def component_logs(self) -> str:
         return "\n".join(f"--- {name} ---\n{_tail(self.home / f'{name}.log')}" for name in self.processes)
 
+    def task_log_paths(self, run_id: str, task: TaskRun) -> list[Path]:
+        return sorted(self.home.glob(f"logs/dag_id={DAG_ID}/run_id={run_id}/task_id={task.task_id}/**/*.log"))
+
     def task_log_tails(self, run_id: str, task: TaskRun) -> str:
-        attempts = sorted(self.home.glob(f"logs/dag_id={DAG_ID}/run_id={run_id}/task_id={task.task_id}/**/*.log"))
+        attempts = self.task_log_paths(run_id, task)
         return "\n".join(f"--- {task.task_id}[{task.map_index}] {path.name} ---\n{_tail(path)}" for path in attempts)
 
     def stop(self) -> None:
@@ -202,7 +210,7 @@ def airflow_deployment(tmp_path: Path, airflow_database: tuple[str, str]) -> Ite
     deployment = Deployment(home=home, env=env, dsn=dsn, api_port=api_port)
     try:
         deployment.cli("db", "migrate")
-        deployment.cli("pools", "set", RAY_POOL, "1", "Ray-heavy medcurate tasks (deid, shard)")
+        deployment.setup()  # medcurate airflow-setup: the pool the DAGs' deid and shard tasks use
         deployment.start("api-server", "--host", "127.0.0.1", "--port", str(api_port), "--workers", "1")
         deployment.start("dag-processor")
         deployment.start("scheduler")
@@ -281,3 +289,19 @@ def test_scheduler_on_postgres_runs_the_mapped_ingest_in_parallel(airflow_deploy
     peak = _max_concurrency([(t.start, t.end) for t in ingest])
     print(f"  {MAPPED_INGEST}: {len(ingest)} mapped tasks, at most {peak} running at once")
     assert peak >= 2, "the mapped ingest tasks ran one after the other"
+    labels = deployment.query(
+        "SELECT rendered_map_index FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id = %s",
+        DAG_ID,
+        run_id,
+        MAPPED_INGEST,
+    )
+    assert sorted(row[0] for row in labels) == sorted(s.name for s in sources), "mapped tasks show their source"
+
+    # What Ray writes to stderr lands in the task log at ERROR level: a successful run must have none of its noise.
+    noise = []
+    for t in tasks:
+        for path in deployment.task_log_paths(run_id, t):
+            for line in path.read_text(errors="replace").splitlines():
+                if '"level":"error"' in line.replace(" ", "") and ("core_worker.cc" in line or "Token auth" in line):
+                    noise.append(f"{t.task_id}: {line[:300]}")
+    assert noise == []

@@ -115,7 +115,11 @@ def test_init_migrates_sets_the_admin_password_once_and_creates_the_pool(service
     init = services["airflow-init"]
     script = _command(init)
     assert "airflow db migrate" in script
-    assert re.search(rf'airflow pools set {RAY_POOL} 1 "[^"]+"', script)
+    assert script.index("airflow db migrate") < script.index("medcurate airflow-setup")  # creates the pool
+    # OpenLineage events go to a file on the data volume unless .env names another transport (e.g. Marquez).
+    env = _env(init)
+    assert env["OPENLINEAGE__TRANSPORT__TYPE"] == "file" and "/data/lineage" in script
+    assert env["OPENLINEAGE__TRANSPORT__LOG_FILE_PATH"].startswith("/data/lineage/")
     passwords = _env(init)["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
     assert 'if [ ! -s "$$passwords" ]' in script and "AIRFLOW_ADMIN_PASSWORD" in script
     # The file the init writes is the one the API server reads, on a volume only those two mount.

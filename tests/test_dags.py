@@ -20,6 +20,7 @@ import duckdb
 import pytest
 
 from governance import audit
+from medcurate.core.locations import zone_uri
 from medcurate.core.names import SOURCE_KINDS, STAGE_NAMES
 from medcurate.runner import STAGES
 
@@ -29,12 +30,8 @@ AIRFLOW = str(Path(sys.executable).parent / "airflow")
 TEST_KEY = "dag-test-key-0123456789abcdef"
 INGEST_DAGS = [f"ingest_{kind}" for kind in SOURCE_KINDS]
 ASSET_CHAIN = ["deidentify", "curate_corpus", "build_shards"]
-# What each DAG of the asset chain is scheduled on, i.e. whose event extra starts it.
-TRIGGERED_BY = {
-    "deidentify": "medcurate_raw_pmc",  # the last ingest_<kind> of the test
-    "curate_corpus": "medcurate_deid",
-    "build_shards": "medcurate_curated",
-}
+# The zone whose asset event starts each DAG of the asset chain (through the alias it is scheduled on).
+TRIGGERED_BY = {"deidentify": "raw", "curate_corpus": "deid", "build_shards": "curated"}
 
 
 def _airflow_env(home: Path, **extra: str) -> dict[str, str]:
@@ -51,17 +48,19 @@ def _airflow_env(home: Path, **extra: str) -> dict[str, str]:
         }
     )
     env.pop("MEDCURATE_PSEUDONYM_KEY", None)  # the sample run must work with its own throwaway key
+    env.pop("MEDCURATE_SPEC", None)  # an empty trigger form must name no corpus
     env.update(extra)
     return env
 
 
 def _python(code: str, env: dict[str, str], cwd: Path | None = None) -> dict:
-    """Run ``code`` in a fresh interpreter; its last stdout line is a JSON object (Airflow logs before it)."""
+    """Run ``code`` in a fresh interpreter; its result is its last stdout line that is a JSON object (Airflow
+    logs before it, and the OpenLineage listener may log after it)."""
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, cwd=cwd
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +69,23 @@ def airflow_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("airflow")
     subprocess.run([AIRFLOW, "db", "migrate"], env=_airflow_env(home), capture_output=True, text=True, check=True)
     return home
+
+
+def test_airflow_setup_creates_the_ray_pool_once_and_keeps_an_operators_slots(tmp_path: Path):
+    env = _airflow_env(tmp_path)
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True, check=True)
+    setup = [str(Path(AIRFLOW).parent / "medcurate"), "airflow-setup"]
+    first = subprocess.run(setup, env=env, capture_output=True, text=True, check=True).stdout
+    assert first.strip() == "pool medcurate_ray: created (1 slot)"
+    subprocess.run(
+        [AIRFLOW, "pools", "set", "medcurate_ray", "3", "bigger cluster"], env=env, check=True, capture_output=True
+    )
+    again = subprocess.run(setup, env=env, capture_output=True, text=True, check=True).stdout
+    assert again.strip() == "pool medcurate_ray: exists, left as it is"
+    pools = subprocess.run(
+        [AIRFLOW, "pools", "get", "medcurate_ray", "-o", "json"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert '"slots": "3"' in pools or '"slots": 3' in pools, pools
 
 
 def test_the_dag_stage_tasks_are_the_runners_stages_in_order():
@@ -93,6 +109,13 @@ def test_dagbag_imports_fast_with_the_expected_dags_tasks_and_settings(tmp_path:
                 "retries": sorted({{t.retries for t in dag.tasks}}),
                 "backoff": sorted({{t.retry_exponential_backoff for t in dag.tasks}}),
                 "audited": all(t.on_failure_callback for t in dag.tasks),
+                "description": dag.description,
+                "undocumented": [t.task_id for t in dag.tasks if not (t.doc_md or t.partial_kwargs.get("doc_md")
+                                 if hasattr(t, "partial_kwargs") else t.doc_md)],
+                "timeouts": sorted({{str(t.execution_timeout or t.partial_kwargs.get("execution_timeout"))
+                                    if hasattr(t, "partial_kwargs") else str(t.execution_timeout) for t in dag.tasks}}),
+                "map_index_templates": {{t.task_id: t.partial_kwargs.get("map_index_template")
+                                         for t in dag.tasks if hasattr(t, "partial_kwargs")}},
                 "untyped_params": [k for k, p in dag.params.items() if "type" not in dag.params.get_param(k).schema],
                 "max_active_runs": dag.max_active_runs,
                 "schedule": str(getattr(dag.timetable, "asset_condition", None)),
@@ -104,7 +127,7 @@ def test_dagbag_imports_fast_with_the_expected_dags_tasks_and_settings(tmp_path:
     assert out["seconds"] < 1.0, out["seconds"]
     assert out["heavy"] == []
     dags = out["dags"]
-    assert set(dags) == {"curate_medical_corpus", "erase_patient", *INGEST_DAGS, *ASSET_CHAIN}
+    assert set(dags) == {"curate_medical_corpus", "erase_patient", "erase_source", *INGEST_DAGS, *ASSET_CHAIN}
     assert dags["curate_medical_corpus"]["tasks"] == [
         "prepare",
         "list_sources",
@@ -115,6 +138,8 @@ def test_dagbag_imports_fast_with_the_expected_dags_tasks_and_settings(tmp_path:
     ]
     for dag_id in ["curate_medical_corpus", *INGEST_DAGS]:
         assert dags[dag_id]["mapped"] == ["ingest_source"], dag_id
+        # The UI labels each mapped task with its source's name, which the task puts in its context.
+        assert dags[dag_id]["map_index_templates"] == {"ingest_source": "{{ medcurate_source }}"}, dag_id
     assert dags["curate_medical_corpus"]["pools"] == {"deid": "medcurate_ray", "shard": "medcurate_ray"}
     assert dags["deidentify"]["tasks"] == ["prepare", "merge_ingest", "validate_raw", "deid", "finish"]
     assert dags["build_shards"]["pools"] == {"shard": "medcurate_ray"}
@@ -125,6 +150,8 @@ def test_dagbag_imports_fast_with_the_expected_dags_tasks_and_settings(tmp_path:
     for dag_id, dag in dags.items():
         assert dag["retries"] == [2] and dag["backoff"] == [2.0] and dag["audited"], dag_id
         assert dag["untyped_params"] == [] and dag["max_active_runs"] == 1, dag_id
+        assert dag["description"] and dag["undocumented"] == [], dag_id
+        assert "None" not in dag["timeouts"], dag_id
 
 
 def test_params_are_checked_and_the_asset_event_hands_on_the_corpus(tmp_path: Path):
@@ -135,7 +162,7 @@ def test_params_are_checked_and_the_asset_event_hands_on_the_corpus(tmp_path: Pa
         from airflow.sdk.api.datamodels._generated import AssetReferenceAssetEventDagRun
         from airflow.sdk.execution_time.comms import AssetEventDagRunReferenceResult
         from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
-        from medcurate.airflow_support import run_settings
+        from medcurate.airflow_support import NoSpecGiven, run_settings
 
         bag = DagBag({str(DAGS)!r})
 
@@ -150,28 +177,39 @@ def test_params_are_checked_and_the_asset_event_hands_on_the_corpus(tmp_path: Pa
 
         def event(name, extra, hour):
             return AssetEventDagRunReferenceResult(
-                asset=AssetReferenceAssetEventDagRun(name=name, uri="x-medcurate://" + name, extra={{}}),
+                asset=AssetReferenceAssetEventDagRun(name=name, uri=name, extra={{}}),
                 extra=extra, source_task_id="finish", source_dag_id="ingest_x", source_run_id="r",
                 source_map_index=-1, source_aliases=[], timestamp=datetime(2026, 1, 1, hour, tzinfo=timezone.utc),
             )
 
         events = TriggeringAssetEventsAccessor.build([
-            event("medcurate_raw_fhir", {{"spec": "/old.yaml", "data_root": "/old", "demo": False}}, 1),
-            event("medcurate_raw_pmc", {{"spec": "/new.yaml", "data_root": "/new", "demo": True}}, 2),
+            event("file:///old/raw", {{"spec": "/old.yaml", "data_root": "/old", "demo": False}}, 1),
+            event("file:///new/raw", {{"spec": "/new.yaml", "data_root": "/new", "demo": True}}, 2),
         ])
+        try:
+            run_settings({{"spec": None, "data_root": None}})
+            no_spec = None
+        except NoSpecGiven as exc:
+            no_spec = str(exc)
         print(json.dumps({{
             "ok": rejected("curate_medical_corpus", {{"spec": "sample", "data_root": "/tmp/x"}}),
             "empty_spec": rejected("curate_medical_corpus", {{"spec": ""}}),
             "control_char": rejected("deidentify", {{"data_root": "/tmp/a\\nb"}}),
             "number": rejected("ingest_fhir", {{"spec": 7}}),
             "bad_patient_key": rejected("erase_patient", {{"spec": "s.yaml", "patient_key": "a b"}}),
+            "bad_source": rejected("erase_source", {{"spec": "s.yaml", "source": "../raw"}}),
+            "good_source": rejected("erase_source", {{"spec": "s.yaml", "source": "icu_notes"}}),
+            "no_spec": no_spec,
             "from_event": run_settings({{"spec": None, "data_root": None}}, events),
             "from_params": run_settings({{"spec": "/mine.yaml", "data_root": "/mine"}}, events),
         }}))
     """
     out = _python(code, _airflow_env(tmp_path))
     assert out["ok"] is None
-    assert out["empty_spec"] == out["control_char"] == out["number"] == out["bad_patient_key"]
+    assert out["empty_spec"] == out["control_char"] == out["number"] == out["bad_patient_key"] == out["bad_source"]
+    assert out["good_source"] is None
+    # An empty form with no MEDCURATE_SPEC setting names no corpus: the run refuses instead of curating the demo.
+    assert out["no_spec"].startswith("no corpus spec: trigger with")
     assert out["empty_spec"] == "ParamValidationError"
     # The latest event wins; explicit params win over any event.
     assert out["from_event"] == {"spec": "/new.yaml", "data_root": "/new", "demo": True}
@@ -182,11 +220,12 @@ DAG_TEST_CODE = """
     import json
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.models.taskinstance import TaskInstance
     from airflow.settings import Session
     from sqlalchemy import select
 
     bag = DagBag({dags!r})
-    out = {{"states": {{}}, "extras": {{}}}}
+    out = {{"states": {{}}, "extras": {{}}, "mapped": {{}}}}
     for dag_id, conf, no_retries in {plan!r}:
         dag = bag.dags[dag_id]
         if no_retries:  # a failure test must not wait for the retry backoff
@@ -195,9 +234,12 @@ DAG_TEST_CODE = """
         state = dag.test(run_conf=conf).state
         out["states"][dag_id] = getattr(state, "value", state)
     with Session() as session:
-        query = select(AssetModel.name, AssetEvent.extra).join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+        query = select(AssetModel.uri, AssetEvent.extra).join(AssetModel, AssetModel.id == AssetEvent.asset_id)
         for name, extra in session.execute(query.order_by(AssetEvent.id)):
             out["extras"][name] = extra  # the latest event of each asset
+        query = select(TaskInstance.dag_id, TaskInstance.rendered_map_index).where(TaskInstance.map_index >= 0)
+        for dag_id, label in session.execute(query.order_by(TaskInstance.map_index)):
+            out["mapped"].setdefault(dag_id, []).append(label)  # what the UI shows for each mapped task
     print(json.dumps(out))
 """
 
@@ -236,6 +278,52 @@ def test_a_failing_task_writes_a_task_failed_audit_event(airflow_home: Path, tmp
     assert failed[0]["run_id"] == next(e["run_id"] for e in events if e["type"] == audit.RUN_START)
     assert audit.verify(data_root / "governance").ok
     assert "colums" not in (data_root / "governance" / "audit.log.jsonl").read_text()
+
+
+def test_openlineage_events_name_the_corpus_zones_and_an_empty_form_refuses(airflow_home: Path, tmp_path: Path):
+    """The OpenLineage provider, with its file transport, as an operator configures it; events are read back."""
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    (incoming / "mrn-4711.csv").write_text(
+        "note_id,subject_id,hadm_id,note_type,note_seq,charttime,storetime,text\n"
+        "10-DS-1,101,201,DS,1,2180-01-02 10:00:00,,Pt seen for chest pain. Stable, discharged home.\n"
+    )
+    spec = tmp_path / "corpus.yaml"
+    spec.write_text(
+        "sources:\n  - {name: notes, kind: notes_csv, paths: ['in/*.csv'], license: synthetic, legal_basis: waiver}\n"
+    )
+    data_root = (tmp_path / "data").resolve()
+    events_file = tmp_path / "openlineage.jsonl"
+    transport = {"type": "file", "log_file_path": str(events_file), "append": True}
+    env = _airflow_env(
+        airflow_home,
+        MEDCURATE_PSEUDONYM_KEY=TEST_KEY,
+        AIRFLOW__OPENLINEAGE__TRANSPORT=json.dumps(transport),
+        AIRFLOW__OPENLINEAGE__NAMESPACE="medcurate-test",
+    )
+    plan = [
+        ("curate_medical_corpus", {}, True),  # the empty form
+        ("ingest_notes_csv", {"spec": str(spec), "data_root": str(data_root)}, False),
+    ]
+    out = _dag_test(env, plan, tmp_path)
+    assert out["states"] == {"curate_medical_corpus": "failed", "ingest_notes_csv": "success"}
+    # Each mapped ingest task is labelled by its source (the module's other runs share this database).
+    assert "notes" in out["mapped"]["ingest_notes_csv"] and None not in out["mapped"]["ingest_notes_csv"]
+    assert not (tmp_path / "medcurate-demo").exists()  # the refused run generated no sample either
+
+    text = events_file.read_text()
+    assert "mrn-4711" not in text and "chest pain" not in text  # no source file name, no record text
+    events = [json.loads(line) for line in text.splitlines()]
+    completed = {e["job"]["name"]: e for e in events if e["eventType"] == "COMPLETE"}
+    assert {e["job"]["namespace"] for e in events} == {"medcurate-test"}
+    ingest = completed["ingest_notes_csv.ingest_source"]
+    assert ingest["outputs"] == [
+        {"namespace": "file", "name": f"{data_root}/raw/notes", "facets": ingest["outputs"][0]["facets"]}
+    ]
+    finish = completed["ingest_notes_csv.finish"]
+    assert [(d["namespace"], d["name"]) for d in finish["outputs"]] == [("file", f"{data_root}/raw")]
+    failed = [e for e in events if e["eventType"] == "FAIL"]
+    assert [e["job"]["name"] for e in failed if "." in e["job"]["name"]] == ["curate_medical_corpus.prepare"]
 
 
 @pytest.mark.slow
@@ -303,20 +391,22 @@ def test_the_asset_driven_dags_curate_the_sample_and_erase_patient_removes_one(a
     """Each ingest_<kind>, then deidentify, curate_corpus and build_shards, each started with the extra of the
     asset event its upstream DAG wrote (what the scheduler hands on); then erase_patient on the result."""
     data_root = (tmp_path / "data").resolve()
-    env = _airflow_env(airflow_home, MEDCURATE_PSEUDONYM_KEY=TEST_KEY)
+    events_file = tmp_path / "openlineage.jsonl"
+    transport = json.dumps({"type": "file", "log_file_path": str(events_file), "append": True})
+    env = _airflow_env(airflow_home, MEDCURATE_PSEUDONYM_KEY=TEST_KEY, AIRFLOW__OPENLINEAGE__TRANSPORT=transport)
     first = {"spec": "sample", "data_root": str(data_root)}
     out = _dag_test(env, [(dag_id, first, False) for dag_id in INGEST_DAGS], tmp_path)
     assert out["states"] == dict.fromkeys(INGEST_DAGS, "success")
-    extra = out["extras"][TRIGGERED_BY["deidentify"]]
+    # Every ingest DAG announced the corpus's own raw zone, by its real location.
+    extra = out["extras"][zone_uri(str(data_root), "raw")]
     sample_spec = str(data_root / "sample-corpus" / "sample.yaml")
     assert extra == {"spec": sample_spec, "data_root": str(data_root), "demo": True}
-    assert {out["extras"][f"medcurate_raw_{kind}"]["data_root"] for kind in SOURCE_KINDS} == {str(data_root)}
 
     for dag_id in ASSET_CHAIN:
-        conf = {k: v for k, v in out["extras"][TRIGGERED_BY[dag_id]].items() if k != "demo"}
+        conf = {k: v for k, v in out["extras"][zone_uri(str(data_root), TRIGGERED_BY[dag_id])].items() if k != "demo"}
         out = _dag_test(env, [(dag_id, conf, False)], tmp_path)
         assert out["states"] == {dag_id: "success"}, dag_id
-    assert out["extras"]["medcurate_shards"]["data_root"] == str(data_root)
+    assert out["extras"][zone_uri(str(data_root), "shards")]["data_root"] == str(data_root)
     manifest = json.loads((data_root / "shards" / "manifest.json").read_text())
     assert manifest["totals"]["tokens"] > 0
     assert (data_root / "governance" / "report.html").exists()
@@ -327,10 +417,33 @@ def test_the_asset_driven_dags_curate_the_sample_and_erase_patient_removes_one(a
     assert started == {*INGEST_DAGS, *ASSET_CHAIN}
     assert [e for e in events if e["type"] == audit.RUN_END and e["run_id"].startswith("build_shards")]
 
+    # OpenLineage links the DAGs through the zones: each stage's output is the next stage's input.
+    lineage = {}
+    for line in events_file.read_text().splitlines():
+        event = json.loads(line)
+        if event["eventType"] == "COMPLETE" and event["job"]["name"].count(".") == 1:
+            names = [[d["name"].removeprefix(f"{data_root}/") for d in event[side]] for side in ("inputs", "outputs")]
+            lineage[event["job"]["name"]] = names
+    assert lineage["deidentify.deid"] == [["raw"], ["deid"]]
+    assert lineage["curate_corpus.curate"] == [["deid"], ["curated"]]
+    assert lineage["build_shards.shard"] == [["curated"], ["shards"]]
+    assert lineage["build_shards.finish"] == [[], ["shards"]]
+
     key = _patient_with_documents(data_root / "raw")
     erase = {"patient_key": key, "spec": extra["spec"], "data_root": str(data_root)}
     out = _dag_test(env, [("erase_patient", erase, False)], tmp_path)
     assert out["states"] == {"erase_patient": "success"}
     assert _patient_docs(data_root / "raw", key) == 0
     assert audit.read_events(data_root / "governance")[-1]["type"] == audit.ERASURE
+
+    # A source whose licence was withdrawn: erase_source removes every one of its documents.
+    erase = {"source": "pmc_oa", "spec": extra["spec"], "data_root": str(data_root)}
+    out = _dag_test(env, [("erase_source", erase, False)], tmp_path)
+    assert out["states"] == {"erase_source": "success"}
+    last = audit.read_events(data_root / "governance")[-1]
+    assert (last["type"], last["details"].get("kind"), last["details"].get("subject")) == (
+        audit.ERASURE,
+        "source",
+        "pmc_oa",
+    )
     assert audit.verify(data_root / "governance").ok

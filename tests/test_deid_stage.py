@@ -68,7 +68,9 @@ def ctx(tmp_path) -> RunContext:
     write_parquet(
         pa.Table.from_pylist([earlier], schema=QUARANTINE_SCHEMA), zones.quarantine / "validate_raw" / "notes.parquet"
     )
-    spec = CorpusSpec(sources=(SourceSpec("notes", "notes_csv", ("x",), "synthetic", "waiver"),))
+    spec = CorpusSpec(
+        sources=(SourceSpec(name="notes", kind="notes_csv", paths=("x",), license="synthetic", legal_basis="waiver"),)
+    )
     return RunContext(spec=spec, zones=zones, run_id="run-deid", secret_key=KEY)
 
 
@@ -153,7 +155,9 @@ def structured_ctx(tmp_path) -> RunContext:
 
     timelines = [timeline("1", json.dumps(TIMELINE_BUNDLE)), timeline("2", "{not json"), timeline("3", None)]
     write_parquet(documents_to_table(timelines, _provenance("ehr", "fhir")), zones.raw / "ehr" / "p.parquet")
-    spec = CorpusSpec(sources=(SourceSpec("lab", "hl7v2", ("x",), "synthetic", "waiver"),))
+    spec = CorpusSpec(
+        sources=(SourceSpec(name="lab", kind="hl7v2", paths=("x",), license="synthetic", legal_basis="waiver"),)
+    )
     return RunContext(spec=spec, zones=zones, run_id="run-structured", secret_key=KEY)
 
 

@@ -15,7 +15,7 @@ from medcurate.core.source_files import resolve
 from medcurate.core.spec import SpecError
 from medcurate.core.zones import read_zone
 from medcurate.runner import open_run, run_stage
-from pipelines.ingest.stage import IngestIncomplete, ingest_unit, merge
+from pipelines.ingest.stage import IngestIncomplete, NoInputFiles, ingest_unit, merge
 
 HEADER = "note_id,subject_id,hadm_id,note_type,note_seq,charttime,storetime,text\n"
 
@@ -173,3 +173,19 @@ def test_a_unit_with_a_wrong_parser_option_fails_audited_without_touching_other_
         {"stage": "ingest", "unit": "north", "error": "SpecError"},
     )
     assert _quarantine_rows(ctx) == [("south", "truncated_gzip")]
+
+
+def test_a_source_whose_globs_match_nothing_fails_the_run_unless_optional(tmp_path: Path, monkeypatch, capsys):
+    from medcurate.cli import EXIT_FAILED, main
+
+    monkeypatch.setenv("MEDCURATE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+    spec = _write_spec(tmp_path)  # in/ does not exist: a wrong path, or a feed not delivered yet
+    ctx = open_run(spec, data_root=tmp_path / "data")
+    with pytest.raises(NoInputFiles, match='source "notes": no input file matches'):
+        ingest_unit(ctx, "notes")
+    assert main(["run", str(spec), "--data-root", str(tmp_path / "cli")]) == EXIT_FAILED
+    assert 'source "notes": no input file matches' in capsys.readouterr().err
+
+    spec.write_text(spec.read_text().replace("legal_basis: waiver}", "legal_basis: waiver, optional: true}"))
+    report = ingest_unit(open_run(spec, data_root=tmp_path / "data"), "notes")
+    assert report.details["input_files"] == [] and report.counts("notes").output == 0

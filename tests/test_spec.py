@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from medcurate.core.listing import list_inputs
-from medcurate.core.spec import SpecError, load_spec, parse_spec
+from medcurate.core.names import LEGAL_BASES, SOURCE_KINDS
+from medcurate.core.spec import SOURCE_NAME_PATTERN, SpecError, load_spec, parse_spec, spec_json_schema
 
 MINIMAL = {"sources": [{"name": "n", "kind": "notes_csv", "paths": "x/*.csv", "license": "l", "legal_basis": "waiver"}]}
 
@@ -21,19 +22,27 @@ def test_minimal_spec_gets_defaults(tmp_path: Path):
     ("change", "message"),
     [
         ({"sources": []}, "non-empty"),
-        ({"sources": [{**MINIMAL["sources"][0], "kind": "pdf"}]}, "kind 'pdf'"),
+        ({"sources": [{**MINIMAL["sources"][0], "kind": "pdf"}]}, "^source 'n'.kind: 'pdf' is not one of 'fhir'"),
         ({"sources": [{**MINIMAL["sources"][0], "legal_basis": "because"}]}, "legal_basis"),
         ({"sources": [{k: v for k, v in MINIMAL["sources"][0].items() if k != "license"}]}, "license"),
         ({"sources": MINIMAL["sources"] * 2}, "unique"),
         ({"splits": {"train": 0.5, "test": 0.2}}, "sum to 1"),
-        ({"shard": {"mode": "zip"}}, "shard.mode"),
-        ({"tokenizer": {"vocab": 10}}, "unknown key"),
-        ({"colour": "blue"}, "unknown top-level"),
+        ({"shard": {"mode": "zip"}}, "^shard.mode: 'zip' is not one of"),
+        ({"seq_len": "long"}, "^seq_len: input should be a valid integer.*got 'long'$"),
+        ({"quality": {"min_chars": [1]}}, "^quality.min_chars: input should be a valid integer"),
+        ({"tokenizer": "big"}, "^tokenizer: input should be a valid dictionary"),
+        ({"sources": [{**MINIMAL["sources"][0], "paths": 3}]}, "^source 'n'.paths: input should be a valid tuple"),
+        ({"shard": {"mixing": {"n": 1.0, "pubmd": 2.0}}}, r"shard.mixing names unknown source\(s\) \['pubmd'\]"),
+        ({"shard": {"mixing": {"n": -1}}}, "shard.mixing: weights must be finite and >= 0"),
+        ({"tokenizer": {"vocab": 10}}, "^tokenizer: unknown key 'vocab'$"),
+        ({"colour": "blue"}, "^top-level: unknown key 'colour'$"),
+        ({"base_dir": "/"}, "^top-level: unknown key 'base_dir'$"),
     ],
 )
 def test_invalid_specs_fail_with_a_clear_message(tmp_path: Path, change: dict, message: str):
-    with pytest.raises(SpecError, match=message):
+    with pytest.raises(SpecError, match=message) as caught:
         parse_spec({**MINIMAL, **change}, tmp_path)
+    assert "\n" not in str(caught.value)
 
 
 def test_source_files_are_sorted_and_resolved_against_the_spec_dir(tmp_path: Path):
@@ -81,7 +90,7 @@ def test_globs_inside_the_spec_folder_are_accepted(tmp_path: Path, pattern: str)
 
 
 def test_allow_outside_must_be_a_boolean(tmp_path: Path):
-    with pytest.raises(SpecError, match="allow_outside must be true or false"):
+    with pytest.raises(SpecError, match="^source 'n'.allow_outside: input should be a valid boolean, got 'yes'$"):
         parse_spec(_source(allow_outside="yes"), tmp_path)
 
 
@@ -96,6 +105,37 @@ def test_missing_or_broken_spec_file(tmp_path: Path):
     with pytest.raises(SpecError, match="not found"):
         load_spec(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("sources: [\n")
-    with pytest.raises(SpecError, match="not valid YAML"):
+    bad.write_text("name: x\nsources:\n  - {name: n, kind: [fhir}\n")
+    with pytest.raises(SpecError, match=r"bad.yaml: not valid YAML at line 3, column \d+: "):
         load_spec(bad)
+
+
+def test_a_wrong_type_on_the_command_line_is_one_line_naming_the_key_and_exits_2(tmp_path: Path, capsys):
+    from medcurate.cli import EXIT_USAGE, main
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "seq_len: many\nsources:\n  - {name: n, kind: notes_csv, paths: x, license: l, legal_basis: waiver}\n"
+    )
+    assert main(["run", str(spec), "--data-root", str(tmp_path / "data")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: seq_len: input should be a valid integer"), err
+    assert not (tmp_path / "data").exists()
+
+
+def test_optional_defaults_to_false_and_is_strict(tmp_path: Path):
+    assert parse_spec(MINIMAL, tmp_path).sources[0].optional is False
+    assert parse_spec(_source(optional=True), tmp_path).sources[0].optional is True
+    with pytest.raises(SpecError, match="optional"):
+        parse_spec(_source(optional="sometimes"), tmp_path)
+
+
+def test_the_json_schema_states_the_models_rules():
+    schema = spec_json_schema()
+    assert schema["required"] == ["sources"] and schema["additionalProperties"] is False
+    assert "base_dir" not in schema["properties"]
+    source = schema["$defs"]["SourceSpec"]
+    assert source["properties"]["kind"]["enum"] == list(SOURCE_KINDS)
+    assert source["properties"]["legal_basis"]["enum"] == list(LEGAL_BASES)
+    assert source["properties"]["name"]["pattern"] == SOURCE_NAME_PATTERN
+    assert schema["$defs"]["ShardSpec"]["properties"]["mode"]["enum"] == ["documents", "packed"]

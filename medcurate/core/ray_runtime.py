@@ -23,6 +23,20 @@ log = logging.getLogger(__name__)
 OBJECT_STORE_BYTES_PER_CPU = 128 * 1024 * 1024
 
 
+class _TokenAuthNotice(logging.Filter):
+    """Drops Ray's notice that a new local instance has token authentication on (its default, which we keep).
+
+    Ray prints it on every start, at WARNING, into the CLI's output and every task log, where it reads as a
+    problem; the notice that authentication is *off* still gets through.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_TokenAuthNotice())
+
+
 @contextmanager
 def ray_session(num_cpus: int | None = None) -> Iterator[None]:
     import ray

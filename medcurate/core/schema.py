@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
-LEGAL_BASES = ("consent", "waiver", "public-domain", "open-license", "data-use-agreement", "limited-data-set")
+from medcurate.core.names import LEGAL_BASES  # noqa: F401  (stages import it with the record schema)
 
 METADATA_TYPE = pa.struct(
     [

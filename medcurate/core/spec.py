@@ -6,103 +6,187 @@ spec and its inputs can be moved together.  Loading validates everything up fron
 before any stage has written a byte.  A source name becomes a directory name in every zone, so it must be a
 plain identifier; a source's globs must stay inside the spec's folder unless it says ``allow_outside: true``
 (``medcurate/core/listing.py`` applies the same rule to symlinks).
+
+The pydantic models are the one definition of the spec: they validate it, their errors become the one-line
+``SpecError`` the CLI prints (key, problem, value), and ``spec_json_schema`` publishes the same rules as JSON
+Schema, which the Airflow params reuse (``medcurate.airflow_support``).  This module imports neither pyarrow
+nor Airflow: DAG files import it at parse time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
-from medcurate.core.names import SOURCE_KINDS
-from medcurate.core.schema import LEGAL_BASES
+from medcurate.core.names import LEGAL_BASES, SOURCE_KINDS
 
 # A source name is a directory name in raw/, deid/, quarantine/...: nothing that could climb out of them.
-SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+SOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# A path or URI as a param or spec value may hold it: printable, no control characters.
+LOCATION_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+
+
+# What a value that fails one of the patterns above is, in words (a regex is no message).
+PATTERN_MEANINGS = {
+    SOURCE_NAME_PATTERN: "is not a plain identifier (letters, digits, '_', '.', '-'; at most 64; no '..')",
+    LOCATION_PATTERN: "holds a control character",
+}
 
 
 class SpecError(ValueError):
     """The spec is invalid; the message names the key and what is wrong with it."""
 
 
-@dataclass(frozen=True)
-class SourceSpec:
-    name: str
-    kind: str
-    paths: tuple[str, ...]
-    license: str
-    legal_basis: str
+def _none_as_empty(value: Any) -> Any:
+    """YAML writes an empty section (``tokenizer:``) as null: it means "all defaults"."""
+    return {} if value is None else value
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class _Section(BaseModel):
+    # Unknown keys are typos; numbers written where text is expected (a licence "2026") are kept as text.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+SourceKind = Literal[SOURCE_KINDS]  # type: ignore[valid-type]
+LegalBasis = Literal[LEGAL_BASES]  # type: ignore[valid-type]
+
+
+class SourceSpec(_Section):
+    name: str = Field(pattern=SOURCE_NAME_PATTERN, description="unique plain identifier; a directory in every zone")
+    kind: SourceKind
+    paths: Annotated[tuple[str, ...], BeforeValidator(_one_or_many)] = Field(
+        min_length=1, description="globs (** allowed), relative to the spec's folder"
+    )
+    license: str = Field(min_length=1)
+    legal_basis: LegalBasis
     owner: str = "unknown"
     # Parser options for this kind (e.g. the CSV column mapping for notes_csv, caps under `limits`).
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Annotated[dict[str, Any], BeforeValidator(_none_as_empty)] = {}
     # Globs and symlinks may reach outside the spec's folder only when this is true (medcurate/core/listing.py).
-    allow_outside: bool = False
+    allow_outside: StrictBool = False
+    # A source whose globs match no file fails the run, unless it is optional (e.g. a feed not always delivered).
+    optional: StrictBool = False
+
+    @field_validator("name")
+    @classmethod
+    def _no_parent_reference(cls, name: str) -> str:
+        if ".." in name:
+            raise ValueError(f"{name!r} {PATTERN_MEANINGS[SOURCE_NAME_PATTERN]}")
+        return name
+
+    @model_validator(mode="after")
+    def _globs_inside_the_spec_folder(self, info: ValidationInfo) -> SourceSpec:
+        base_dir = (info.context or {}).get("base_dir")
+        if base_dir is not None and not self.allow_outside:
+            for pattern in self.paths:
+                _check_pattern(pattern, Path(base_dir))
+        return self
 
 
-@dataclass(frozen=True)
-class TokenizerSpec:
+class TokenizerSpec(_Section):
     # A HF tokenizer.json to use as is; when null a byte-level BPE is trained on the curated text.
     path: str | None = None
-    vocab_size: int = 8192
-    add_bos: bool = True
-    add_eos: bool = True
+    vocab_size: int = Field(8192, ge=1)
+    add_bos: StrictBool = True
+    add_eos: StrictBool = True
 
 
-@dataclass(frozen=True)
-class QualitySpec:
-    min_chars: int = 20
-    max_chars: int = 2_000_000
+class QualitySpec(_Section):
+    min_chars: int = Field(20, ge=0)
+    max_chars: int = Field(2_000_000, ge=1)
     # Per source kind (or "default" for every kind), overrides of the curate filters' thresholds; the keys and
     # their clinical / literature defaults are in pipelines/quality/filters.yaml and checked when curate starts.
-    filters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    filters: Annotated[dict[str, dict[str, Any]], BeforeValidator(_none_as_empty)] = {}
     # Deduplication knobs (near_threshold, num_perm, shingle_words, copy-forward paragraph sizes).
-    dedup: dict[str, Any] = field(default_factory=dict)
+    dedup: Annotated[dict[str, Any], BeforeValidator(_none_as_empty)] = {}
     # Evaluation sets to keep out of the corpus: [{name, path}], each path a JSONL of question/answer/context.
-    decontamination: list[dict[str, Any]] = field(default_factory=list)
-    decontamination_ngram: int = 13
+    decontamination: list[dict[str, Any]] = []
+    decontamination_ngram: int = Field(13, ge=1)
     # A source whose curated count falls by more than this fraction from the previous run fails the batch.
-    max_source_drop: float = 0.5
+    max_source_drop: float = Field(0.5, ge=0.0, le=1.0)
 
 
-@dataclass(frozen=True)
-class ShardSpec:
-    mode: str = "documents"  # or "packed": fixed seq_len sequences across documents, boundaries kept
-    target_shard_bytes: int = 256 * 1024 * 1024
+class ShardSpec(_Section):
+    # "packed": fixed seq_len sequences across documents, document boundaries kept.
+    mode: Literal["documents", "packed"] = "documents"
+    target_shard_bytes: int = Field(256 * 1024 * 1024, ge=1)
     # Source name -> sampling weight for the train split (missing sources: 1.0).  0.5 keeps a hashed half of
     # the source's documents, 2.0 writes each twice, 1.3 every document once and a hashed 30% a second time.
-    mixing: dict[str, float] = field(default_factory=dict)
+    mixing: Annotated[dict[str, float], BeforeValidator(_none_as_empty)] = {}
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.mixing, dict):
-            raise SpecError("shard.mixing must be a mapping of source name to weight")
-        try:
-            weights = {str(name): float(weight) for name, weight in self.mixing.items()}
-        except (TypeError, ValueError):
-            raise SpecError("shard.mixing: every weight must be a number") from None
-        bad = sorted(name for name, weight in weights.items() if not 0.0 <= weight < float("inf"))
+    @field_validator("mixing")
+    @classmethod
+    def _finite_weights(cls, mixing: dict[str, float]) -> dict[str, float]:
+        bad = sorted(name for name, weight in mixing.items() if not (0.0 <= weight and math.isfinite(weight)))
         if bad:
-            raise SpecError(f"shard.mixing: weights must be finite and >= 0; check {bad}")
-        object.__setattr__(self, "mixing", weights)
+            raise ValueError(f"weights must be finite and >= 0; check {bad}")
+        return mixing
 
 
-@dataclass(frozen=True)
-class CorpusSpec:
-    sources: tuple[SourceSpec, ...]
+def _default_splits() -> dict[str, float]:
+    return {"train": 0.9, "validation": 0.05, "test": 0.05}
+
+
+class CorpusSpec(_Section):
+    # Non-empty; checked by a validator, as pydantic's min_length adds an error to a list with a bad item.
+    sources: tuple[SourceSpec, ...] = Field(json_schema_extra={"minItems": 1})
     name: str = "medical-corpus"
-    data_root: str = "data"
-    tokenizer: TokenizerSpec = TokenizerSpec()
-    seq_len: int = 2048
-    splits: dict[str, float] = field(default_factory=lambda: {"train": 0.9, "validation": 0.05, "test": 0.05})
-    quality: QualitySpec = QualitySpec()
-    shard: ShardSpec = ShardSpec()
-    # Directory the spec was read from; relative paths resolve against it.
-    base_dir: Path = Path(".")
+    data_root: str = Field("data", pattern=LOCATION_PATTERN, max_length=4096)
+    tokenizer: Annotated[TokenizerSpec, BeforeValidator(_none_as_empty)] = TokenizerSpec()
+    seq_len: int = Field(2048, ge=16)
+    splits: dict[str, float] = Field(default_factory=_default_splits)
+    quality: Annotated[QualitySpec, BeforeValidator(_none_as_empty)] = QualitySpec()
+    shard: Annotated[ShardSpec, BeforeValidator(_none_as_empty)] = ShardSpec()
+    # Directory the spec was read from; relative paths resolve against it.  Set by loading, never in the YAML.
+    base_dir: SkipJsonSchema[Path] = Path(".")
+
+    @field_validator("sources")
+    @classmethod
+    def _at_least_one_source(cls, sources: tuple[SourceSpec, ...]) -> tuple[SourceSpec, ...]:
+        if not sources:
+            raise ValueError("must be a non-empty list")
+        return sources
+
+    @field_validator("splits")
+    @classmethod
+    def _splits_sum_to_one(cls, splits: dict[str, float]) -> dict[str, float]:
+        if not splits or any(v < 0 for v in splits.values()) or abs(sum(splits.values()) - 1.0) > 1e-6:
+            raise ValueError(f"must be non-negative fractions that sum to 1, got {splits}")
+        return splits
+
+    @model_validator(mode="after")
+    def _source_names_are_unique_and_known(self) -> CorpusSpec:
+        names = [s.name for s in self.sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"source names must be unique; repeated: {duplicates}")
+        unknown = sorted(set(self.shard.mixing) - set(names))
+        if unknown:
+            raise ValueError(f"shard.mixing names unknown source(s) {unknown}; the spec's sources: {names}")
+        return self
 
     def source(self, name: str) -> SourceSpec:
         for src in self.sources:
@@ -116,123 +200,74 @@ class CorpusSpec:
 
     def config_hash(self) -> str:
         """sha256 of the spec's content (not its location): recorded in manifests and audit events."""
-        data = asdict(self)
-        data.pop("base_dir")
+        data = self.model_dump(mode="json", exclude={"base_dir"})
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _require(mapping: dict[str, Any], key: str, where: str) -> Any:
-    if key not in mapping or mapping[key] in (None, ""):
-        raise SpecError(f"{where}: missing required key '{key}'")
-    return mapping[key]
+def spec_json_schema() -> dict[str, Any]:
+    """The corpus spec as JSON Schema (draft 2020-12): for editors, and the source of the DAG params' rules."""
+    return CorpusSpec.model_json_schema()
 
 
-def _dataclass_from(cls: type, data: Any, where: str) -> Any:
-    if data is None:
-        return cls()
-    if not isinstance(data, dict):
-        raise SpecError(f"{where}: expected a mapping, got {type(data).__name__}")
-    allowed = set(cls.__dataclass_fields__)
-    unknown = set(data) - allowed
-    if unknown:
-        raise SpecError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-    return cls(**data)
-
-
-def _check_name(name: str) -> None:
-    """A source name becomes a directory name in every zone: only a plain identifier may."""
-    if not SOURCE_NAME.fullmatch(name) or ".." in name:
-        raise SpecError(f"source name {name!r} is not a plain identifier (letters, digits, '_', '.', '-'; no '..')")
-
-
-def _check_pattern(pattern: str, base_dir: Path, where: str) -> None:
+def _check_pattern(pattern: str, base_dir: Path) -> None:
     """A glob must stay inside the spec's folder: normalised, it starts there, and no '..' follows a wildcard."""
     parts = Path(pattern).parts
     wild = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), len(parts))
     folder = os.path.normpath(base_dir.resolve())
     fixed = os.path.normpath(os.path.join(folder, *parts[:wild]))
     if ".." in parts[wild:] or os.path.commonpath([folder, fixed]) != folder:
-        raise SpecError(
-            f"{where}: path {pattern!r} reaches outside the spec's folder; set allow_outside: true to allow it"
-        )
+        raise ValueError(f"path {pattern!r} reaches outside the spec's folder; set allow_outside: true to allow it")
 
 
-def _parse_source(raw: Any, index: int, base_dir: Path) -> SourceSpec:
-    where = f"sources[{index}]"
-    if not isinstance(raw, dict):
-        raise SpecError(f"{where}: expected a mapping")
-    allowed = set(SourceSpec.__dataclass_fields__)
-    unknown = set(raw) - allowed
-    if unknown:
-        raise SpecError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-    name = str(_require(raw, "name", where))
-    _check_name(name)
-    where = f"source '{name}'"
-    kind = _require(raw, "kind", where)
-    if kind not in SOURCE_KINDS:
-        raise SpecError(f"{where}: kind '{kind}' is not one of {list(SOURCE_KINDS)}")
-    paths = _require(raw, "paths", where)
-    if isinstance(paths, str):
-        paths = [paths]
-    legal_basis = _require(raw, "legal_basis", where)
-    if legal_basis not in LEGAL_BASES:
-        raise SpecError(f"{where}: legal_basis '{legal_basis}' is not one of {list(LEGAL_BASES)}")
-    options = raw.get("options") or {}
-    if not isinstance(options, dict):
-        raise SpecError(f"{where}: options must be a mapping")
-    allow_outside = raw.get("allow_outside", False)
-    if not isinstance(allow_outside, bool):
-        raise SpecError(f"{where}: allow_outside must be true or false")
-    if not allow_outside:
-        for pattern in paths:
-            _check_pattern(str(pattern), base_dir, where)
-    return SourceSpec(
-        name=name,
-        kind=kind,
-        paths=tuple(str(p) for p in paths),
-        license=str(_require(raw, "license", where)),
-        legal_basis=legal_basis,
-        owner=str(raw.get("owner", "unknown")),
-        options=options,
-        allow_outside=allow_outside,
-    )
+def _where(loc: tuple[int | str, ...], data: Any) -> str:
+    """An error's location as the spec's author reads it: ``source 'notes'.paths``, ``shard.mode``."""
+    words: list[str] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, int) and i == 1 and loc[0] == "sources":
+            raw = data["sources"][part] if isinstance(data, dict) else None
+            name = raw.get("name") if isinstance(raw, dict) else None
+            plain = isinstance(name, str) and re.fullmatch(SOURCE_NAME_PATTERN, name) and ".." not in name
+            words[-1] = f"source '{name}'" if plain else f"sources[{part}]"
+        elif isinstance(part, int):
+            words[-1] += f"[{part}]"
+        else:
+            words.append(str(part))
+    return ".".join(words)
+
+
+def _one_line(error: Any, data: Any) -> str:
+    """One pydantic error as one line: where, what is wrong, and the offending value (repr: no raw newline)."""
+    loc = tuple(error["loc"])
+    where = _where(loc, data)
+    kind = error["type"]
+    if kind == "missing":
+        parent = _where(loc[:-1], data)
+        return f"{parent + ': ' if parent else ''}missing required key '{loc[-1]}'"
+    if kind == "extra_forbidden":
+        parent = _where(loc[:-1], data)
+        return f"{parent + ': ' if parent else 'top-level: '}unknown key '{loc[-1]}'"
+    if kind == "string_pattern_mismatch" and error["ctx"]["pattern"] in PATTERN_MEANINGS:
+        return f"{where}: {error['input']!r} {PATTERN_MEANINGS[error['ctx']['pattern']]}"
+    if kind == "literal_error":
+        return f"{where}: {error['input']!r} is not one of {error['ctx']['expected']}"
+    message = error["msg"].removeprefix("Value error, ")
+    if kind.startswith("value_error") or kind == "assertion_error":
+        return f"{where}: {message}" if where else message
+    return f"{where}: {message[0].lower()}{message[1:]}, got {error['input']!r}"
 
 
 def parse_spec(data: Any, base_dir: Path) -> CorpusSpec:
     if not isinstance(data, dict):
         raise SpecError("the spec must be a YAML mapping with at least a 'sources' list")
-    allowed = set(CorpusSpec.__dataclass_fields__) - {"base_dir"}
-    unknown = set(data) - allowed
-    if unknown:
-        raise SpecError(f"unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-    raw_sources = data.get("sources")
-    if not isinstance(raw_sources, list) or not raw_sources:
-        raise SpecError("'sources' must be a non-empty list")
-    sources = tuple(_parse_source(s, i, base_dir) for i, s in enumerate(raw_sources))
-    names = [s.name for s in sources]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise SpecError(f"source names must be unique; repeated: {duplicates}")
-
-    kwargs: dict[str, Any] = {"sources": sources, "base_dir": base_dir.resolve()}
-    for key in ("name", "data_root"):
-        if key in data:
-            kwargs[key] = str(data[key])
-    if "seq_len" in data:
-        kwargs["seq_len"] = int(data["seq_len"])
-        if kwargs["seq_len"] < 16:
-            raise SpecError("seq_len must be at least 16")
-    if "splits" in data:
-        splits = {str(k): float(v) for k, v in (data["splits"] or {}).items()}
-        if not splits or any(v < 0 for v in splits.values()) or abs(sum(splits.values()) - 1.0) > 1e-6:
-            raise SpecError(f"splits must be non-negative fractions that sum to 1, got {splits}")
-        kwargs["splits"] = splits
-    kwargs["tokenizer"] = _dataclass_from(TokenizerSpec, data.get("tokenizer"), "tokenizer")
-    kwargs["quality"] = _dataclass_from(QualitySpec, data.get("quality"), "quality")
-    kwargs["shard"] = _dataclass_from(ShardSpec, data.get("shard"), "shard")
-    if kwargs["shard"].mode not in ("documents", "packed"):
-        raise SpecError(f"shard.mode must be 'documents' or 'packed', got '{kwargs['shard'].mode}'")
-    return CorpusSpec(**kwargs)
+    if "base_dir" in data:
+        raise SpecError("top-level: unknown key 'base_dir'")
+    try:
+        return CorpusSpec.model_validate({**data, "base_dir": base_dir.resolve()}, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        first = _one_line(errors[0], data)
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise SpecError(first + more) from None
 
 
 def load_spec(path: str | Path) -> CorpusSpec:
@@ -242,5 +277,8 @@ def load_spec(path: str | Path) -> CorpusSpec:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise SpecError(f"{path}: not valid YAML{where}: {problem}") from None
     return parse_spec(data, path.parent)

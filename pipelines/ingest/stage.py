@@ -282,7 +282,9 @@ def ingest_source(
     if not files:
         # The patterns are not logged: they may hold an input folder's path or a patient's file name.
         log.warning(
-            "source %s: no input file matches its %d path pattern(s)", quote_name(source.name), len(source.paths)
+            "optional source %s: no input file matches its %d path pattern(s)",
+            quote_name(source.name),
+            len(source.paths),
         )
 
     derived = [(path, doc) for path, doc in parser.finalize()]
@@ -333,6 +335,17 @@ class IngestIncomplete(StageFailed):
         self.missing = missing
 
 
+class NoInputFiles(StageFailed):
+    """A source's globs match no file: a wrong path or an undelivered feed must not pass as an empty source."""
+
+    def __init__(self, source: str) -> None:
+        # The patterns are not named: they may hold an input folder's path or a patient's file name.
+        super().__init__(
+            f"ingest: source {quote_name(source)}: no input file matches its path patterns "
+            "(a source that may be empty says optional: true)"
+        )
+
+
 def ingest_unit(ctx: RunContext, source_name: str) -> StageReport:
     """Ingest one source of the spec and save its fragment; safe to re-run (it rewrites only that source).
 
@@ -347,7 +360,10 @@ def ingest_unit(ctx: RunContext, source_name: str) -> StageReport:
         parser = PARSERS[source.kind](source.options)
         report = StageReport(STAGE, ctx.run_id)
         quarantine = QuarantineWriter(ctx.zones, STAGE, ctx.run_id, source=source.name)
-        files = ingest_source(ctx, source, parser, report, quarantine, list_inputs(source, ctx.spec.base_dir))
+        listing = list_inputs(source, ctx.spec.base_dir)
+        if not (listing.files or listing.refused or source.optional):
+            raise NoInputFiles(source.name)
+        files = ingest_source(ctx, source, parser, report, quarantine, listing)
         quarantine.flush()
         report.details |= {
             "input_files": files,
