@@ -547,6 +547,7 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("Cultures drawn on the 14th, both negative.", "14th"),
         ("Admitted from Ormsby Adventist for cath.", "Ormsby Adventist"),  # a denominational hospital name
         ("PLAN: TRANSFER ASHWORTH 4 TODAY.", "ASHWORTH"),  # a ward named by a word and its number
+        ("SOCIAL:SON-TOMASZ---555 343-0102.", "TOMASZ"),  # a name glued to a phone number by dashes
         ("Contacts:\nTomasz Wielgosz (son) cell 555-222-1111", "Tomasz Wielgosz"),  # a relation in brackets after
         ("HX: DIGOXIN TOXICITY-3/14/91.", "3/14/91"),  # a date glued to a word by a dash
         ("Stayed with her niece in oct. before this stay.", "oct"),

@@ -74,13 +74,16 @@ class OfflineSpacyNlpEngine(SpacyNlpEngine):
         )
 
 
-# Notes glue a dash to the word before it where prose has a space ("per dr. Kendrick- pt"): spaCy's English
-# tokenizer keeps "Kendrick-" whole, so no word rule sees the name.  A dash ending a word becomes its own token.
+# Notes glue a dash to the word before it where prose has a space ("per dr. Kendrick- pt", "DAUGHTER-INES---555
+# 0100"): spaCy's English tokenizer keeps "Kendrick-" and "INES---555" whole, so no word rule sees the name.  A
+# dash ending a word, and a run of dashes between a word and a number, become tokens of their own.
 NOTE_SUFFIXES = (r"(?<=[^\W\d_]{2})-",)
+NOTE_INFIXES = (r"(?<=[^\W\d_]{2})-{2,}(?=\d)",)
 
 
 def _split_note_glue(nlp: spacy.language.Language) -> None:
     nlp.tokenizer.suffix_search = spacy.util.compile_suffix_regex([*nlp.Defaults.suffixes, *NOTE_SUFFIXES]).search
+    nlp.tokenizer.infix_finditer = spacy.util.compile_infix_regex([*nlp.Defaults.infixes, *NOTE_INFIXES]).finditer
 
 
 def _lemma_lookups(nlp: spacy.language.Language) -> Any | None:
