@@ -40,10 +40,10 @@ def test_dev_set_holds_the_measured_recall_and_precision(metrics):
     assert "DateYear" not in metrics["recall_by_label"]  # years are no PHI under Safe Harbor
     assert metrics["recall"] >= FLOOR_RECALL, metrics["recall_by_label"]
     assert metrics["char_precision"] >= FLOOR_CHAR_PRECISION, metrics["precision_by_label"]
-    assert metrics["leak_rate"] <= 0.065, metrics["leak_rate_by_label"]
+    assert metrics["leak_rate"] <= 0.062, metrics["leak_rate_by_label"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 targets not reached yet (recall 0.946, char precision 0.710)")
+@pytest.mark.xfail(strict=True, reason="issue 12 targets not reached yet (recall 0.949, char precision 0.710)")
 def test_dev_set_meets_the_issue_12_targets(metrics):
     assert metrics["recall"] >= TARGET_RECALL
     assert metrics["char_precision"] >= TARGET_CHAR_PRECISION
