@@ -548,6 +548,7 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("Admitted from Ormsby Adventist for cath.", "Ormsby Adventist"),  # a denominational hospital name
         ("PLAN: TRANSFER ASHWORTH 4 TODAY.", "ASHWORTH"),  # a ward named by a word and its number
         ("SOCIAL:SON-TOMASZ---555 343-0102.", "TOMASZ"),  # a name glued to a phone number by dashes
+        ("Met with the Okafor family at 3p.", "Okafor"),
         ("Contacts:\nTomasz Wielgosz (son) cell 555-222-1111", "Tomasz Wielgosz"),  # a relation in brackets after
         ("HX: DIGOXIN TOXICITY-3/14/91.", "3/14/91"),  # a date glued to a word by a dash
         ("Stayed with her niece in oct. before this stay.", "oct"),
@@ -576,7 +577,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "CONTINUE TO WATCH RESP STATUS CLOSELY- DIURESIS AS NEEDED.",
         "Rales up 1/4-1/3 bilat, feeds at 2/3 strength. Has CP, 6/10, eased by NTG. 9/10 angina. Breathing trial 5/5.",
         "SOCIAL: SON CALLED-UPDATE GIVEN. MET W SON-REVIEWED GOALS. IV NURSE UNSUCCESSFUL TOO. Con't to diurese.",
-        "Transfer home 2 days after the drain is out.",
+        "Transfer home 2 days after the drain is out. ICU family meeting; patient family at bedside.",
         "Pain (wife) noted. Spoke with Daughter (daughter) about the plan.",
         "MONITOR FOR CHANGES IN MS. ASPIRATION PRECAUTIONS. Follow MS. Reorient often.",
         "Third attempt on the 2nd floor, on the 3rd day. NP FLUIDS AWARE. PER ICU TEAM WILL HOLD.",

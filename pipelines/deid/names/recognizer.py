@@ -37,6 +37,7 @@ EVIDENCE_RULES: tuple[Rule, ...] = (
     gazetteer.unknown_pairs,
     sentences.possessive_kin,
     sentences.bracketed_relation,
+    sentences.family_names,
     sentences.person_verbs,
     sentences.speakers,
     sentences.contact_subjects,

@@ -71,6 +71,18 @@ def possessive_kin(v: NameVocabulary, d: NameDoc) -> None:
             mark(i, CONTEXT)
 
 
+def family_names(v: NameVocabulary, d: NameDoc) -> None:
+    """ "the Okafor family", "KEEP WIELGOSZ FAMILY AWARE": a listed surname right before "family" that is no
+    ordinary, clinical or place word names the family."""
+    toks, mark = d.toks, d.mark
+    for i in range(1, len(toks)):
+        if toks[i].text.lower() != "family":
+            continue
+        prev = toks[i - 1]
+        if prev.text.lower() in v.rules.last_names and v.name_like(prev) and not v.is_english(prev.text):
+            mark(i - 1, CONTEXT)
+
+
 def bracketed_relation(v: NameVocabulary, d: NameDoc) -> None:
     """ "Ines Okafor (daughter) cell ...", "TOM (SON) CALLED": one or two words right before a relation word in
     brackets name that relative, when they are capitalized, no ordinary word and no clinical word."""
