@@ -238,6 +238,9 @@ class DeidEngine:
                 w.lower().strip(".,") in self.config.generic_facility_words for w in words
             ):
                 return None
+            while len(words) > 1 and words[-1].lower().strip(".,") in FACILITY_NOUNS:
+                end = start + len(" ".join(words[:-1]))  # "Ormsby Hospital" -> "Ormsby": the noun is no PHI
+                words = words[:-1]
             bare = [w.strip(PUNCTUATION).lower() for w in words if w.strip(PUNCTUATION)]
             if bare and all(w in self.never_place and len(w) > 2 for w in bare):
                 # "RETURNED TO IMV", "transferred from OSH": clinical shorthand after a move word.  Two letters
@@ -246,6 +249,10 @@ class DeidEngine:
         if end <= start:
             return None
         return PhiSpan(start, end, span.label, span.score)
+
+
+# The facility noun at the end of a hospital's name stays readable: only the name identifies.
+FACILITY_NOUNS = frozenset({"hospital", "hosp", "clinic", "infirmary"})
 
 
 def _keeps_final_period(text: str, start: int, end: int, span: PhiSpan) -> bool:
