@@ -41,11 +41,14 @@ def _is_bare_month(value: str) -> bool:
 
 
 def _phi_pattern(strings: list[str]) -> re.Pattern[str] | None:
-    """Whole-token, case-insensitive match of every planted identifier of three or more characters."""
+    """Whole-token, case-insensitive match of every planted identifier of three or more characters.  A token
+    ends at a separator only when no digit follows it: "12/29" inside a surrogate "12/29/2019" (another date of
+    the document, shifted) is not that date."""
     usable = sorted({s for s in strings if len(s.strip()) >= 3}, key=len, reverse=True)
     if not usable:
         return None
-    return re.compile(r"(?<![\w])(" + "|".join(re.escape(s) for s in usable) + r")(?![\w])", re.IGNORECASE)
+    alternatives = "|".join(re.escape(s) for s in usable)
+    return re.compile(rf"(?<![\w])(?<!\d[/.\-])({alternatives})(?![\w])(?![/.\-]\d)", re.IGNORECASE)
 
 
 def _shard_texts(shards: Path):
