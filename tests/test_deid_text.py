@@ -578,6 +578,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "Rales up 1/4-1/3 bilat, feeds at 2/3 strength. Has CP, 6/10, eased by NTG. 9/10 angina. Breathing trial 5/5.",
         "SOCIAL: SON CALLED-UPDATE GIVEN. MET W SON-REVIEWED GOALS. IV NURSE UNSUCCESSFUL TOO. Con't to diurese.",
         "ABG 7.41-38-92 on these settings. BP 118-16-52/50-64. SVR 962-1150; in the 850-1250. Voided 610-980 cc.",
+        "MSO4 2 MG SQ GIVEN. ONE 6 BEAT RUN OF VT.",
         "Transfer home 2 days after the drain is out. ICU family meeting; patient family at bedside.",
         "Pain (wife) noted. Spoke with Daughter (daughter) about the plan.",
         "MONITOR FOR CHANGES IN MS. ASPIRATION PRECAUTIONS. Follow MS. Reorient often.",
