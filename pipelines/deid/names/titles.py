@@ -25,13 +25,14 @@ def titles(v: NameVocabulary, d: NameDoc) -> None:
         ordinary = first.lower() in v.rules.ambiguous_names or v.is_common(first)
         if run and not v.capitalized(toks[run[0]]) and ordinary and not v.in_gazetteer(first):
             continue  # "dr. aware" is none; "dr. white" (a listed name), "dr. darwin" (a noun only) are
-        if run and not dotted and not _name_on_its_own(v, toks[run[0]]):
-            continue  # a title listed only with its period, written without: "MS" is mental status or morphine
+        # A doubtful title announces a name only when the word is a name on its own: one listed only with its
+        # period, written without ("MS" is mental status or morphine); a clinical abbreviation in capitals, dot
+        # or not ("changes in MS. Aspiration"); a title that is also a word ("IV NURSE UNSUCCESSFUL", but
+        # "Nurse Ratched", "Sister Ines").
         clinical = tok.text in v.rules.clinical_titles or dotted and tok.text + "." in v.rules.clinical_titles
-        if run and clinical and not _name_on_its_own(v, toks[run[0]]):
-            continue  # "changes in MS. Aspiration precautions": in capitals "MS" is mental status, dot or not
-        if run and len(tok.text) >= 5 and v.is_english(tok.text) and not _name_on_its_own(v, toks[run[0]]):
-            continue  # a title that is also a word: "IV NURSE UNSUCCESSFUL" (but "Nurse Ratched", "Sister Ines")
+        doubtful = not dotted or clinical or len(tok.text) >= 5 and v.is_english(tok.text)
+        if run and doubtful and not _name_on_its_own(v, toks[run[0]]):
+            continue
         for k, idx in enumerate(run):
             later = k > 0
             if k == 1 and first.lower() in v.rules.first_names and v.surname_after_given(toks[idx].text):
