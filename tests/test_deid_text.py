@@ -586,6 +586,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "HR returned to NSR, then NSR TO ST HR 104. PT RETURNED TO IMV. Transferred from OSH.",
         "MEDICATED WITH MS WITHOUT EFFECT. EXTUBATE IF MS CLEARS. HR 70-80 Sr. BP 96/40.",
         "Back on a/c 550x14/8/45% overnight, then vent 14/8/45% this am.",
+        "Lasix 5 mg /hr and /or per POC/pt status; titrate versed /fent.",
     ],
 )
 def test_icu_shorthand_and_typing_slips_are_no_phi(engine, text):
@@ -598,3 +599,12 @@ def test_typing_slips_are_one_edit_from_a_long_known_word():
     slips = Misspellings(["asymptomatic", "continue", "reddened", "leveret"], names=frozenset({"leverett"}))
     assert [slips(w) for w in ("ASYMPTOMATTIC", "Contineue", "REDDENNED", "contniue")] == [True] * 4
     assert [slips(w) for w in ("Leverett", "Wojtaszek", "continue", "reddened1")] == [False] * 4
+
+
+def test_transcriptionist_initials_on_their_own_line_are_a_name(engine):
+    assert found(engine, "Dictated by the attending.\nJMS/abc\n  /tkw\n") == {"JMS/abc": "NAME", "/tkw": "NAME"}
+
+
+def test_a_surname_glued_to_the_next_word_by_a_period_is_split_off(engine):
+    """ "kowalski.l arm": without a space after the period spaCy keeps one token, so no name rule saw it."""
+    assert found(engine, "Plan reviewed with dr nadia kowalski.l arm line placed.") == {"nadia kowalski": "NAME"}

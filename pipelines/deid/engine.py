@@ -78,7 +78,13 @@ class OfflineSpacyNlpEngine(SpacyNlpEngine):
 # 0100"): spaCy's English tokenizer keeps "Kendrick-" and "INES---555" whole, so no word rule sees the name.  A
 # dash ending a word, and a run of dashes between a word and a number, become tokens of their own.
 NOTE_SUFFIXES = (r"(?<=[^\W\d_]{2})-",)
-NOTE_INFIXES = (r"(?<=[^\W\d_]{2})-{2,}(?=\d)",)
+NOTE_INFIXES = (
+    r"(?<=[^\W\d_]{2})-{2,}(?=\d)",
+    # A period with no space after it between words ("seen.dr okafor", "Dr.Lee", "kowalski.l arm"): spaCy splits
+    # only before a capital, so the title or name inside stays glued; initials ("p.o.", "e.g.") keep theirs.
+    r"(?<=[^\W\d_]{2})\.(?=[^\W\d_]{2})",
+    r"(?<=[^\W\d_]{3})\.(?=[^\W\d_])",
+)
 
 
 def _split_note_glue(nlp: spacy.language.Language) -> None:
