@@ -100,8 +100,10 @@ class NerLocationRecognizer(EntityRecognizer):
             words = ent.text.strip()
             if words.lower() in self.clinical or len(words) < 3 or not words[0].isupper():
                 continue
-            if words.isupper() and len(words) <= 4:
-                # Short ALL-CAPS "places" in clinical text are nearly always abbreviations (CXR, LLE).
+            if words.isupper():
+                # In capitals the model has no case to go by, and calls abbreviations, verbs and device words
+                # places ("CXR", "CONTINUE TO DIURESE", "NEW LEFT SUBCLAVIAN"); capitalised place names are
+                # found by the gazetteer and place-context recognizers instead.
                 continue
             bare = [w.strip(PUNCTUATION) for w in words.split() if w.strip(PUNCTUATION)]
             if all(self._no_place_word(w, words.isupper()) for w in bare):

@@ -111,7 +111,10 @@ def ner(v: NameVocabulary, d: NameDoc) -> None:
         unknown = [
             i
             for i in idxs
-            if not v.in_gazetteer(doc[i].text) and not v.is_english(doc[i].text) and not v.misspelled(doc[i].text)
+            if not v.in_gazetteer(doc[i].text)
+            and not v.is_english(doc[i].text)
+            and not v.misspelled(doc[i].text)
+            and not v.run_together(doc[i].text)
         ]
         header = ent.end < len(doc) and doc[ent.end].text == ":"
         if header or not (known or (unknown and len(doc[unknown[0]].text) >= 3)):

@@ -121,6 +121,12 @@ class NameVocabulary:
         low = word.lower()
         return low in self.english or any(stem in self.english for stem in english_stems(low))
 
+    def run_together(self, word: str) -> bool:
+        """Two ordinary words of four letters or more written as one ("Lungsounds", "Fingerstick", "Careview"):
+        notes drop the space, and the model takes the unknown word for a surname."""
+        low = word.lower()
+        return any(low[:k] in self.english and self.is_english(low[k:]) for k in range(4, len(low) - 3))
+
     def is_common(self, word: str) -> bool:
         """An ordinary word that is not only a noun: WordNet's noun-only words include surnames ("yamamoto")."""
         low = word.lower()
