@@ -13,7 +13,8 @@ the patient.  Extractors yield ``(kind, value)`` pairs:
   country are kept by de-identification under Safe Harbor, so they are never searched for (a header line
   "Boston, Massachusetts" cannot tell which part is which; the payload can);
 * ``dicom``: PatientName, PatientID, OtherPatientIDs, PatientBirthDate, PatientAddress and
-  PatientTelephoneNumbers from the header's DICOM JSON;
+  PatientTelephoneNumbers from the header's DICOM JSON.  PatientAddress is free text: it is searched for as
+  one value, never split on commas (a piece could be the state, which is no hit; ``address_policy``);
 * ``notes_csv``: nothing beyond the subject_id (the patient key): a notes export has no demographics
   columns, so the names of notes patients come from the other sources that share their patient key.
 
@@ -116,25 +117,13 @@ def birth_date_variants(value: str) -> IdentifierPairs:
         yield "birth_date", text
 
 
-def address_variants(address: str) -> IdentifierPairs:
-    """The whole address and its comma-separated parts (street, city, "state zip")."""
-    yield "address", address.strip()
-    for part in address.split(","):
-        part = part.strip()
-        if len(part) >= 4:
-            yield "address", part
-            zip_code = re.search(r"\b\d{5}(?:-\d{4})?\b", part)
-            if zip_code:
-                yield "address", zip_code.group(0)
-
-
 def _typed(kind: str, value: str) -> IdentifierPairs:
     if kind == "name":
         yield from name_variants(value)
     elif kind == "birth_date":
         yield from birth_date_variants(value)
-    elif kind == "address":
-        yield from address_variants(value)
+    elif kind == "address":  # DICOM PatientAddress: free text, one value (see address_policy)
+        yield from _removed_address_values(address_policy.free_text_address_parts(value))
     elif value.strip():
         yield kind, value.strip()
 
