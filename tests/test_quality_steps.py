@@ -12,9 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from pydicom.dataset import Dataset
 
+from medcurate.core import address_policy
 from medcurate.core.context import StageReport
 from medcurate.core.quarantine import QuarantineWriter
-from medcurate.core.schema import FHIR_JSON_KEY, HL7_MESSAGE_KEY
+from medcurate.core.schema import CSV_ROW_KEY, FHIR_JSON_KEY, HL7_MESSAGE_KEY
 from medcurate.core.spec import SpecError, parse_spec
 from medcurate.core.zones import Zones
 from pipelines.deid.dicom import DicomDeidentifier, _check_address_rules
@@ -548,3 +549,12 @@ def test_the_dicom_profile_must_remove_what_the_address_policy_removes_whole():
     with pytest.raises(ValueError, match="keeps PatientAddress"):
         _check_address_rules(Profile([keeps]))
     _check_address_rules(load_profile())  # the shipped Annex E table removes it
+
+
+def test_notes_csv_address_cells_are_searched_for_what_the_policy_removes_only(monkeypatch) -> None:
+    cells = {"note_id": "n1", "subject_id": "48213007", "City": "Fenwick", "state": "Massachusetts", "zip": "02138"}
+    row = _raw_row("n1", "notes_csv", "Seen for a cough.", extra=[(CSV_ROW_KEY, json.dumps(cells))])
+    assert {value for kind, value in identifiers(row) if kind == "address"} == {"Fenwick", "02138"}
+    # One definition: the gate follows the policy's list of what is kept, as de-identification does.
+    monkeypatch.setattr(address_policy, "KEPT", frozenset({address_policy.Part.COUNTRY}))
+    assert {value for kind, value in identifiers(row) if kind == "address"} == {"Fenwick", "Massachusetts", "02138"}

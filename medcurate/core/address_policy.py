@@ -67,6 +67,33 @@ HL7_XAD_NOT_PLACES = (7,)
 DICOM_FREE_TEXT_ADDRESS_TAGS = {0x00101040: "PatientAddress"}
 
 
+# A flat table (a CSV export of patients) names the parts by column.  A column profile of
+# ``structured_rules.yaml`` must give a column so named ``action: address`` (its part taken from the name), never
+# ``keep`` or another action: whether the column stays is decided here, by ``KEPT``, like every other address.
+COLUMN_PARTS = {
+    "address": Part.STREET,
+    "address_line": Part.STREET,
+    "street": Part.STREET,
+    "city": Part.CITY,
+    "town": Part.CITY,
+    "county": Part.DISTRICT,
+    "district": Part.DISTRICT,
+    "state": Part.STATE,
+    "province": Part.STATE,
+    "zip": Part.POSTAL_CODE,
+    "zip_code": Part.POSTAL_CODE,
+    "zipcode": Part.POSTAL_CODE,
+    "postal_code": Part.POSTAL_CODE,
+    "postcode": Part.POSTAL_CODE,
+    "country": Part.COUNTRY,
+}
+
+
+def column_part(column: str) -> Part | None:
+    """The address part a table column holds, by its name ("State", "ZIP_CODE"), or None."""
+    return COLUMN_PARTS.get(column.strip().lower())
+
+
 def fhir_address_parts(address: Mapping[str, Any]) -> Iterator[tuple[Part, str]]:
     """The (part, value) pairs of one FHIR Address; ``line`` gives one street value per line."""
     for element, part in FHIR_ADDRESS.items():
