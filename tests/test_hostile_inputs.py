@@ -17,20 +17,23 @@ import textwrap
 import zlib
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from governance.catalog import shard_rows
-from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, make_doc_id
+from medcurate.core.schema import make_doc_id
 from medcurate.core.spec import SpecError, load_spec
-from medcurate.core.zones import Zones, read_zone
 from medcurate.erasure import verify_erased
 from medcurate.runner import open_run, run_stage
 
 # Enough for the interpreter, pyarrow and the caps of limits.yaml (64 MiB records: an ingest run peaks at ~0.55
 # GB of address space); below what any bomb here expands to, so holding one whole fails.
 MEMORY_LIMIT = 1 << 30
+# A run with Ray (deid, curate, shard): each of its processes (driver, raylet, GCS, workers) reserves far more
+# address space than it uses (gRPC, the object store, Great Expectations); with glibc's malloc arenas capped
+# (MALLOC_ARENA_MAX) 4 GiB a process holds a whole run of the small inputs here.
+RAY_MEMORY_LIMIT = 4 << 30
+RAY_ENV = {"MALLOC_ARENA_MAX": "2"}
 BOMB_BYTES = 5 << 28  # 1.25 GiB
 BOMB_BLOCK = 64 << 20
 KEY_ENV = {"MEDCURATE_PSEUDONYM_KEY": "test-key-0123456789abcdef"}
@@ -67,20 +70,22 @@ print(json.dumps({"quarantine": quarantine, "docs": docs, "files": files}))
 """
 
 
-def _limited() -> None:
+def _limited(limit: int = MEMORY_LIMIT) -> None:
     import resource
 
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def run_limited(code: str, *args: str) -> subprocess.CompletedProcess:
-    """``code`` in a fresh interpreter under the memory limit."""
+def run_limited(
+    code: str, *args: str, limit: int = MEMORY_LIMIT, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter under the memory limit (each process it starts gets the same)."""
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **KEY_ENV},
-        preexec_fn=_limited,
+        env={**os.environ, **KEY_ENV, **(env or {})},
+        preexec_fn=functools.partial(_limited, limit),
         timeout=600,
     )
 
@@ -440,37 +445,51 @@ NOTE = (
 )
 
 
-def _quarantine_and_curated(root: Path) -> tuple[list[tuple], list[str]]:
-    zones = Zones(root)
+# Runs ingest to curate twice on one data root (one Ray), then prints each run's quarantine and curated doc_ids.
+RERUN = """
+import json, sys
+import pyarrow.parquet as pq
+from medcurate.core.ray_runtime import ray_session
+from medcurate.core.schema import DEID_DOCUMENT_SCHEMA
+from medcurate.core.zones import read_zone
+from medcurate.runner import open_run, run_stage
+
+
+def run():
+    ctx = open_run(sys.argv[1], data_root=sys.argv[2])
+    for stage in ("ingest", "validate_raw", "deid", "curate"):
+        run_stage(ctx, stage)
     records = sorted(
         (r["stage"], r["doc_id"], r["reason"], r["detail"])
-        for p in sorted(zones.quarantine.glob("*/*.parquet"))
+        for p in sorted(ctx.zones.quarantine.glob("*/*.parquet"))
         for r in pq.read_table(p).to_pylist()
     )
-    return records, sorted(read_zone(zones.curated / "src", DEID_DOCUMENT_SCHEMA).column("doc_id").to_pylist())
+    curated = sorted(read_zone(ctx.zones.curated / "src", DEID_DOCUMENT_SCHEMA).column("doc_id").to_pylist())
+    return records, curated
 
 
-def test_a_rerun_of_a_completed_root_reproduces_its_quarantine(folder: Path, ray_local, monkeypatch):
-    # In-process, without the memory cap: the deid and curate stages need Ray, whose reservations exceed it.
+with ray_session():
+    (quarantine, curated), (quarantine_again, curated_again) = run(), run()
+print(json.dumps({"quarantine": quarantine, "curated": curated, "quarantine_again": quarantine_again,
+                  "curated_again": curated_again}))
+"""
+
+
+def test_a_rerun_of_a_completed_root_reproduces_its_quarantine(folder: Path):
     other = "Chest pain resolved after rest. Troponin negative twice. Discharged home with a stress test booked."
     rows = [("n1", "p1", NOTE), ("n2", "p2", NOTE), ("n3", "p3", other)]
     lines = "".join(f"{note_id},{patient},{text}\n" for note_id, patient, text in rows)
     (folder / "in" / "notes.csv").write_text("note_id,subject_id,text\n" + lines)
     spec = write_spec(folder, "notes_csv", ["in/*"])
-    monkeypatch.setenv("MEDCURATE_PSEUDONYM_KEY", KEY_ENV["MEDCURATE_PSEUDONYM_KEY"])
 
-    def run() -> tuple[list[tuple], list[str]]:
-        ctx = open_run(spec, data_root=folder / "data")
-        for stage in ("ingest", "validate_raw", "deid", "curate"):
-            run_stage(ctx, stage)
-        return _quarantine_and_curated(ctx.zones.root)
-
-    first = run()
-    (duplicate,) = first[0]
+    done = run_limited(RERUN, str(spec), str(folder / "data"), limit=RAY_MEMORY_LIMIT, env=RAY_ENV)
+    result = result_of(done)
+    (duplicate,) = [tuple(r) for r in result["quarantine"]]
     kept = {d for d in docs("n1", "n2") if d != duplicate[1]}.pop()
     assert duplicate == ("curate", duplicate[1], "exact_duplicate", f"exact_dedup: kept twin {kept}")
-    assert first[1] == sorted([kept, *docs("n3")])
-    assert run() == first  # the same quarantine, with its reason and twin, and the same curated documents
+    assert result["curated"] == sorted([kept, *docs("n3")])
+    # The same quarantine, with its reason and twin, and the same curated documents.
+    assert result["quarantine_again"] == result["quarantine"] and result["curated_again"] == result["curated"]
 
 
 # ------------------------------------------------------------------------------------------------- erasure
