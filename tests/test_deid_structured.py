@@ -496,6 +496,12 @@ def test_a_csv_address_column_cannot_be_kept_past_the_address_policy(tmp_path, c
         _rules_with(tmp_path, f"      {column}: {{action: address}}", f"      {column}: {{action: keep}}")
 
 
+def test_an_address_rule_needs_a_column_the_gate_knows_as_an_address_by_name(tmp_path):
+    # The residual-PHI gate finds a notes row's address cells by column name; a rule it cannot see is refused.
+    with pytest.raises(StructuredRulesError, match="mimic_notes.note_type: `action: address` needs a column named"):
+        _rules_with(tmp_path, "      note_type: {action: keep}", "      note_type: {action: address}")
+
+
 def test_csv_address_columns_are_kept_or_removed_by_the_address_policy(tmp_path, monkeypatch):
     # Listed columns (the patients profile) and unlisted ones under `unlisted: keep` (County, Country) alike.
     rules = _rules_with(tmp_path, "  patients:\n    patient_column: subject_id\n    unlisted: drop", "  patients:\n"

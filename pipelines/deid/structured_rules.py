@@ -4,8 +4,9 @@ Each rule says what one field of a FHIR resource, an HL7 v2 segment or a CSV pro
 ``StructuredDeidentifier`` (``structured.py``) does with it; a rule naming an unknown action, path or profile
 fails loading with ``StructuredRulesError`` before any record is touched.
 
-Address parts are not decided here: a CSV column that holds one (by its name, ``address_policy.COLUMN_PARTS``)
-must say ``action: address``, and ``medcurate.core.address_policy`` decides whether it stays (state, country),
+Address parts are not decided here: a CSV column that holds one (known by its name alone,
+``address_policy.COLUMN_PARTS``, as the residual-PHI gate knows it) must say ``action: address``, and
+``medcurate.core.address_policy`` decides whether it stays (state, country),
 is cut (a US ZIP to three digits) or goes; a ``keep`` on such a column fails loading.
 """
 
@@ -108,12 +109,10 @@ def _csv_rule(item: dict[str, Any], profile: str, column: str) -> Rule:
         )
     if rule.action != "address":
         return rule
-    given = item.get("part", named)
-    if given not in set(address_policy.Part):
-        raise StructuredRulesError(f"{where}: part '{given}' is not one of {sorted(address_policy.Part)}")
-    if named is not None and given != named:
-        raise StructuredRulesError(f"{where}: the column holds the {named}, not the {given}")
-    return Rule(rule.action, rule.name, part=address_policy.Part(given))
+    if named is None:  # the gate finds address columns by name alone: one list, address_policy.COLUMN_PARTS
+        names = ", ".join(sorted(address_policy.COLUMN_PARTS))
+        raise StructuredRulesError(f"{where}: `action: address` needs a column named as an address part ({names})")
+    return Rule(rule.action, rule.name, part=named)
 
 
 def load_rules(path: Path | None = None) -> StructuredRules:

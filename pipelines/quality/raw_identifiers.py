@@ -15,10 +15,10 @@ the patient.  Extractors yield ``(kind, value)`` pairs:
 * ``dicom``: PatientName, PatientID, OtherPatientIDs, PatientBirthDate, PatientAddress and
   PatientTelephoneNumbers from the header's DICOM JSON.  PatientAddress is free text: it is searched for as
   one value, never split on commas (a piece could be the state, which is no hit; ``address_policy``);
-* ``notes_csv``: the subject_id (the patient key), and the cells of address columns (the notes profile's
-  ``action: address`` columns, or any column named as an address part) as far as ``address_policy`` removes
-  them: a kept state column is never searched for.  Names of notes patients come from the other sources
-  that share their patient key.
+* ``notes_csv``: the subject_id (the patient key), and the cells of columns named as an address part
+  (``address_policy.COLUMN_PARTS``; the deid column rules must treat exactly those as addresses) as far as
+  ``address_policy`` removes them: a kept state column is never searched for.  Names of notes patients come
+  from the other sources that share their patient key.
 
 Birth dates are expanded into the usual ways of writing them.  Values stay in memory only; nothing here is
 ever logged or written.
@@ -35,7 +35,6 @@ from typing import Any
 from medcurate.core import address_policy
 from medcurate.core.schema import CSV_ROW_KEY, DICOM_JSON_KEY, FHIR_JSON_KEY, HL7_MESSAGE_KEY
 from medcurate.formats.hl7v2 import SEGMENT_END, Delimiters, Segment
-from pipelines.deid.structured_rules import default_rules
 
 IdentifierPairs = Iterator[tuple[str, str]]
 
@@ -196,12 +195,10 @@ def _hl7v2(row: dict[str, Any]) -> IdentifierPairs:
 
 
 def _notes_csv(row: dict[str, Any]) -> IdentifierPairs:
+    """Address cells, known by column name: the name list de-identification's column rules must follow too."""
     cells = json.loads(_payload(row, CSV_ROW_KEY) or "{}")
-    rules = default_rules()
-    columns = rules.csv[rules.notes_csv_profile].columns
     for column, value in cells.items() if isinstance(cells, dict) else []:
-        rule = columns.get(column)
-        part = rule.part if rule is not None else address_policy.column_part(column)
+        part = address_policy.column_part(column)
         if part is not None and isinstance(value, str) and value.strip():
             yield from _removed_address_values(iter([(part, value.strip())]))
 
