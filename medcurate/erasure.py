@@ -53,6 +53,7 @@ from medcurate import quarantine_copies
 from medcurate.core import storage
 from medcurate.core.context import RunContext
 from medcurate.core.keys import pseudonym
+from medcurate.core.malloc_arenas import cap_malloc_arenas
 from medcurate.core.run_lock import run_lock
 from medcurate.core.sealing import seal, unseal
 from medcurate.core.source_files import files_to_forget, forget_files_without_records
@@ -280,6 +281,9 @@ def erase(ctx: RunContext, *, patient_key: str | None = None, source: str | None
         raise ErasureRequestError("the patient key is empty")
     if source is not None and source not in {s.name for s in ctx.spec.sources}:
         raise ErasureRequestError(f"source '{source}' is not in the spec")
+    # Before DuckDB starts its threads: their malloc arenas would otherwise reserve more address space than
+    # an erasure uses, and a host that caps it (ulimit -v) would kill the erasure halfway.
+    cap_malloc_arenas()
     kind = "patient" if patient_key is not None else "source"
     subject = pseudonym(ctx.secret_key, patient_key) if patient_key is not None else source
     erasure_id = datetime.now(UTC).strftime("erasure-%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)

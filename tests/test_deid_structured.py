@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from medcurate.core import address_policy
 from medcurate.core.keys import date_shift_days, pseudonym
 from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, RAW_DOCUMENT_SCHEMA
 from medcurate.core.zones import read_zone
@@ -479,3 +480,41 @@ def _hl7_phi(message: str) -> set[str]:
                     parts = repetition.split("^")
                     found |= {parts[c - 1] for c in components if c <= len(parts)}
     return found - {""}
+
+
+def _rules_with(tmp_path, old: str, new: str):
+    path = tmp_path / "rules.yaml"
+    text = load_rules.__globals__["DEFAULT_RULES"].read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    return load_rules(path)
+
+
+@pytest.mark.parametrize("column", ["state", "city", "zip"])
+def test_a_csv_address_column_cannot_be_kept_past_the_address_policy(tmp_path, column):
+    with pytest.raises(StructuredRulesError, match=f"patients.{column}: an address part .*address_policy"):
+        _rules_with(tmp_path, f"      {column}: {{action: address}}", f"      {column}: {{action: keep}}")
+
+
+def test_an_address_rule_needs_a_column_the_gate_knows_as_an_address_by_name(tmp_path):
+    # The residual-PHI gate finds a notes row's address cells by column name; a rule it cannot see is refused.
+    with pytest.raises(StructuredRulesError, match="mimic_notes.note_type: `action: address` needs a column named"):
+        _rules_with(tmp_path, "      note_type: {action: keep}", "      note_type: {action: address}")
+
+
+def test_csv_address_columns_are_kept_or_removed_by_the_address_policy(tmp_path, monkeypatch):
+    # Listed columns (the patients profile) and unlisted ones under `unlisted: keep` (County, Country) alike.
+    rules = _rules_with(tmp_path, "  patients:\n    patient_column: subject_id\n    unlisted: drop", "  patients:\n"
+                        "    patient_column: subject_id\n    unlisted: keep")  # fmt: skip
+    row = {"subject_id": "7", "address": "9 Quay St", "city": "Salem", "County": "Essex", "state": "Massachusetts",
+           "zip": "01970", "Country": "USA", "note": "walks daily"}  # fmt: skip
+    deid = StructuredDeidentifier(KEY, rules=rules, today=TODAY)
+    [out] = deid.csv_rows([row], "patients")
+    assert {k: out.get(k) for k in ("address", "city", "County", "state", "zip", "Country", "note")} == {
+        "address": None, "city": None, "County": None, "state": "Massachusetts", "zip": "019", "Country": "USA",
+        "note": "walks daily",
+    }  # fmt: skip
+    # One definition: when the policy stops keeping the state, the CSV rule drops it with no other change.
+    monkeypatch.setattr(address_policy, "KEPT", frozenset({address_policy.Part.COUNTRY}))
+    [out] = deid.csv_rows([row], "patients")
+    assert "state" not in out and out["Country"] == "USA"

@@ -17,19 +17,23 @@ import textwrap
 import zlib
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, make_doc_id
+from governance.catalog import shard_rows
+from medcurate.core.schema import make_doc_id
 from medcurate.core.spec import SpecError, load_spec
-from medcurate.core.zones import Zones, read_zone
 from medcurate.erasure import verify_erased
 from medcurate.runner import open_run, run_stage
 
 # Enough for the interpreter, pyarrow and the caps of limits.yaml (64 MiB records: an ingest run peaks at ~0.55
 # GB of address space); below what any bomb here expands to, so holding one whole fails.
 MEMORY_LIMIT = 1 << 30
+# A run with Ray (deid, curate, shard): each of its processes (driver, raylet, GCS, workers) reserves far more
+# address space than it uses (gRPC, the object store, Great Expectations); with glibc's malloc arenas capped
+# (MALLOC_ARENA_MAX) 4 GiB a process holds a whole run of the small inputs here.
+RAY_MEMORY_LIMIT = 4 << 30
+RAY_ENV = {"MALLOC_ARENA_MAX": "2"}
 BOMB_BYTES = 5 << 28  # 1.25 GiB
 BOMB_BLOCK = 64 << 20
 KEY_ENV = {"MEDCURATE_PSEUDONYM_KEY": "test-key-0123456789abcdef"}
@@ -66,20 +70,22 @@ print(json.dumps({"quarantine": quarantine, "docs": docs, "files": files}))
 """
 
 
-def _limited() -> None:
+def _limited(limit: int = MEMORY_LIMIT) -> None:
     import resource
 
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def run_limited(code: str, *args: str) -> subprocess.CompletedProcess:
-    """``code`` in a fresh interpreter under the memory limit."""
+def run_limited(
+    code: str, *args: str, limit: int = MEMORY_LIMIT, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter under the memory limit (each process it starts gets the same)."""
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **KEY_ENV},
-        preexec_fn=_limited,
+        env={**os.environ, **KEY_ENV, **(env or {})},
+        preexec_fn=functools.partial(_limited, limit),
         timeout=600,
     )
 
@@ -439,37 +445,51 @@ NOTE = (
 )
 
 
-def _quarantine_and_curated(root: Path) -> tuple[list[tuple], list[str]]:
-    zones = Zones(root)
+# Runs ingest to curate twice on one data root (one Ray), then prints each run's quarantine and curated doc_ids.
+RERUN = """
+import json, sys
+import pyarrow.parquet as pq
+from medcurate.core.ray_runtime import ray_session
+from medcurate.core.schema import DEID_DOCUMENT_SCHEMA
+from medcurate.core.zones import read_zone
+from medcurate.runner import open_run, run_stage
+
+
+def run():
+    ctx = open_run(sys.argv[1], data_root=sys.argv[2])
+    for stage in ("ingest", "validate_raw", "deid", "curate"):
+        run_stage(ctx, stage)
     records = sorted(
         (r["stage"], r["doc_id"], r["reason"], r["detail"])
-        for p in sorted(zones.quarantine.glob("*/*.parquet"))
+        for p in sorted(ctx.zones.quarantine.glob("*/*.parquet"))
         for r in pq.read_table(p).to_pylist()
     )
-    return records, sorted(read_zone(zones.curated / "src", DEID_DOCUMENT_SCHEMA).column("doc_id").to_pylist())
+    curated = sorted(read_zone(ctx.zones.curated / "src", DEID_DOCUMENT_SCHEMA).column("doc_id").to_pylist())
+    return records, curated
 
 
-def test_a_rerun_of_a_completed_root_reproduces_its_quarantine(folder: Path, ray_local, monkeypatch):
-    # In-process, without the memory cap: the deid and curate stages need Ray, whose reservations exceed it.
+with ray_session():
+    (quarantine, curated), (quarantine_again, curated_again) = run(), run()
+print(json.dumps({"quarantine": quarantine, "curated": curated, "quarantine_again": quarantine_again,
+                  "curated_again": curated_again}))
+"""
+
+
+def test_a_rerun_of_a_completed_root_reproduces_its_quarantine(folder: Path):
     other = "Chest pain resolved after rest. Troponin negative twice. Discharged home with a stress test booked."
     rows = [("n1", "p1", NOTE), ("n2", "p2", NOTE), ("n3", "p3", other)]
     lines = "".join(f"{note_id},{patient},{text}\n" for note_id, patient, text in rows)
     (folder / "in" / "notes.csv").write_text("note_id,subject_id,text\n" + lines)
     spec = write_spec(folder, "notes_csv", ["in/*"])
-    monkeypatch.setenv("MEDCURATE_PSEUDONYM_KEY", KEY_ENV["MEDCURATE_PSEUDONYM_KEY"])
 
-    def run() -> tuple[list[tuple], list[str]]:
-        ctx = open_run(spec, data_root=folder / "data")
-        for stage in ("ingest", "validate_raw", "deid", "curate"):
-            run_stage(ctx, stage)
-        return _quarantine_and_curated(ctx.zones.root)
-
-    first = run()
-    (duplicate,) = first[0]
+    done = run_limited(RERUN, str(spec), str(folder / "data"), limit=RAY_MEMORY_LIMIT, env=RAY_ENV)
+    result = result_of(done)
+    (duplicate,) = [tuple(r) for r in result["quarantine"]]
     kept = {d for d in docs("n1", "n2") if d != duplicate[1]}.pop()
     assert duplicate == ("curate", duplicate[1], "exact_duplicate", f"exact_dedup: kept twin {kept}")
-    assert first[1] == sorted([kept, *docs("n3")])
-    assert run() == first  # the same quarantine, with its reason and twin, and the same curated documents
+    assert result["curated"] == sorted([kept, *docs("n3")])
+    # The same quarantine, with its reason and twin, and the same curated documents.
+    assert result["quarantine_again"] == result["quarantine"] and result["curated_again"] == result["curated"]
 
 
 # ------------------------------------------------------------------------------------------------- erasure
@@ -480,11 +500,19 @@ import json, sys
 from medcurate.quarantine_copies import holding
 from medcurate.runner import open_run, run_stage
 
-ctx = open_run(sys.argv[1], data_root=sys.argv[2])
+ctx = open_run(sys.argv[1], data_root=sys.argv[2], run_id=sys.argv[4])
 run_stage(ctx, "ingest")
 copies = sorted(p.name.split("-", 1)[1] for p in (ctx.zones.quarantine / "files").rglob("*") if p.is_file())
 named = sorted(p.name.split("-", 1)[1] for p in holding(ctx.zones, ctx.spec, {sys.argv[3]}))
 print(json.dumps({"copies": copies, "named": named}))
+"""
+
+# Whether importing the erasure pulls in what it never uses (Ray, the de-identification engine).
+ERASURE_IMPORTS = """
+import json, sys
+import medcurate.cli, medcurate.erasure
+heavy = ("ray", "presidio_analyzer", "spacy", "transformers", "great_expectations")
+print(json.dumps({"imported": sorted(m for m in heavy if m in sys.modules)}))
 """
 
 
@@ -492,9 +520,15 @@ def _copies(root: Path) -> list[str]:
     return sorted(p.name.split("-", 1)[1] for p in (root / "quarantine" / "files").rglob("*") if p.is_file())
 
 
-def test_erasing_a_patient_deletes_the_quarantined_file_copies_that_name_them(folder: Path, monkeypatch):
+def test_erasure_imports_neither_ray_nor_the_deid_engine():
+    # Each would cost hundreds of MB of address space (and Ray a cluster) for nothing: erasure rewrites files.
+    assert result_of(run_limited(ERASURE_IMPORTS)) == {"imported": []}
+
+
+def test_erasing_a_patient_deletes_the_quarantined_file_copies_that_name_them(folder: Path, ray_local, monkeypatch):
     (folder / "notes").mkdir()
-    (folder / "notes" / "good.csv").write_text("note_id,subject_id,text\nn1,QX-10042,Seen today.\nn2,QX-20077,Seen.\n")
+    other = "Chest pain resolved after rest. Troponin negative twice. Discharged home with a stress test booked."
+    (folder / "notes" / "good.csv").write_text(f"note_id,subject_id,text\nn1,QX-10042,{NOTE}\nn2,QX-20077,{other}\n")
     # Refused whole (not UTF-8): one copy holds the erased patient (its key in lower case), one another patient.
     (folder / "notes" / "latin1_a.csv").write_bytes(b"note_id,subject_id,text\nn3,qx-10042,Caf\xe9 visit.\n")
     (folder / "notes" / "latin1_b.csv").write_bytes(b"note_id,subject_id,text\nn4,QX-20077,Caf\xe9 visit.\n")
@@ -502,28 +536,54 @@ def test_erasing_a_patient_deletes_the_quarantined_file_copies_that_name_them(fo
     tail = b'", "entry": [{"resource": {"resourceType": "Patient", "id": "QX-10042"}}]}'
     bomb = gzip_bomb(b'{"resourceType": "Bundle", "pad": "', b"a", BOMB_BYTES, tail)
     (folder / "in" / "bundle.json").write_bytes(bomb)
+    condition = {
+        "resourceType": "Condition",
+        "id": "c1",
+        "subject": {"reference": "Patient/QX-20077"},
+        "onsetDateTime": "2019-07-22",
+        "code": {"text": "Type 2 diabetes mellitus, diet controlled"},
+    }
+    patient = {"resourceType": "Patient", "id": "QX-20077", "birthDate": "1961-03-04"}
+    good = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patient}, {"resource": condition}]}
+    (folder / "in" / "good.json").write_text(json.dumps(good))  # the source must publish something
     sources = [
         {"name": "notes", "kind": "notes_csv", "paths": ["notes/*"], "license": "synthetic", "legal_basis": "waiver"},
         {"name": "ehr", "kind": "fhir", "paths": ["in/*"], "license": "synthetic", "legal_basis": "waiver"},
     ]
-    spec, root = folder / "spec.yaml", folder / "data"
+    spec, root, run_id = folder / "spec.yaml", folder / "data", "run-erase-copies"
     spec.write_text(json.dumps({"sources": sources}))
 
-    scan = result_of(run_limited(INGEST_AND_SCAN, str(spec), str(root), "QX-10042"))
+    scan = result_of(run_limited(INGEST_AND_SCAN, str(spec), str(root), "QX-10042", run_id))
     assert scan == {"copies": ["bundle.json", "latin1_a.csv", "latin1_b.csv"], "named": ["bundle.json", "latin1_a.csv"]}
+    # The rest of the run in-process (deid, curate and shard need Ray, whose reservations exceed the cap), so that
+    # the erasure below has published shards to rewrite.
+    monkeypatch.setenv("MEDCURATE_PSEUDONYM_KEY", KEY_ENV["MEDCURATE_PSEUDONYM_KEY"])
+    ctx = open_run(spec, data_root=root, run_id=run_id)
+    for stage in ("validate_raw", "deid", "curate", "shard", "validate_shards", "catalog", "report"):
+        run_stage(ctx, stage)
 
-    # The erasure itself (DuckDB catalog, report) outgrows the cap; its scan of the copies is the one above.
-    erase_cli = [sys.executable, "-m", "medcurate.cli", "erase", "--patient", "QX-10042", "--spec", str(spec)]
+    # The whole erase command under the same cap: the zones, the copies, the shards, the catalog and the report.
+    erase_cli = ["-m", "medcurate.cli", "erase", "--patient", "QX-10042", "--spec", str(spec), "--data-root", str(root)]
     done = subprocess.run(
-        [*erase_cli, "--data-root", str(root)], capture_output=True, text=True, env={**os.environ, **KEY_ENV}
+        [sys.executable, *erase_cli],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **KEY_ENV},
+        preexec_fn=_limited,
+        timeout=600,
     )
-    assert done.returncode == 0, done.stderr[-2000:]  # verified: no copy names the patient any more
-    assert "quarantined_files: 2" in done.stdout and "QX-10042" not in done.stdout + done.stderr
+    assert done.returncode == 0, done.stderr[-3000:]  # verified: no copy names the patient any more
+    assert "quarantined_files: 2" in done.stdout and "1 shards rewritten" in done.stdout
+    assert "QX-10042" not in done.stdout + done.stderr
     assert _copies(root) == ["latin1_b.csv"]
+    manifest = json.loads((root / "shards" / "manifest.json").read_text())
+    published = shard_rows(root / "shards", manifest)["doc_id"].to_pylist()
+    # The erased patient's note left its shard; the other patient's note and timeline stay.
+    assert make_doc_id("notes", "n1") not in published and make_doc_id("notes", "n2") in published
+    assert len(published) == 2
 
     # Verification looks at the copies too: one naming the patient is reported (by count, never by name).
     (root / "quarantine" / "files" / "notes" / "0000-left.csv").write_bytes(b"n5,QX-10042,x\n")
-    monkeypatch.setenv("MEDCURATE_PSEUDONYM_KEY", KEY_ENV["MEDCURATE_PSEUDONYM_KEY"])
     ctx = open_run(spec, data_root=root)
     assert verify_erased(ctx, set(), set(), None, {"QX-10042"}) == [
         "1 quarantined file copies hold an identifier of the erased patient"

@@ -1,4 +1,4 @@
-"""Synthea-style FHIR bundles, every resource type a real Synthea export holds, through ingest and deid.
+"""Synthea-style FHIR bundles, every resource type a real Synthea export holds, through ingest, deid and curate.
 
 Real Synthea bundles carry referenced context (Organization, Practitioner, PractitionerRole, Location,
 Medication), billing (Claim, ExplanationOfBenefit), Provenance and the clinical resources of a whole life.
@@ -13,6 +13,7 @@ import base64
 import json
 import uuid
 
+import pyarrow.parquet as pq
 import pytest
 
 from medcurate.core.context import StageReport
@@ -413,3 +414,27 @@ def test_the_phi_gate_blocks_no_timeline_for_what_the_policy_keeps_and_hits_what
         for value in [phi["street"], phi["city"], *(["01945"] if i % 2 else [])]:
             leaked = dict(timeline, text=timeline["text"] + f"\nSeen at {value} today.")
             assert gate.scan(leaked, {})["address"] == 1
+
+
+def test_the_curate_stage_blocks_or_filters_no_timeline(synthea_run):
+    # Last in the file: it adds the curate stage to the shared run (the tests above look at ingest and deid).
+    ctx, _, _ = synthea_run
+    deid = read_zone(ctx.zones.deid / "synthea", DEID_DOCUMENT_SCHEMA).to_pylist()
+    timelines = {r["doc_id"] for r in deid if r["doc_type"] == "patient_timeline"}
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MEDCURATE_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+    try:
+        run_stage(ctx, "curate")
+    finally:
+        mp.undo()
+    curated = {r["doc_id"] for r in read_zone(ctx.zones.curated / "synthea", DEID_DOCUMENT_SCHEMA).to_pylist()}
+    dropped = {
+        r["doc_id"]: r["reason"]
+        for p in sorted((ctx.zones.quarantine / "curate").glob("*.parquet"))
+        for r in pq.read_table(p).to_pylist()
+    }
+    # This file's bundles come from one template, so a timeline may be a near-duplicate of another patient's
+    # (real Synthea timelines differ); no timeline is blocked by the residual-PHI gate or a filter.
+    assert {d for d in timelines if d not in curated} <= {d for d, r in dropped.items() if r.endswith("_duplicate")}
+    assert timelines & curated
+    assert not [r for r in dropped.values() if not r.endswith("_duplicate")]

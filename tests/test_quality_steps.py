@@ -10,12 +10,17 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from pydicom.dataset import Dataset
 
+from medcurate.core import address_policy
 from medcurate.core.context import StageReport
 from medcurate.core.quarantine import QuarantineWriter
-from medcurate.core.schema import FHIR_JSON_KEY, HL7_MESSAGE_KEY
+from medcurate.core.schema import CSV_ROW_KEY, FHIR_JSON_KEY, HL7_MESSAGE_KEY
 from medcurate.core.spec import SpecError, parse_spec
 from medcurate.core.zones import Zones
+from pipelines.deid.dicom import DicomDeidentifier, _check_address_rules
+from pipelines.deid.dicom_profile import Profile, ProfileRule, load_profile
+from pipelines.ingest.dicom import instance_document
 from pipelines.quality.curation_config import Benchmark, DedupConfig, curation_config
 from pipelines.quality.decontam import BenchmarkNgrams, Decontaminator
 from pipelines.quality.dedup import (
@@ -500,3 +505,56 @@ def test_patient_name_left_in_a_deidentified_note_blocks_that_note(ledger: Ledge
     assert gate.summary()["blocked_by_kind"] == {"name": 1, "ssn": 1, "unshifted_date": 1}
     details = " ".join(detail for _, _, detail in quarantined(ledger, zones))
     assert "Quorvik" not in details and "quorvik" not in details and "123-45" not in details
+
+
+DICOM_ADDRESS = "12 Larkspur Lane, Fenwick, Massachusetts, 02138"
+
+
+def _dicom_dataset() -> Dataset:
+    ds = Dataset()
+    ds.PatientID, ds.PatientName, ds.PatientAddress = "48213007", "Quorvik^Zelda", DICOM_ADDRESS
+    ds.Modality, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = "CT", "1.2.3", "1.2.3.4", "1.2.3.4.5"
+    return ds
+
+
+def test_a_dicom_patient_address_is_one_value_removed_whole_and_its_state_is_no_hit(ledger: Ledger, zones: Zones):
+    # The raw row as DICOM ingest writes it, from a pydicom dataset.
+    document = instance_document(_dicom_dataset())
+    row = _raw_row("ct-1", "dicom", document.text, extra=list(document.metadata["extra"].items()))
+    addresses = {value for kind, value in identifiers(row) if kind == "address"}
+    assert addresses == {DICOM_ADDRESS}  # never split on commas: "Massachusetts" alone is no identifier
+
+    # De-identification removes it whole, as the policy says, so nothing of it is kept.
+    deidentified = _dicom_dataset()
+    DicomDeidentifier(b"test-key-for-dicom-deid-0123456789").deidentify_dataset(deidentified)
+    assert not deidentified.get("PatientAddress")
+
+    # The gate: the patient's state in another of their documents is kept; the address itself blocks.
+    config = load_gate_config()
+    index = RawPatientIndex()
+    index.add(row, config.full_date)
+    for doc_id in ("state", "whole"):
+        index.add(_raw_row(doc_id, "notes_csv", "Seen for follow up of a cough."), config.full_date)
+    docs = [
+        doc("state", "notes", "[NAME] moved back to Massachusetts last spring; follow up of the cough in clinic."),
+        doc("whole", "notes", f"[NAME] lives at {DICOM_ADDRESS.lower()}; follow up of the cough in clinic."),
+    ]
+    kept = run_steps([ResidualPhiGate(index, config)], docs, ledger)
+    assert [d["doc_id"] for d in kept] == ["state"]
+    assert [(d, r) for d, r, _ in quarantined(ledger, zones)] == [("whole", "residual_phi:address")]
+
+
+def test_the_dicom_profile_must_remove_what_the_address_policy_removes_whole():
+    keeps = ProfileRule("00101040", "PatientAddress", "K", modified_dates=False, clean_descriptors=False)
+    with pytest.raises(ValueError, match="keeps PatientAddress"):
+        _check_address_rules(Profile([keeps]))
+    _check_address_rules(load_profile())  # the shipped Annex E table removes it
+
+
+def test_notes_csv_address_cells_are_searched_for_what_the_policy_removes_only(monkeypatch) -> None:
+    cells = {"note_id": "n1", "subject_id": "48213007", "City": "Fenwick", "state": "Massachusetts", "zip": "02138"}
+    row = _raw_row("n1", "notes_csv", "Seen for a cough.", extra=[(CSV_ROW_KEY, json.dumps(cells))])
+    assert {value for kind, value in identifiers(row) if kind == "address"} == {"Fenwick", "02138"}
+    # One definition: the gate follows the policy's list of what is kept, as de-identification does.
+    monkeypatch.setattr(address_policy, "KEPT", frozenset({address_policy.Part.COUNTRY}))
+    assert {value for kind, value in identifiers(row) if kind == "address"} == {"Fenwick", "Massachusetts", "02138"}

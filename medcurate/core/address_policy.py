@@ -26,6 +26,8 @@ class Part(StrEnum):
     STATE = "state"
     POSTAL_CODE = "postal_code"
     COUNTRY = "country"
+    # A free-text address whose parts cannot be told apart: removed whole, searched for whole.
+    WHOLE = "whole"
 
 
 KEPT = frozenset({Part.STATE, Part.COUNTRY})
@@ -57,6 +59,40 @@ HL7_XAD = {
 }
 HL7_XAD_NOT_PLACES = (7,)
 
+# DICOM's patient address is one free-text value (PatientAddress, LO): "12 Elm St, Boston, MA 02115" or
+# "Boston, Massachusetts" or no commas at all.  Nothing says which comma-separated piece is the state, so the
+# value is one ``WHOLE`` part: the profile removes it whole (PS3.15 Annex E: X, checked when the DICOM
+# de-identifier starts) and the gate searches for it whole.  Splitting it would make the state a hit; a
+# de-identifier that failed to remove the element leaves the whole value, which is found.
+DICOM_FREE_TEXT_ADDRESS_TAGS = {0x00101040: "PatientAddress"}
+
+
+# A flat table (a CSV export of patients) names the parts by column.  A column profile of
+# ``structured_rules.yaml`` must give a column so named ``action: address`` (its part taken from the name), never
+# ``keep`` or another action: whether the column stays is decided here, by ``KEPT``, like every other address.
+COLUMN_PARTS = {
+    "address": Part.STREET,
+    "address_line": Part.STREET,
+    "street": Part.STREET,
+    "city": Part.CITY,
+    "town": Part.CITY,
+    "county": Part.DISTRICT,
+    "district": Part.DISTRICT,
+    "state": Part.STATE,
+    "province": Part.STATE,
+    "zip": Part.POSTAL_CODE,
+    "zip_code": Part.POSTAL_CODE,
+    "zipcode": Part.POSTAL_CODE,
+    "postal_code": Part.POSTAL_CODE,
+    "postcode": Part.POSTAL_CODE,
+    "country": Part.COUNTRY,
+}
+
+
+def column_part(column: str) -> Part | None:
+    """The address part a table column holds, by its name ("State", "ZIP_CODE"), or None."""
+    return COLUMN_PARTS.get(column.strip().lower())
+
 
 def fhir_address_parts(address: Mapping[str, Any]) -> Iterator[tuple[Part, str]]:
     """The (part, value) pairs of one FHIR Address; ``line`` gives one street value per line."""
@@ -65,6 +101,12 @@ def fhir_address_parts(address: Mapping[str, Any]) -> Iterator[tuple[Part, str]]
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str) and item.strip():
                 yield part, item.strip()
+
+
+def free_text_address_parts(value: str) -> Iterator[tuple[Part, str]]:
+    """A free-text address (DICOM PatientAddress) as the policy sees it: one value, never split on commas."""
+    if value.strip():
+        yield Part.WHOLE, value.strip()
 
 
 def removed_values(parts: Iterator[tuple[Part, str]]) -> Iterator[str]:

@@ -46,6 +46,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from medcurate.core import address_policy
 from medcurate.core.keys import pseudonym
 from medcurate.formats.dicom_json import (
     dataset_from_json,
@@ -149,12 +150,21 @@ def _patient_key(ds: Dataset) -> str:
     return str(ds.get("PatientID", "") or "").strip() or str(ds.get("StudyInstanceUID", "") or "").strip()
 
 
+def _check_address_rules(profile: Profile) -> None:
+    """The profile must remove what the address policy says is removed whole (the gate searches for it whole)."""
+    for tag, keyword in address_policy.DICOM_FREE_TEXT_ADDRESS_TAGS.items():
+        rule = profile.rule_for(tag)
+        if rule is None or rule.basic not in (REMOVE, EMPTY):
+            raise ValueError(f"the DICOM profile keeps {keyword}, which the address policy removes whole")
+
+
 class DicomDeidentifier:
     """Applies the profile with one secret key: same key, same pseudonyms, UIDs and date offsets."""
 
     def __init__(self, secret_key: bytes) -> None:
         self._key = secret_key
         self._profile: Profile = load_profile()
+        _check_address_rules(self._profile)
         self._max_shift_days = default_config().date_shift_max_days
 
     def deidentify_dataset(self, ds: Dataset) -> Counter[str]:

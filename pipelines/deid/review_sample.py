@@ -8,10 +8,12 @@ erase hook).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medcurate.core.zones import Zones, write_text_atomic
-from pipelines.deid.surrogates import DeidText
+
+if TYPE_CHECKING:  # the de-identification engine (Presidio, spaCy): erasure imports this module without it
+    from pipelines.deid.surrogates import DeidText
 
 REVIEW_SAMPLE = "deid_review_sample.jsonl"
 

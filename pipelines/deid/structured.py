@@ -100,6 +100,12 @@ class StructuredDeidentifier:
         prefix = match.group(1)
         return "000" if prefix in self.rules.restricted_zip3 else prefix
 
+    def address_part(self, part: address_policy.Part, value: str) -> str | _Drop:
+        """One address part alone: kept if ``address_policy`` keeps it, a ZIP cut to three digits, else dropped."""
+        if part in address_policy.KEPT:
+            return value
+        return self.zip3(value) if part is address_policy.Part.POSTAL_CODE else DROP
+
     def text(self, value: str, patient: str) -> str | _Drop:
         return DROP if self.text_deid is None else self.text_deid(value, patient)
 
@@ -120,6 +126,8 @@ class StructuredDeidentifier:
             return self.birth_date(value, patient)
         if action == "zip3":
             return self.zip3(value)
+        if action == "address" and rule.part is not None:  # one column of a CSV address
+            return self.address_part(rule.part, value)
         if action == "text":
             return self.text(value, patient)
         if action == "tag":
@@ -361,6 +369,10 @@ class StructuredDeidentifier:
             out = {}
             for column, value in row.items():
                 rule = spec.columns.get(column)
+                if rule is None and spec.keep_unlisted and address_policy.column_part(column) is not None:
+                    # `unlisted: keep` keeps no address part the policy removes (an export's extra "City");
+                    # `unlisted: drop` drops every unlisted column, the state too.
+                    rule = Rule("address", f"{profile}.{column}", part=address_policy.column_part(column))
                 if rule is None:
                     if spec.keep_unlisted:
                         out[column] = value

@@ -3,6 +3,11 @@
 Each rule says what one field of a FHIR resource, an HL7 v2 segment or a CSV profile is, and so what
 ``StructuredDeidentifier`` (``structured.py``) does with it; a rule naming an unknown action, path or profile
 fails loading with ``StructuredRulesError`` before any record is touched.
+
+Address parts are not decided here: a CSV column that holds one (known by its name alone,
+``address_policy.COLUMN_PARTS``, as the residual-PHI gate knows it) must say ``action: address``, and
+``medcurate.core.address_policy`` decides whether it stays (state, country),
+is cut (a US ZIP to three digits) or goes; a ``keep`` on such a column fails loading.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from medcurate.core import address_policy
 
 DEFAULT_RULES = Path(__file__).with_name("structured_rules.yaml")
 ACTIONS = frozenset(
@@ -34,6 +41,8 @@ class Rule:
     label: str = "REDACTED"
     when_field: int | None = None
     when_in: frozenset[str] = frozenset()
+    # CSV ``address`` columns: which part of an address the column holds (address_policy decides its fate).
+    part: address_policy.Part | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,24 @@ def _rule(item: dict[str, Any], where: str, name: str) -> Rule:
     )
 
 
+def _csv_rule(item: dict[str, Any], profile: str, column: str) -> Rule:
+    """A column's rule; a column holding an address part is de-identified as the address policy says."""
+    where, name = f"csv {profile}.{column}", f"{profile}.{column}"
+    rule = _rule(item, where, name)
+    named = address_policy.column_part(column)
+    if named is not None and rule.action != "address":
+        raise StructuredRulesError(
+            f"{where}: an address part ({named}) takes `action: address`, not '{rule.action}': "
+            "medcurate/core/address_policy.py decides what of an address is kept"
+        )
+    if rule.action != "address":
+        return rule
+    if named is None:  # the gate finds address columns by name alone: one list, address_policy.COLUMN_PARTS
+        names = ", ".join(sorted(address_policy.COLUMN_PARTS))
+        raise StructuredRulesError(f"{where}: `action: address` needs a column named as an address part ({names})")
+    return Rule(rule.action, rule.name, part=named)
+
+
 def load_rules(path: Path | None = None) -> StructuredRules:
     data = yaml.safe_load((path or DEFAULT_RULES).read_text(encoding="utf-8"))
     fhir = []
@@ -108,7 +135,7 @@ def load_rules(path: Path | None = None) -> StructuredRules:
         name: CsvProfile(
             patient_column=str(profile["patient_column"]),
             keep_unlisted=profile.get("unlisted", "drop") == "keep",
-            columns={col: _rule(r, f"csv {name}.{col}", f"{name}.{col}") for col, r in profile["columns"].items()},
+            columns={col: _csv_rule(r, name, col) for col, r in profile["columns"].items()},
         )
         for name, profile in data["csv"].items()
     }

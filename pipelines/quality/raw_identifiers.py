@@ -13,9 +13,12 @@ the patient.  Extractors yield ``(kind, value)`` pairs:
   country are kept by de-identification under Safe Harbor, so they are never searched for (a header line
   "Boston, Massachusetts" cannot tell which part is which; the payload can);
 * ``dicom``: PatientName, PatientID, OtherPatientIDs, PatientBirthDate, PatientAddress and
-  PatientTelephoneNumbers from the header's DICOM JSON;
-* ``notes_csv``: nothing beyond the subject_id (the patient key): a notes export has no demographics
-  columns, so the names of notes patients come from the other sources that share their patient key.
+  PatientTelephoneNumbers from the header's DICOM JSON.  PatientAddress is free text: it is searched for as
+  one value, never split on commas (a piece could be the state, which is no hit; ``address_policy``);
+* ``notes_csv``: the subject_id (the patient key), and the cells of columns named as an address part
+  (``address_policy.COLUMN_PARTS``; the deid column rules must treat exactly those as addresses) as far as
+  ``address_policy`` removes them: a kept state column is never searched for.  Names of notes patients come
+  from the other sources that share their patient key.
 
 Birth dates are expanded into the usual ways of writing them.  Values stay in memory only; nothing here is
 ever logged or written.
@@ -30,7 +33,7 @@ from datetime import date, datetime
 from typing import Any
 
 from medcurate.core import address_policy
-from medcurate.core.schema import DICOM_JSON_KEY, FHIR_JSON_KEY, HL7_MESSAGE_KEY
+from medcurate.core.schema import CSV_ROW_KEY, DICOM_JSON_KEY, FHIR_JSON_KEY, HL7_MESSAGE_KEY
 from medcurate.formats.hl7v2 import SEGMENT_END, Delimiters, Segment
 
 IdentifierPairs = Iterator[tuple[str, str]]
@@ -116,25 +119,13 @@ def birth_date_variants(value: str) -> IdentifierPairs:
         yield "birth_date", text
 
 
-def address_variants(address: str) -> IdentifierPairs:
-    """The whole address and its comma-separated parts (street, city, "state zip")."""
-    yield "address", address.strip()
-    for part in address.split(","):
-        part = part.strip()
-        if len(part) >= 4:
-            yield "address", part
-            zip_code = re.search(r"\b\d{5}(?:-\d{4})?\b", part)
-            if zip_code:
-                yield "address", zip_code.group(0)
-
-
 def _typed(kind: str, value: str) -> IdentifierPairs:
     if kind == "name":
         yield from name_variants(value)
     elif kind == "birth_date":
         yield from birth_date_variants(value)
-    elif kind == "address":
-        yield from address_variants(value)
+    elif kind == "address":  # DICOM PatientAddress: free text, one value (see address_policy)
+        yield from _removed_address_values(address_policy.free_text_address_parts(value))
     elif value.strip():
         yield kind, value.strip()
 
@@ -203,10 +194,20 @@ def _hl7v2(row: dict[str, Any]) -> IdentifierPairs:
                 yield from _removed_address_values((part, value) for part, value in parts if value)
 
 
+def _notes_csv(row: dict[str, Any]) -> IdentifierPairs:
+    """Address cells, known by column name: the name list de-identification's column rules must follow too."""
+    cells = json.loads(_payload(row, CSV_ROW_KEY) or "{}")
+    for column, value in cells.items() if isinstance(cells, dict) else []:
+        part = address_policy.column_part(column)
+        if part is not None and isinstance(value, str) and value.strip():
+            yield from _removed_address_values(iter([(part, value.strip())]))
+
+
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], IdentifierPairs]] = {
     "fhir": _fhir,
     "hl7v2": _hl7v2,
     "dicom": dicom_identifiers,
+    "notes_csv": _notes_csv,
 }
 
 
