@@ -20,12 +20,14 @@ class PeakTreeRSS:
     """Samples ``pid``'s process tree every 100 ms while the ``with`` block runs.
 
     ``peak``: the largest summed RSS seen, in bytes; ``cpu_seconds``: user + system CPU time the tree spent
-    inside the block.
+    inside the block; ``timeline``: every sample as (unix time, summed RSS, CPU seconds spent so far), so a
+    caller can cut the run into stages by their start and end times.
     """
 
     def __init__(self, pid: int) -> None:
         self.process = psutil.Process(pid)
         self.peak = 0
+        self.timeline: list[tuple[float, int, float]] = []
         self._cpu_start: dict[int, float] = {}
         self._cpu_last: dict[int, float] = {}
         self._sampler_cpu = 0.0
@@ -52,6 +54,8 @@ class PeakTreeRSS:
                 continue
             self._cpu_last[p.pid] = times.user + times.system
         self.peak = max(self.peak, total)
+        spent = sum(self._cpu_last[pid] - self._cpu_start.get(pid, 0.0) for pid in self._cpu_last)
+        self.timeline.append((time.time(), total, spent))
 
     def _sample(self) -> None:
         while not self._done.is_set():
