@@ -6,10 +6,11 @@ workers) every 100 ms, and cuts the samples into stages by the audit log's ``sta
 times.  Per stage it prints documents in, wall seconds, documents/s, MB/s of document text read (the text
 column of the zone the stage reads), CPU seconds of the tree, documents per CPU-second (the per-core rate,
 which neighbours on a shared machine do not distort as much as wall time) and the peak RSS while the stage
-ran.  Run it at several N: a stage whose peak grows with N holds the corpus in memory; a stage whose
-documents/CPU-second falls with N does more than linear work.
+ran, for the whole tree and for the driver (the `medcurate run` process) alone.  Run it at several N: a
+stage whose peak grows with N holds the corpus in memory; a stage whose documents/CPU-second falls with N
+does more than linear work.
 
-    nice -n 10 .venv/bin/python benchmarks/bench_scale.py --docs 10000 --out benchmarks/results/scale-10000.txt
+    nice -n 10 .venv/bin/python benchmarks/bench_scale.py --docs 10000 --out benchmarks/results/scale-10000.md
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ def _stage_windows(audit_log: Path) -> dict[str, tuple[float, float]]:
     return windows
 
 
-def _window_stats(timeline: list[tuple[float, int, float]], start: float, end: float) -> tuple[int, float]:
-    """Peak RSS and CPU seconds of the samples inside [start, end] (and the sample just before, for CPU)."""
+def _window_stats(timeline: list[tuple[float, int, float, int]], start: float, end: float) -> tuple[int, float, int]:
+    """Peak tree RSS, CPU seconds and the driver's peak RSS of the samples inside [start, end] (and the
+    samples just outside, for CPU)."""
     before = [s for s in timeline if s[0] <= start]
     inside = [s for s in timeline if start <= s[0] <= end]
     after = [s for s in timeline if s[0] >= end]
@@ -77,7 +79,7 @@ def _window_stats(timeline: list[tuple[float, int, float]], start: float, end: f
         inside = before[-1:] + after[:1]
     first = before[-1] if before else inside[0]
     last = after[0] if after else inside[-1]
-    return max(s[1] for s in inside), last[2] - first[2]
+    return max(s[1] for s in inside), last[2] - first[2], max(s[3] for s in inside)
 
 
 def run(docs: int, notes_fraction: float, keep: Path | None) -> tuple[list[dict], dict]:
@@ -109,9 +111,20 @@ def run(docs: int, notes_fraction: float, keep: Path | None) -> tuple[list[dict]
             n = sum(s["input"] for s in report["sources"].values())
             out = sum(s.get("output", 0) for s in report["sources"].values())
             seconds = report["details"].get("seconds", 0.0)
-            peak, cpu = _window_stats(memory.timeline, *windows[name]) if name in windows else (0, 0.0)
+            peak, cpu, driver = _window_stats(memory.timeline, *windows[name]) if name in windows else (0, 0.0, 0)
             mb = text_mb.get(READS.get(name, ""), 0.0)
-            rows.append({"stage": name, "docs": n, "out": out, "seconds": seconds, "mb": mb, "cpu": cpu, "peak": peak})
+            rows.append(
+                {
+                    "stage": name,
+                    "docs": n,
+                    "out": out,
+                    "seconds": seconds,
+                    "mb": mb,
+                    "cpu": cpu,
+                    "peak": peak,
+                    "driver": driver,
+                }
+            )
         summary = {
             "docs": docs,
             "input_mb": input_bytes / 1e6,
@@ -132,8 +145,8 @@ def table(rows: list[dict], summary: dict) -> str:
     lines = [
         head,
         "",
-        "| stage | docs in | docs out | s | docs/s | MB/s | CPU-s | docs/CPU-s | peak RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| stage | docs in | docs out | s | docs/s | MB/s | CPU-s | docs/CPU-s | peak RSS MiB | driver MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         rate = r["docs"] / r["seconds"] if r["seconds"] and r["docs"] else 0.0
@@ -141,7 +154,7 @@ def table(rows: list[dict], summary: dict) -> str:
         mbs = r["mb"] / r["seconds"] if r["seconds"] and r["mb"] else 0.0
         lines.append(
             f"| {r['stage']} | {r['docs']} | {r['out']} | {r['seconds']:.1f} | {rate:.0f} | {mbs:.2f} "
-            f"| {r['cpu']:.1f} | {per_cpu:.0f} | {r['peak'] / 2**20:.0f} |"
+            f"| {r['cpu']:.1f} | {per_cpu:.0f} | {r['peak'] / 2**20:.0f} | {r['driver'] / 2**20:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
