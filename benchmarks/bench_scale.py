@@ -125,7 +125,9 @@ def run(docs: int, notes_fraction: float, keep: Path | None) -> tuple[list[dict]
                     "driver": driver,
                 }
             )
+        curate = json.loads((stage_dir / "curate.json").read_text())["details"]
         summary = {
+            "near_dup_candidate_pairs": curate.get("dedup", {}).get("near", {}).get("candidate_pairs_checked"),
             "docs": docs,
             "input_mb": input_bytes / 1e6,
             "generate_s": generated,
@@ -140,7 +142,8 @@ def table(rows: list[dict], summary: dict) -> str:
     head = (
         f"N={summary['docs']} documents, {summary['input_mb']:.1f} MB of input files; "
         f"`medcurate run` {summary['wall_s']:.1f} s wall, {summary['cpu_s']:.1f} CPU-s, "
-        f"peak RSS of the process tree {summary['peak'] / 2**20:.0f} MiB"
+        f"peak RSS of the process tree {summary['peak'] / 2**20:.0f} MiB; "
+        f"near-duplicate candidate pairs verified by curate: {summary['near_dup_candidate_pairs']}"
     )
     lines = [
         head,
