@@ -20,12 +20,15 @@ class PeakTreeRSS:
     """Samples ``pid``'s process tree every 100 ms while the ``with`` block runs.
 
     ``peak``: the largest summed RSS seen, in bytes; ``cpu_seconds``: user + system CPU time the tree spent
-    inside the block.
+    inside the block; ``timeline``: every sample as (unix time, summed RSS, CPU seconds spent so far, RSS of
+    ``pid`` alone), so a caller can cut the run into stages by their start and end times and tell the
+    driver's memory (which grows if it holds the corpus) from its workers' (models, fixed per worker).
     """
 
     def __init__(self, pid: int) -> None:
         self.process = psutil.Process(pid)
         self.peak = 0
+        self.timeline: list[tuple[float, int, float, int]] = []
         self._cpu_start: dict[int, float] = {}
         self._cpu_last: dict[int, float] = {}
         self._sampler_cpu = 0.0
@@ -38,7 +41,7 @@ class PeakTreeRSS:
         return spent - (self._sampler_cpu if self.process.pid == os.getpid() else 0.0)
 
     def _sample_once(self) -> None:
-        total = 0
+        total = own = 0
         try:
             tree = [self.process, *self.process.children(recursive=True)]
         except psutil.Error:
@@ -46,12 +49,16 @@ class PeakTreeRSS:
         for p in tree:
             try:
                 with p.oneshot():
-                    total += p.memory_info().rss
+                    rss = p.memory_info().rss
                     times = p.cpu_times()
             except psutil.Error:
                 continue
+            total += rss
+            own = rss if p.pid == self.process.pid else own
             self._cpu_last[p.pid] = times.user + times.system
         self.peak = max(self.peak, total)
+        spent = sum(self._cpu_last[pid] - self._cpu_start.get(pid, 0.0) for pid in self._cpu_last)
+        self.timeline.append((time.time(), total, spent, own))
 
     def _sample(self) -> None:
         while not self._done.is_set():

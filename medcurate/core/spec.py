@@ -146,6 +146,21 @@ class ShardSpec(_Section):
         return mixing
 
 
+class ParallelSpec(_Section):
+    """How the Ray stages (deid, shard) cut their work, never what they write.
+
+    The output is the same for any value (``tests/test_batch_invariance.py``), so ``config_hash()`` leaves
+    this section out: raising ``workers`` on a bigger cluster neither changes a manifest nor restarts a
+    resumable shard build.
+    """
+
+    # Documents per Ray call: texts per de-identification call, curated rows per tokenization call.
+    # null: each stage's default (64 texts, 1024 rows).
+    batch_docs: int | None = Field(None, ge=1)
+    # Actors per stage; null: one per CPU of the Ray cluster.
+    workers: int | None = Field(None, ge=1)
+
+
 def _default_splits() -> dict[str, float]:
     return {"train": 0.9, "validation": 0.05, "test": 0.05}
 
@@ -160,6 +175,7 @@ class CorpusSpec(_Section):
     splits: dict[str, float] = Field(default_factory=_default_splits)
     quality: Annotated[QualitySpec, BeforeValidator(_none_as_empty)] = QualitySpec()
     shard: Annotated[ShardSpec, BeforeValidator(_none_as_empty)] = ShardSpec()
+    parallel: Annotated[ParallelSpec, BeforeValidator(_none_as_empty)] = ParallelSpec()
     # Directory the spec was read from; relative paths resolve against it.  Set by loading, never in the YAML.
     base_dir: SkipJsonSchema[Path] = Path(".")
 
@@ -199,8 +215,9 @@ class CorpusSpec(_Section):
         return p if p.is_absolute() else (self.base_dir / p).resolve()
 
     def config_hash(self) -> str:
-        """sha256 of the spec's content (not its location): recorded in manifests and audit events."""
-        data = self.model_dump(mode="json", exclude={"base_dir"})
+        """sha256 of the spec's content (not its location, nor ``parallel``, which changes no output): recorded
+        in manifests and audit events."""
+        data = self.model_dump(mode="json", exclude={"base_dir", "parallel"})
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 

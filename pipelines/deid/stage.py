@@ -51,7 +51,7 @@ class DeidStage:
         self.config = config
         self.ledger = DeidLedger(ctx)
         replacer = Replacer(ctx.secret_key, config)
-        self.text = TextHandler(ctx.secret_key, config, replacer, self.ledger)
+        self.text = TextHandler(ctx.secret_key, config, replacer, self.ledger, ctx.spec.parallel)
         self.dicom = DicomHandler(ctx.secret_key, config, replacer, self.ledger)
 
     def process_part(self, source_dir: str, path: Path, skip: set[str]) -> Path:

@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 from medcurate.core.keys import pseudonym
+from medcurate.core.spec import ParallelSpec
 from pipelines.deid.config import DeidConfig
 from pipelines.deid.engine import DeidEngine, PhiSpan
 from pipelines.deid.ledger import DeidLedger
@@ -42,19 +43,25 @@ class _Analyzer:
 
 
 class RayTextAnalyzer:
-    """Spread batches of texts over an actor pool, by default one actor per CPU of the Ray cluster."""
+    """Spread batches of texts over an actor pool, by default one actor per CPU of the Ray cluster.
 
-    def __init__(self, workers: int | None = None) -> None:
+    ``batch_docs`` and ``workers`` (the spec's ``parallel``) change how the work is cut, never the spans: each
+    text is analyzed alone, and the pool gives results back in input order.
+    """
+
+    def __init__(self, workers: int | None = None, batch_docs: int | None = None) -> None:
         import ray
         from ray.util import ActorPool
 
+        self.batch_docs = batch_docs or BATCH_DOCS
         n = workers or max(1, int(ray.available_resources().get("CPU", 1)))
         actor = ray.remote(num_cpus=1)(_Analyzer)
         self.actors = [actor.remote() for _ in range(n)]
         self.pool = ActorPool(self.actors)
 
     def analyze(self, texts: list[str]) -> list[list[PhiSpan]]:
-        batches = [texts[i : i + BATCH_DOCS] for i in range(0, len(texts), BATCH_DOCS)]
+        size = self.batch_docs
+        batches = [texts[i : i + size] for i in range(0, len(texts), size)]
         out: list[list[PhiSpan]] = []
         for result in self.pool.map(lambda a, batch: a.analyze.remote(batch), batches):
             out.extend([PhiSpan(*s) for s in spans] for spans in result)
@@ -62,8 +69,16 @@ class RayTextAnalyzer:
 
 
 class TextHandler:
-    def __init__(self, secret_key: bytes, config: DeidConfig, replacer: Replacer, ledger: DeidLedger) -> None:
+    def __init__(
+        self,
+        secret_key: bytes,
+        config: DeidConfig,
+        replacer: Replacer,
+        ledger: DeidLedger,
+        parallel: ParallelSpec | None = None,
+    ) -> None:
         self.secret_key = secret_key
+        self.parallel = parallel or ParallelSpec()
         self.config = config
         self.replacer = replacer
         self.ledger = ledger
@@ -86,7 +101,7 @@ class TextHandler:
         narrative = [row for row in rows if not renders_text(row)]
         titles = [(row["metadata"] or {}).get("title") or "" for row in rows]
         if self.analyzer is None:
-            self.analyzer = RayTextAnalyzer()
+            self.analyzer = RayTextAnalyzer(self.parallel.workers, self.parallel.batch_docs)
         spans = self.analyzer.analyze([row["text"] for row in narrative] + titles + leaves)
         text_spans = {row["doc_id"]: s for row, s in zip(narrative, spans, strict=False)}
         title_spans = spans[len(narrative) : len(narrative) + len(rows)]

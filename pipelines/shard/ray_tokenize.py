@@ -133,10 +133,11 @@ class TokenizeDocuments:
         )
 
 
-def curated_batches(parquet_files: list[Path]) -> Iterator[pa.RecordBatch]:
-    """The columns the tokenizer needs, ``BATCH_ROWS`` rows at a time, files in the order given."""
+def curated_batches(parquet_files: list[Path], batch_rows: int | None = None) -> Iterator[pa.RecordBatch]:
+    """The columns the tokenizer needs, ``batch_rows`` (default ``BATCH_ROWS``) rows at a time, files in the
+    order given."""
     for path in parquet_files:
-        yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=INPUT_COLUMNS)
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows or BATCH_ROWS, columns=INPUT_COLUMNS)
 
 
 def tokenized_batches(

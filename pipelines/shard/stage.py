@@ -127,13 +127,14 @@ def write_shards(
     packed = spec.shard.mode == "packed"
     packers = {split: Packer(split, spec.seq_len, id_type) for split in spec.splits} if packed else {}
     batches = tokenized_batches(
-        curated_batches(files),
+        curated_batches(files, spec.parallel.batch_docs),
         tokenizer.to_json(),
         bos_id=tokenizer.bos_id,
         eos_id=tokenizer.eos_id,
         vocab_size=tokenizer.vocab_size,
         splits=spec.splits,
         mixing=spec.shard.mixing,
+        workers=spec.parallel.workers,
     )
     extra_copies: Counter[str] = Counter()
     for batch in batches:
