@@ -532,6 +532,8 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("BP 86/42. NP AGATHA MADE AWARE, BOLUS GIVEN.", "AGATHA"),
         ("K 3.1, REPLETED. W. OKONKWO AWARE.", "OKONKWO"),
         ("social: son dale phoned, updated.", "dale"),
+        ("NO CHANGE. DRS KOWALSKI AND OKONJO AWARE.", "OKONJO"),  # a list beside a title, in capitals
+        ("Family: Son, Al, was updated today.", "Al"),  # set off by commas after a relation word
         ("dtr lavinka in contact by phone.", "lavinka"),
         ("cath 6/89 showed 2VD.", "6/89"),
         ("Questions to Pager 40917.", "40917"),
@@ -588,6 +590,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "Back on a/c 550x14/8/45% overnight, then vent 14/8/45% this am.",
         "Lasix 5 mg /hr and /or per POC/pt status; titrate versed /fent.",
         "PLAN: WILL DIURESE OVERNIGHT. ART LINE IS KINKED. AUDIBLE WHEEZES PERSIST.",
+        "Son, however, was updated. Son, daughter, and wife at bedside. Wife, Friend, and nurse spoke.",
         "Fingerprick glucose 140, covered per scale.",  # two words run together, which the model calls a person
     ],
 )

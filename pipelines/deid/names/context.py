@@ -27,6 +27,9 @@ def context_labels(v: NameVocabulary, d: NameDoc) -> None:
             relation = key in v.rules.relations
             if relation and j < len(toks) and toks[j].text == ",":
                 j += 1  # "son, dale, called": the relation's name set off by commas
+                if _apposition(v, toks, j, caps_line):
+                    mark(j, CONTEXT)
+                    break
             colon = j < len(toks) and toks[j].text in {":", "-", "=", "#"}
             dash = colon and toks[j].text == "-"
             if colon:
@@ -90,6 +93,19 @@ def context_labels(v: NameVocabulary, d: NameDoc) -> None:
                         break
                 mark(idx, CONTEXT)
             break
+
+
+def _apposition(v: NameVocabulary, toks: list[Token], j: int, caps_line: list[bool]) -> bool:
+    """ "Son, Al, was updated": one Title-case word between commas right after a relation word is the
+    relative's name even when it is an abbreviation ("Ed") or a given name that is also a word ("Joy"); not
+    another relation ("son, daughter, and wife") or an ordinary word ("son, however, ...")."""
+    if j + 1 >= len(toks) or toks[j + 1].text != "," or caps_line[j]:
+        return False
+    word = toks[j]
+    low = word.text.lower()
+    if not (word.text.isalpha() and v.title(word)) or low in v.rules.relations or low in v.title_words:
+        return False
+    return low in v.rules.first_names or not v.is_common(low)
 
 
 def _lone_lower_case_name(v: NameVocabulary, toks: list[Token], j: int) -> bool:

@@ -30,6 +30,11 @@ def coordinations(v: NameVocabulary, d: NameDoc) -> None:
             anchor = any(evidence[k] >= CONTEXT or v.in_gazetteer(toks[k].text) for k in items)
             unusual = any(v.name_like(w) for w in words)
             accept = ok and anchor and unusual
+        elif all(w.text.isupper() and len(w.text) >= 3 for w in words):
+            # In capitals case says nothing, so a list counts only beside a titled name ("DRS KOWALSKI AND
+            # OKONJO"), and its other items must be no ordinary or clinical word.
+            ok = all(evidence[k] >= STRONG or v.name_like(toks[k]) for k in items)
+            accept = ok and any(evidence[k] >= STRONG for k in items)
         elif all(w.text.islower() for w in words) and len(words) >= 3:
             given = sum(1 for w in words if w.text in v.rules.first_names)
             ok = all(w.text in v.rules.first_names or v.name_like(w) for w in words)
