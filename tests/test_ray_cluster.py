@@ -247,11 +247,12 @@ def test_deid_and_tokenization_run_on_both_nodes_of_a_cluster(sample_run, ray_tw
     shutil.copytree(sample_run.zones.root, data_root, symlinks=True)
     for zone in ("deid", "shards"):
         shutil.rmtree(data_root / zone)
-    # Small batches, so that the sample's few hundred documents make several calls for each actor.
+    # Small batches and two workers (one per node), so that the sample's few hundred documents make several
+    # calls for each actor.
     sample = tmp_path / "sample"
     shutil.copytree(sample_run.sample_dir, sample, symlinks=True)
     spec = sample / "sample.yaml"
-    spec.write_text(spec.read_text() + "parallel: {batch_docs: 16}\n")
+    spec.write_text(spec.read_text() + "parallel: {batch_docs: 16, workers: 2}\n")
     env = {**head.env, "RAY_ADDRESS": head.address}
     drivers = {}
     for stage in ("deid", "shard"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import datasets
@@ -237,6 +238,20 @@ def test_actors_give_results_back_in_input_order_whatever_their_number(ray_local
         results = list(tokenized_batches(batches, tokenizer.to_json(), workers=workers, **options))
         assert len(results) == len(batches)
         assert pa.concat_tables(results).equals(expected)
+
+
+def test_the_driver_tokenizing_while_actors_start_leaves_its_environment_alone(ray_local, tmp_path, monkeypatch):
+    """Until an actor is up the driver tokenizes single-threaded, but a later stage in the same process (a
+    tokenizer being trained) must still get the tokenizer's thread pool."""
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    ctx = shard_context(tmp_path / "root")
+    files = curated_files(ctx.zones.curated)
+    tokenizer = prepare_tokenizer(ctx.spec, files, tmp_path / "tokenizer.json")
+    options = {"bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id, "vocab_size": tokenizer.vocab_size}
+    batches = list(curated_batches(files))
+    results = list(tokenized_batches(batches, tokenizer.to_json(), splits=SPLITS, mixing={}, workers=1, **options))
+    assert sum(r.num_rows for r in results) == sum(b.num_rows for b in batches)
+    assert "TOKENIZERS_PARALLELISM" not in os.environ
 
 
 def test_given_tokenizer_is_used_as_is(build, tmp_path):

@@ -29,6 +29,8 @@ from pipelines.deid.structured_docs import (
 from pipelines.deid.surrogates import DeidText, Replacer
 
 BATCH_DOCS = 64
+# Batches per actor before the pool grows by one (see RayTextAnalyzer).
+BATCHES_PER_ACTOR = 8
 REVIEW_PER_SOURCE = 3
 
 
@@ -43,7 +45,13 @@ class _Analyzer:
 
 
 class RayTextAnalyzer:
-    """Spread batches of texts over an actor pool, by default one actor per CPU of the Ray cluster.
+    """Spread batches of texts over an actor pool of at most one actor per CPU of the Ray cluster.
+
+    Without a set number of ``workers`` the pool grows with the work it is given: an actor loads spaCy and
+    Presidio (~430 MB, and seconds of start-up), which pays only when it takes several batches.  A call of
+    ``n`` batches wants ``ceil(n / BATCHES_PER_ACTOR)`` actors; the bundled sample's calls hold one or two
+    batches each, so it runs on one actor (its second one started, competed for the CPU and held memory for no
+    batch).  A set number of ``workers`` starts that many at the first call.
 
     ``batch_docs`` and ``workers`` (the spec's ``parallel``) change how the work is cut, never the spans: each
     text is analyzed alone, and the pool gives results back in input order.
@@ -51,17 +59,27 @@ class RayTextAnalyzer:
 
     def __init__(self, workers: int | None = None, batch_docs: int | None = None) -> None:
         import ray
-        from ray.util import ActorPool
 
         self.batch_docs = batch_docs or BATCH_DOCS
-        n = workers or max(1, int(ray.available_resources().get("CPU", 1)))
-        actor = ray.remote(num_cpus=1)(_Analyzer)
-        self.actors = [actor.remote() for _ in range(n)]
-        self.pool = ActorPool(self.actors)
+        self.fixed = workers is not None
+        self.max_actors = workers or max(1, int(ray.available_resources().get("CPU", 1)))
+        self.actor_class = ray.remote(num_cpus=1)(_Analyzer)
+        self.actors: list = []
+        self.pool = None
+
+    def ensure_actors(self, wanted: int) -> None:
+        """At least ``wanted`` actors (at most ``max_actors``) started."""
+        from ray.util import ActorPool
+
+        wanted = min(self.max_actors, max(1, wanted))
+        if wanted > len(self.actors):
+            self.actors += [self.actor_class.remote() for _ in range(wanted - len(self.actors))]
+            self.pool = ActorPool(self.actors)
 
     def analyze(self, texts: list[str]) -> list[list[PhiSpan]]:
         size = self.batch_docs
         batches = [texts[i : i + size] for i in range(0, len(texts), size)]
+        self.ensure_actors(self.max_actors if self.fixed else -(-len(batches) // BATCHES_PER_ACTOR))
         out: list[list[PhiSpan]] = []
         for result in self.pool.map(lambda a, batch: a.analyze.remote(batch), batches):
             out.extend([PhiSpan(*s) for s in spans] for spans in result)

@@ -18,9 +18,10 @@ second worker from helping, and added 1.3 GB of processes to the demo's peak (``
 
 from __future__ import annotations
 
-import itertools
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,11 @@ class TokenizeDocuments:
         splits: Mapping[str, float],
         mixing: Mapping[str, float],
     ) -> None:
+        # One tokenizer thread per actor (it holds one CPU).  Set here rather than through a Ray runtime_env:
+        # an actor with a runtime_env waits for the runtime-env agent and gets a worker process of its own,
+        # ~2 s more start-up per actor (measured on the 2-core machine).  ``tokenizers`` reads the variable
+        # at each batch call, so setting it before the first call is enough.
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
         self.tokenizer = Tokenizer.from_str(tokenizer_json)
         self.prefix = [bos_id] if bos_id is not None else []
         self.suffix = [eos_id] if eos_id is not None else []
@@ -98,39 +104,48 @@ class TokenizeDocuments:
         copies = batch_copies(doc_ids, batch.column("source").to_pylist(), splits, self.mixing)
         drop_reason: list[str | None] = [None if c else SAMPLED_OUT for c in copies]
         wanted = np.flatnonzero(copies > 0)
-        encodings = self.tokenizer.encode_batch_fast(
-            batch.column("text").take(pa.array(wanted, pa.int64())).to_pylist(), add_special_tokens=False
-        )
-        ids: list[list[int]] = [[] for _ in doc_ids]
+        texts = batch.column("text")
+        if len(wanted) < len(doc_ids):
+            texts = texts.take(pa.array(wanted, pa.int64()))
+        encodings = self.tokenizer.encode_batch_fast(texts.to_pylist(), add_special_tokens=False)
+        # One flat list of every kept document's ids, converted to numpy once: the ids are Python ints
+        # already (``Encoding.ids``), and a per-document list or ``np.fromiter`` cost more than the copy.
+        lengths = np.zeros(len(doc_ids), dtype=np.int32)
+        values: list[int] = []
+        boundary_tokens = len(self.prefix) + len(self.suffix)
         for row, encoding in zip(wanted.tolist(), encodings, strict=True):
-            if encoding.ids:
-                ids[row] = self.prefix + encoding.ids + self.suffix
+            ids = encoding.ids
+            if ids:
+                values += self.prefix
+                values += ids
+                values += self.suffix
+                lengths[row] = len(ids) + boundary_tokens
             else:
                 drop_reason[row] = EMPTY_AFTER_TOKENIZATION
-        lengths = np.fromiter((len(i) for i in ids), dtype=np.int32, count=len(ids))
-        offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int32)
+        offsets = np.zeros(len(doc_ids) + 1, dtype=np.int32)
+        np.cumsum(lengths, out=offsets[1:])
         id_type = self.schema.field("input_ids").type.value_type
-        values = np.fromiter(
-            itertools.chain.from_iterable(ids), dtype=id_type.to_pandas_dtype(), count=int(offsets[-1])
-        )
+        columns = {
+            "doc_id": batch.column("doc_id"),
+            "source": batch.column("source"),
+            "source_kind": batch.column("source_kind"),
+            "split": pa.array(splits, pa.string()),
+            "input_ids": pa.ListArray.from_arrays(
+                pa.array(offsets), pa.array(np.array(values, dtype=id_type.to_pandas_dtype()), id_type)
+            ),
+            "n_tokens": pa.array(lengths, pa.int32()),
+            "drop_reason": pa.array(drop_reason, pa.string()),
+        }
         # A dropped document is reported once; a kept one once per copy.
         rows_per_doc = np.where([reason is None for reason in drop_reason], copies, 1)
-        take = np.repeat(np.arange(len(doc_ids)), rows_per_doc)
-        repeat = np.arange(len(take)) - np.repeat(np.cumsum(rows_per_doc) - rows_per_doc, rows_per_doc)
-        documents = pa.table(
-            {
-                "doc_id": batch.column("doc_id"),
-                "source": batch.column("source"),
-                "source_kind": batch.column("source_kind"),
-                "split": pa.array(splits, pa.string()),
-                "input_ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, id_type)),
-                "n_tokens": pa.array(lengths, pa.int32()),
-                "drop_reason": pa.array(drop_reason, pa.string()),
-            }
-        ).take(pa.array(take, pa.int64()))
-        return (
-            documents.append_column("repeat", pa.array(repeat, pa.int32())).select(self.schema.names).cast(self.schema)
-        )
+        if (rows_per_doc == 1).all():  # no mixing copies: every row once, nothing to gather
+            documents = pa.table(columns | {"repeat": pa.array(np.zeros(len(doc_ids), np.int32))})
+        else:
+            take = np.repeat(np.arange(len(doc_ids)), rows_per_doc)
+            repeat = np.arange(len(take)) - np.repeat(np.cumsum(rows_per_doc) - rows_per_doc, rows_per_doc)
+            documents = pa.table(columns).take(pa.array(take, pa.int64()))
+            documents = documents.append_column("repeat", pa.array(repeat, pa.int32()))
+        return documents.select(self.schema.names).cast(self.schema)
 
 
 def curated_batches(parquet_files: list[Path], batch_rows: int | None = None) -> Iterator[pa.RecordBatch]:
@@ -157,23 +172,30 @@ def tokenized_batches(
     A batch goes to the actor with the fewest calls queued; the driver waits only for the oldest call, so
     the output order is the input order however the actors are scheduled.  Each actor tokenizes on one
     thread: it holds one CPU, and the tokenizer's own thread pool would make N actors fight over N cores.
+
+    Until the first actor is up (a new Ray worker process imports Ray, pyarrow and the tokenizer: 1.5-3 s,
+    a tenth of a 100 MB build on one worker), the driver tokenizes the batches itself with the same
+    ``TokenizeDocuments`` body, instead of waiting; the rows are the same whoever made them.
     """
     import ray
 
     workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    actor_class = ray.remote(num_cpus=1)(TokenizeDocuments).options(
-        runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
-    )
-    actors = [
-        actor_class.remote(tokenizer_json, bos_id, eos_id, vocab_size, dict(splits), dict(mixing))
-        for _ in range(workers)
-    ]
+    arguments = (tokenizer_json, bos_id, eos_id, vocab_size, dict(splits), dict(mixing))
+    actor_class = ray.remote(num_cpus=1)(TokenizeDocuments)
+    actors = [actor_class.remote(*arguments) for _ in range(workers)]
+    starting = [actor.__ray_ready__.remote() for actor in actors]
+    local = _DriverTokenizer(arguments)
     queued = [0] * workers
-    calls: deque = deque()  # (result ref, actor index), oldest first
+    calls: deque = deque()  # (result ref, actor index) or (table, None), oldest first
     try:
         for batch in batches:
             if len(calls) == workers * QUEUED_PER_ACTOR:
                 yield _collect(calls, queued)
+            if local is not None and ray.wait(starting, num_returns=1, timeout=0)[0]:
+                local = None  # an actor is up: the driver goes back to feeding and writing
+            if local is not None:
+                calls.append((local.tokenize(batch), None))
+                continue
             actor = queued.index(min(queued))
             calls.append((actors[actor].tokenize.remote(batch), actor))
             queued[actor] += 1
@@ -184,9 +206,37 @@ def tokenized_batches(
             ray.kill(actor)
 
 
+class _DriverTokenizer:
+    """``TokenizeDocuments`` in the driver, single-threaded like an actor, without touching the driver's
+    environment for longer than a call (a later stage may train a tokenizer on every core)."""
+
+    def __init__(self, arguments: tuple) -> None:
+        with _single_threaded_tokenizers():
+            self.body = TokenizeDocuments(*arguments)
+
+    def tokenize(self, batch: pa.RecordBatch) -> pa.Table:
+        with _single_threaded_tokenizers():
+            return self.body.tokenize(batch)
+
+
+@contextmanager
+def _single_threaded_tokenizers() -> Iterator[None]:
+    previous = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = previous
+
+
 def _collect(calls: deque, queued: list[int]) -> pa.Table:
     import ray
 
-    ref, actor = calls.popleft()
+    result, actor = calls.popleft()
+    if actor is None:  # tokenized by the driver
+        return result
     queued[actor] -= 1
-    return ray.get(ref)
+    return ray.get(result)
