@@ -1,5 +1,6 @@
-"""Ray says nothing alarming on a normal start: its token-authentication notice (authentication stays on, the
-default) and C++ ``core_worker.cc`` errors would otherwise reach the CLI's output and every task log."""
+"""Nothing alarming on a normal start.  Ray: its token-authentication notice (authentication stays on, the
+default) and C++ ``core_worker.cc`` errors; transformers: its notice that PyTorch is missing.  They would otherwise
+reach the CLI's output and every task log."""
 
 from __future__ import annotations
 
@@ -37,3 +38,14 @@ def test_a_local_ray_session_prints_no_token_notice_and_no_core_worker_errors(tm
     output = result.stdout + result.stderr
     assert "Token authentication is enabled" not in output
     assert "core_worker.cc" not in output
+
+
+def test_loading_the_deid_engine_prints_no_pytorch_notice():
+    """transformers (installed for the tokenizer files, without PyTorch) would announce at import, through
+    Presidio, that PyTorch is missing: a line in every de-identification log that reads like a fault."""
+    env = {k: v for k, v in os.environ.items() if k != "TRANSFORMERS_NO_ADVISORY_WARNINGS"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import pipelines.deid.engine"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "PyTorch" not in done.stdout + done.stderr
