@@ -16,11 +16,12 @@ from pipelines.deid.config import DeidConfig
 from pipelines.deid.names import english_stems
 
 # "20789 Allika 46", "3482 Via Franscini 71", "808 Kálmán Imre u. 12": a house number (a building number may
-# come first), one to three street words, a number; not a dose or a duration ("10 POUNDS FOR 4 WEEKS").
+# come first), one to three street words, a number; not a dose or a duration ("10 POUNDS FOR 4 WEEKS"), nor
+# a lab value ("BUN 41 CREAT 2.7": a house number has no decimals).
 NUMBER_STREET_NUMBER = regex.compile(
     r"(?<![\w.,/\-])(?P<street>\d{1,6}[ \t]+(?:\d{1,6}[ \t]+)?"
     r"(?P<words>\p{Lu}[\p{L}'’\-]+(?:[ \t]+(?:\p{L}[\p{L}'’\-]+|\p{Ll}{1,3}\.)){0,2})"
-    r"[ \t]+\d{1,5}[a-zA-Z]?\b\.?)"
+    r"[ \t]+\d{1,5}[a-zA-Z]?\b\.?)(?![.,]?\d)"
     r"(?![ \t]*(?i:mg|mcg|g|ml|units?|%|/|mmhg|cm|mm|kg|lbs?|l|x|times|doses?|tabs?|puffs?|drops?|"
     r"minutes?|min|hours?|hrs?|h|days?|d|weeks?|wks?|months?|mos?|years?|yrs?)\b)"
 )
