@@ -592,6 +592,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "PLAN: WILL DIURESE OVERNIGHT. ART LINE IS KINKED. AUDIBLE WHEEZES PERSIST.",
         "Son, however, was updated. Son, daughter, and wife at bedside. Wife, Friend, and nurse spoke.",
         "LABS: BUN 41 CREAT 2.7, I&O 1800 NEG 2.1L. HAD 1 20 SEC RUN OF SVT.",  # no house number has decimals
+        "AGITATED WHEN IN BED, RETURNED TO BED AFTER 1 HOUR IN CHAIR.",
         "Fingerprick glucose 140, covered per scale.",  # two words run together, which the model calls a person
     ],
 )
