@@ -234,7 +234,7 @@ def test_actors_give_results_back_in_input_order_whatever_their_number(ray_local
     in_process = TokenizeDocuments(tokenizer.to_json(), **options)
     expected = pa.concat_tables([in_process.tokenize(b) for b in batches])
     assert expected.num_rows > len(batches) * 3  # the mixing weight made copies
-    for workers in (1, 2):
+    for workers in (None, 1, 2):  # None: the driver tokenizes too while the actors start
         results = list(tokenized_batches(batches, tokenizer.to_json(), workers=workers, **options))
         assert len(results) == len(batches)
         assert pa.concat_tables(results).equals(expected)
@@ -249,7 +249,7 @@ def test_the_driver_tokenizing_while_actors_start_leaves_its_environment_alone(r
     tokenizer = prepare_tokenizer(ctx.spec, files, tmp_path / "tokenizer.json")
     options = {"bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id, "vocab_size": tokenizer.vocab_size}
     batches = list(curated_batches(files))
-    results = list(tokenized_batches(batches, tokenizer.to_json(), splits=SPLITS, mixing={}, workers=1, **options))
+    results = list(tokenized_batches(batches, tokenizer.to_json(), splits=SPLITS, mixing={}, **options))
     assert sum(r.num_rows for r in results) == sum(b.num_rows for b in batches)
     assert "TOKENIZERS_PARALLELISM" not in os.environ
 

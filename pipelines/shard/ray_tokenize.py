@@ -175,16 +175,18 @@ def tokenized_batches(
 
     Until the first actor is up (a new Ray worker process imports Ray, pyarrow and the tokenizer: 1.5-3 s,
     a tenth of a 100 MB build on one worker), the driver tokenizes the batches itself with the same
-    ``TokenizeDocuments`` body, instead of waiting; the rows are the same whoever made them.
+    ``TokenizeDocuments`` body, instead of waiting; the rows are the same whoever made them.  A set number of
+    ``workers`` (the spec's ``parallel.workers``) is a request to run the work on that many actors (on a
+    cluster, spread over its nodes), so then the driver only feeds them.
     """
     import ray
 
-    workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     arguments = (tokenizer_json, bos_id, eos_id, vocab_size, dict(splits), dict(mixing))
+    local = _DriverTokenizer(arguments) if workers is None else None
+    workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     actor_class = ray.remote(num_cpus=1)(TokenizeDocuments)
     actors = [actor_class.remote(*arguments) for _ in range(workers)]
     starting = [actor.__ray_ready__.remote() for actor in actors]
-    local = _DriverTokenizer(arguments)
     queued = [0] * workers
     calls: deque = deque()  # (result ref, actor index) or (table, None), oldest first
     try:
