@@ -4,7 +4,7 @@ gazetteer name, "First M. Last" around an initial, two unknown Title-case words,
 
 from __future__ import annotations
 
-from spacy.tokens import Token
+from spacy.tokens import Doc, Token
 
 from pipelines.deid.names.vocabulary import CONTEXT, GAZETTEER, NER, NameDoc, NameVocabulary
 
@@ -103,6 +103,7 @@ def ner(v: NameVocabulary, d: NameDoc) -> None:
         if any(t.text.lower() in v.rules.never_names for t in doc[ent.start : ent.end]):
             continue  # "Proteus Difficile", "Charcot-Marie-Tooth": a pathogen or an eponym, with its other words
         idxs = [t.i for t in doc[ent.start : ent.end] if v.candidate(t) and v.capitalized(t)]
+        idxs = _could_be_named(v, doc, idxs, caps_line)
         if not idxs:
             continue
         if any(caps_line[i] for i in idxs) and not any(v.in_gazetteer(doc[i].text) for i in idxs):
@@ -121,6 +122,19 @@ def ner(v: NameVocabulary, d: NameDoc) -> None:
             continue
         for i in known + unknown:
             mark(i, NER)
+
+
+def _could_be_named(v: NameVocabulary, doc: Doc, idxs: list[int], caps_line: list[bool]) -> list[int]:
+    """Drop what the model calls a person but no name looks like: a word without a vowel ("Bld", "Dsgs":
+    shorthand), and, alone in a mixed-case line, a word in capitals or dotted initials that is no listed name
+    ("XRAYS", "UOP", "C.O." for cardiac output).  Two words in capitals ("ANNA KOWALSKI") stay."""
+    idxs = [i for i in idxs if any(c in "aeiouyAEIOUY" for c in doc[i].text)]
+    if len(idxs) == 1:
+        tok = doc[idxs[0]]
+        capitals = len(tok.text) >= 2 and tok.text.replace(".", "").isupper()
+        if capitals and not caps_line[tok.i] and not v.in_gazetteer(tok.text):
+            return []
+    return idxs
 
 
 def initial_surnames(v: NameVocabulary, d: NameDoc) -> None:
