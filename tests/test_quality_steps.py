@@ -24,6 +24,7 @@ from pipelines.ingest.dicom import instance_document
 from pipelines.quality.curation_config import Benchmark, DedupConfig, curation_config
 from pipelines.quality.decontam import BenchmarkNgrams, Decontaminator
 from pipelines.quality.dedup import (
+    BandIndex,
     CopyForwardDedup,
     ExactDedup,
     NearDedup,
@@ -345,6 +346,32 @@ def test_near_dedup_against_an_earlier_run_keeps_the_published_document(ledger: 
     kept = run_steps([later], [doc("new", "notes", new), doc("other", "notes", NOTE)], ledger)
     assert [d["doc_id"] for d in kept] == ["other"]
     assert later.twin_of == {"new": "old"}
+
+
+def test_full_lsh_buckets_bound_the_candidates_and_keep_decisions(ledger: Ledger, zones: Zones) -> None:
+    """Forty notes from one template, each with its own lab values (numbers are masked in shingles, so their
+    shingles are the same, but their words are not), fill the template's LSH buckets; with buckets of 2 each
+    document has at most bands * 2 candidates (uncapped: every earlier note), the scattered copy of the
+    discharge summary is still caught, and the decisions do not depend on the order the documents arrive in."""
+    rng = random.Random(14)
+    docs = [
+        doc(f"t{i:02d}", "notes", _templated_note("labs " + " ".join(str(rng.randint(10, 999)) for _ in range(40))))
+        for i in range(40)
+    ]
+    docs += [
+        doc("b-copy", "notes", _ten_percent_changed(DISCHARGE, "scattered")),
+        doc("a-original", "notes", DISCHARGE),
+    ]
+    uncapped = NearDedup(DedupConfig(), PublishedIndex(()), _order, bucket_cap=len(docs))
+    run_steps([uncapped], [dict(d) for d in docs], ledger)
+    capped = NearDedup(DedupConfig(), PublishedIndex(()), _order, bucket_cap=2)
+    run_steps([capped], [dict(d) for d in reversed(docs)], ledger)
+    bands = BandIndex(DedupConfig()).bands
+    assert capped.summary()["candidate_bucket_full_inserts"] > 0
+    assert capped.candidates_checked <= len(docs) * bands * 2
+    assert capped.candidates_checked < uncapped.candidates_checked
+    assert capped.twin_of["b-copy"] == "a-original"
+    assert capped.twin_of == uncapped.twin_of
 
 
 def test_word_shingles_mask_numbers() -> None:
