@@ -5,7 +5,9 @@
   in order (word_similarity.py: longest common subsequence of the words over the longer document's word
   count).  Comparing every pair is quadratic, so MinHash LSH (datasketch) over word 5-gram shingles, numbers
   masked, proposes the candidate pairs, banded to find pairs whose shingle sets are far less similar than
-  their words (each changed word breaks up to 5 shingles), and each candidate is verified on its words.
+  their words (each changed word breaks up to 5 shingles), and each candidate is verified on its words.  Its
+  buckets hold at most ``BUCKET_CAP`` documents each, so boilerplate shared by a fixed share of the corpus gives
+  each document a bounded number of candidates instead of a share of all others (quadratic in the corpus).
 * ``CopyForwardDedup``: within one patient's notes, in time order, a paragraph already written in an earlier
   note is removed from the later one; the later note is dropped only when too little new text remains.
 
