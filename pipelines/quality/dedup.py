@@ -49,7 +49,7 @@ LSH_WEIGHTS = (0.05, 0.95)
 # documents, 11.3M at 10,000).  With the cap a document has at most bands * BUCKET_CAP candidates whatever N.
 # A near-duplicate pair shares several bands (about 11 of 64 at 10% of words changed), and only kept documents
 # are added, so a twin is lost only when every band it shares with the kept document is full of other documents.
-BUCKET_CAP = 8
+BUCKET_CAP = 16
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _LATEST = datetime.max.replace(tzinfo=UTC)
 
