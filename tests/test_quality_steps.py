@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from datasketch import MinHashLSH
 from pydicom.dataset import Dataset
 
 from medcurate.core import address_policy
@@ -18,16 +19,20 @@ from medcurate.core.quarantine import QuarantineWriter
 from medcurate.core.schema import CSV_ROW_KEY, FHIR_JSON_KEY, HL7_MESSAGE_KEY
 from medcurate.core.spec import SpecError, parse_spec
 from medcurate.core.zones import Zones
+from medcurate.sample import literature
 from pipelines.deid.dicom import DicomDeidentifier, _check_address_rules
 from pipelines.deid.dicom_profile import Profile, ProfileRule, load_profile
 from pipelines.ingest.dicom import instance_document
 from pipelines.quality.curation_config import Benchmark, DedupConfig, curation_config
 from pipelines.quality.decontam import BenchmarkNgrams, Decontaminator
 from pipelines.quality.dedup import (
+    LSH_WEIGHTS,
+    BandIndex,
     CopyForwardDedup,
     ExactDedup,
     NearDedup,
     candidate_threshold,
+    minhash_signatures,
     published_entries,
     shingles,
 )
@@ -44,6 +49,8 @@ from pipelines.quality.filters import (
 from pipelines.quality.phi_gate import RawPatientIndex, ResidualPhiGate, load_gate_config
 from pipelines.quality.raw_identifiers import dicom_identifiers, identifiers
 from pipelines.quality.steps import Ledger, run_steps
+from pipelines.quality.text_norm import mask_numbers, words
+from pipelines.quality.word_similarity import WordSequence
 
 SOURCES = {"notes": "notes_csv", "ehr": "fhir", "lab": "hl7v2", "pubmed": "pubmed", "pmc": "pmc"}
 
@@ -345,6 +352,53 @@ def test_near_dedup_against_an_earlier_run_keeps_the_published_document(ledger: 
     kept = run_steps([later], [doc("new", "notes", new), doc("other", "notes", NOTE)], ledger)
     assert [d["doc_id"] for d in kept] == ["other"]
     assert later.twin_of == {"new": "old"}
+
+
+def test_band_index_below_its_cap_proposes_what_datasketch_proposes() -> None:
+    """BandIndex replaced datasketch's MinHashLSH only to bound its buckets: below the cap, on templated
+    abstracts that share many bands, every query returns exactly datasketch's candidates."""
+    config = DedupConfig()
+    rng = random.Random(3)
+    texts = []
+    for i in range(120):
+        article = literature._pubmed_article(literature.FIRST_PMID + i, rng)
+        texts.append(" ".join(e.text or "" for e in article.iter("AbstractText")))
+    signatures = minhash_signatures([WordSequence.of(mask_numbers(words(t))) for t in texts], config)
+    ours = BandIndex(config, cap=len(texts))
+    theirs = MinHashLSH(threshold=candidate_threshold(config), num_perm=config.num_perm, weights=LSH_WEIGHTS)
+    proposed = 0
+    for i, signature in enumerate(signatures):
+        assert ours.query(signature) == set(theirs.query(signature))
+        proposed += len(ours.query(signature))
+        ours.insert(f"d{i}", signature)
+        theirs.insert(f"d{i}", signature)
+    assert proposed > len(texts) and (ours.bands, ours.rows) == (theirs.b, theirs.r)
+
+
+def test_full_lsh_buckets_bound_the_candidates_and_keep_decisions(ledger: Ledger, zones: Zones) -> None:
+    """Forty notes from one template, each with its own lab values (numbers are masked in shingles, so their
+    shingles are the same, but their words are not), fill the template's LSH buckets; with buckets of 2 each
+    document has at most bands * 2 candidates (uncapped: every earlier note), the scattered copy of the
+    discharge summary is still caught, and the decisions do not depend on the order the documents arrive in."""
+    rng = random.Random(14)
+    docs = [
+        doc(f"t{i:02d}", "notes", _templated_note("labs " + " ".join(str(rng.randint(10, 999)) for _ in range(40))))
+        for i in range(40)
+    ]
+    docs += [
+        doc("b-copy", "notes", _ten_percent_changed(DISCHARGE, "scattered")),
+        doc("a-original", "notes", DISCHARGE),
+    ]
+    uncapped = NearDedup(DedupConfig(), PublishedIndex(()), _order, bucket_cap=len(docs))
+    run_steps([uncapped], [dict(d) for d in docs], ledger)
+    capped = NearDedup(DedupConfig(), PublishedIndex(()), _order, bucket_cap=2)
+    run_steps([capped], [dict(d) for d in reversed(docs)], ledger)
+    bands = BandIndex(DedupConfig()).bands
+    assert capped.summary()["candidate_bucket_full_inserts"] > 0
+    assert capped.candidates_checked <= len(docs) * bands * 2
+    assert capped.candidates_checked < uncapped.candidates_checked
+    assert capped.twin_of["b-copy"] == "a-original"
+    assert capped.twin_of == uncapped.twin_of
 
 
 def test_word_shingles_mask_numbers() -> None:

@@ -5,7 +5,9 @@
   in order (word_similarity.py: longest common subsequence of the words over the longer document's word
   count).  Comparing every pair is quadratic, so MinHash LSH (datasketch) over word 5-gram shingles, numbers
   masked, proposes the candidate pairs, banded to find pairs whose shingle sets are far less similar than
-  their words (each changed word breaks up to 5 shingles), and each candidate is verified on its words.
+  their words (each changed word breaks up to 5 shingles), and each candidate is verified on its words.  Its
+  buckets hold at most ``BUCKET_CAP`` documents each, so boilerplate shared by a fixed share of the corpus gives
+  each document a bounded number of candidates instead of a share of all others (quadratic in the corpus).
 * ``CopyForwardDedup``: within one patient's notes, in time order, a paragraph already written in an earlier
   note is removed from the later one; the later note is dropped only when too little new text remains.
 
@@ -24,7 +26,8 @@ from typing import Any
 
 import numpy as np
 import xxhash
-from datasketch import MinHash, MinHashLSH
+from datasketch import MinHash
+from datasketch.lsh import _optimal_param
 
 from pipelines.quality.curation_config import DedupConfig
 from pipelines.quality.dedup_index import PublishedEntry, PublishedIndex
@@ -39,6 +42,14 @@ OrderKey = Callable[[Doc], tuple]
 # picks 29 bands of 2 rows, finding a pair of shingle Jaccard 0.2 69% of the time; these weights pick 64 bands
 # of 2 rows: 93% (and > 99.99% at 0.42, 10% of words changed at random).  The price: 15% of pairs at 0.05.
 LSH_WEIGHTS = (0.05, 0.95)
+# Documents one LSH bucket (one band's hash values) holds; later documents hashing there are compared with these
+# first ones but not added.  Two-row bands collide for any two documents sharing two minimum hashes, so a band of
+# boilerplate (a template's headings, a generator's stock sentences) collects a fixed share of the corpus and,
+# uncapped, proposes every pair of it: candidate pairs grow with N squared (issue 14: 459k at 2,000 generated
+# documents, 11.3M at 10,000).  With the cap a document has at most bands * BUCKET_CAP candidates whatever N.
+# A near-duplicate pair shares several bands (about 11 of 64 at 10% of words changed), and only kept documents
+# are added, so a twin is lost only when every band it shares with the kept document is full of other documents.
+BUCKET_CAP = 16
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _LATEST = datetime.max.replace(tzinfo=UTC)
 
@@ -92,6 +103,44 @@ def _clusters(kept_twin_of: dict[str, str]) -> dict[str, int]:
     return {str(size): n for size, n in sorted(Counter(count + 1 for count in sizes.values()).items())}
 
 
+class BandIndex:
+    """MinHash LSH banding (as datasketch's ``MinHashLSH``, same bands and rows for the same threshold and
+    weights) with buckets bounded to ``cap`` documents.
+
+    datasketch cannot bound a bucket, and an unbounded bucket is what makes candidate pairs quadratic on
+    templated text.  A bucket keeps the first ``cap`` documents inserted; the insertion order is the dedup order
+    (earlier runs' documents, then spec source order and doc_id), so which documents hold a full bucket, and
+    therefore every decision, is the same on every run of the same corpus.  Below the cap the candidates are
+    exactly datasketch's.
+    """
+
+    def __init__(self, config: DedupConfig, cap: int = BUCKET_CAP) -> None:
+        self.bands, self.rows = _optimal_param(candidate_threshold(config), config.num_perm, *LSH_WEIGHTS)
+        self.cap = cap
+        self.buckets: list[dict[bytes, list[str]]] = [{} for _ in range(self.bands)]
+        self.full_buckets_hit = 0
+
+    def _keys(self, signature: MinHash) -> list[bytes]:
+        values = signature.hashvalues
+        return [values[b * self.rows : (b + 1) * self.rows].tobytes() for b in range(self.bands)]
+
+    def query(self, signature: MinHash) -> set[str]:
+        found: set[str] = set()
+        for table, key in zip(self.buckets, self._keys(signature), strict=True):
+            members = table.get(key)
+            if members:
+                found.update(members)
+        return found
+
+    def insert(self, doc_id: str, signature: MinHash) -> None:
+        for table, key in zip(self.buckets, self._keys(signature), strict=True):
+            members = table.setdefault(key, [])
+            if len(members) < self.cap:
+                members.append(doc_id)
+            else:
+                self.full_buckets_hit += 1
+
+
 class ExactDedup(Step):
     name = "exact_dedup"
 
@@ -118,10 +167,14 @@ class ExactDedup(Step):
 class NearDedup(Step):
     name = "near_dedup"
 
-    def __init__(self, config: DedupConfig, previous: PublishedIndex, order: OrderKey) -> None:
+    def __init__(
+        self, config: DedupConfig, previous: PublishedIndex, order: OrderKey, bucket_cap: int = BUCKET_CAP
+    ) -> None:
         self.config = config
         self.previous = previous
         self.order = order
+        self.bucket_cap = bucket_cap
+        self.full_bucket_inserts = 0
         self.signatures: dict[str, MinHash] = {}
         self.words: dict[str, WordSequence] = {}
         self.twin_of: dict[str, str] = {}
@@ -129,7 +182,7 @@ class NearDedup(Step):
 
     def run(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
         threshold = self.config.near_threshold
-        lsh = MinHashLSH(threshold=candidate_threshold(self.config), num_perm=self.config.num_perm, weights=LSH_WEIGHTS)
+        lsh = BandIndex(self.config, self.bucket_cap)
         rank: dict[str, tuple] = {}
         for entry in self.previous.entries:
             signature = from_hashvalues(entry.minhash, self.config)
@@ -159,6 +212,7 @@ class NearDedup(Step):
             else:
                 rank[doc_id] = (1, *self.order(doc))
                 lsh.insert(doc_id, signature)
+        self.full_bucket_inserts += lsh.full_buckets_hit
         return [d for d in docs if d["doc_id"] not in self.twin_of]
 
     def summary(self) -> dict[str, Any]:
@@ -168,6 +222,8 @@ class NearDedup(Step):
             "threshold": self.config.near_threshold,
             "candidate_shingle_jaccard": round(candidate_threshold(self.config), 3),
             "candidate_pairs_checked": self.candidates_checked,
+            "candidate_bucket_cap": self.bucket_cap,
+            "candidate_bucket_full_inserts": self.full_bucket_inserts,
             "earlier_runs_compared": len(self.previous.entries),
             "earlier_runs_skipped_incompatible": self.previous.skipped,
         }
