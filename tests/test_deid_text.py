@@ -534,6 +534,7 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("social: son dale phoned, updated.", "dale"),
         ("NO CHANGE. DRS KOWALSKI AND OKONJO AWARE.", "OKONJO"),  # a list beside a title, in capitals
         ("Family: Son, Al, was updated today.", "Al"),  # set off by commas after a relation word
+        ("Next INR due 3/14. + pedal pulses bilat.", "3/14"),  # the "+" after the period is a new item
         ("dtr lavinka in contact by phone.", "lavinka"),
         ("cath 6/89 showed 2VD.", "6/89"),
         ("Questions to Pager 40917.", "40917"),

@@ -44,7 +44,8 @@ class ConfiguredPatternRecognizer(PatternRecognizer):
             else None
         )
         self._negative_after = (
-            regex.compile(rf"(?i)^[\s:#=.,)]*(?:{_word_alternation(rule.negative_after)})(?![a-z])")
+            # A period and a space end the sentence: what follows it says nothing of the match ("due 9/16. +").
+            regex.compile(rf"(?i)^(?:[\s:#=,)]|\.(?!\s))*(?:{_word_alternation(rule.negative_after)})(?![a-z])")
             if rule.negative_after
             else None
         )
