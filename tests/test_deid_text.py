@@ -596,6 +596,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "AGITATED WHEN IN BED, RETURNED TO BED AFTER 1 HOUR IN CHAIR.",
         "Fingerprick glucose 140, covered per scale.",  # two words run together, which the model calls a person
         "CXR showed RLL Pnx. UOP 40 cc/hr. C.O. 5.1 and SVR 900. Bld cx sent. Dsgs dry and intact.",
+        "Skin warm. Feet cool to touch, Teeth in poor repair.",  # irregular plurals are ordinary words
     ],
 )
 def test_icu_shorthand_and_typing_slips_are_no_phi(engine, text):

@@ -104,8 +104,9 @@ def english_words(nlp: spacy.language.Language, names: frozenset[str]) -> frozen
     """Ordinary English words from the model's lemmatizer tables and stop words, lower-case.
 
     Adjectives, adverbs and verbs as they are, with their irregular forms ("came", "brought", "been": the
-    lemmatizer's exception tables); nouns only when they are not also in the name gazetteers (the noun index
-    holds "john" and "smith"); spaCy's stop words for the function words no index lists ("into", "during").
+    lemmatizer's exception tables); nouns, with their irregular plurals ("feet"), only when they are not also in
+    the name gazetteers (the noun index holds "john" and "smith"); spaCy's stop words for the function words no
+    index lists ("into", "during").
     """
     lookups = _lemma_lookups(nlp)
     if lookups is None:
@@ -116,7 +117,10 @@ def english_words(nlp: spacy.language.Language, names: frozenset[str]) -> frozen
         words.update(w.lower() for w in index.get(pos, ()) if w.isalpha())
         if lookups.has_table("lemma_exc"):
             words.update(w.lower() for w in lookups.get_table("lemma_exc").get(pos, {}) if w.isalpha())
-    words.update(w.lower() for w in index.get("noun", ()) if w.isalpha() and w.lower() not in names)
+    nouns = list(index.get("noun", ()))
+    if lookups.has_table("lemma_exc"):
+        nouns += lookups.get_table("lemma_exc").get("noun", {})  # irregular plurals: "feet", "teeth", "women"
+    words.update(w.lower() for w in nouns if w.isalpha() and w.lower() not in names)
     return frozenset(words)
 
 
