@@ -527,6 +527,7 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("Pt transferred to BWH for cath on 3/4.", "BWH"),
         ("social: pt lives in brockton with her son.", "brockton"),
         ("ADMITTED FROM OKONJO HOSP. FOR CHEST PAIN.", "OKONJO"),
+        ("TRANSFERRED FROM OKONJO MEMORIAL HOSPITAL FOR CARE.", "OKONJO MEMORIAL"),
         ("Transferred from Saint Amadeus Memorial. AT AMADEUS SHE WAS INTUBATED.", "AMADEUS"),
         ("plan per dr.okafor, will recheck lytes", "okafor"),
         ("BP 86/42. NP AGATHA MADE AWARE, BOLUS GIVEN.", "AGATHA"),
@@ -597,6 +598,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "Fingerprick glucose 140, covered per scale.",  # two words run together, which the model calls a person
         "CXR showed RLL Pnx. UOP 40 cc/hr. C.O. 5.1 and SVR 900. Bld cx sent. Dsgs dry and intact.",
         "Skin warm. Feet cool to touch, Teeth in poor repair.",  # irregular plurals are ordinary words
+        "PLAN: VISITS TO BEGIN. WILL ALSO HAVE HOME HEALTH AIDE. RN NOTIFIED PHARMACY OF DOSE.",
     ],
 )
 def test_icu_shorthand_and_typing_slips_are_no_phi(engine, text):
