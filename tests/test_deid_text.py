@@ -599,6 +599,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "CXR showed RLL Pnx. UOP 40 cc/hr. C.O. 5.1 and SVR 900. Bld cx sent. Dsgs dry and intact.",
         "Skin warm. Feet cool to touch, Teeth in poor repair.",  # irregular plurals are ordinary words
         "PLAN: VISITS TO BEGIN. WILL ALSO HAVE HOME HEALTH AIDE. RN NOTIFIED PHARMACY OF DOSE.",
+        "Poor u/o. Zorvex drip started.\nP. ZORVEX AS ORDERED.",  # an abbreviation's last letter, a SOAP letter
     ],
 )
 def test_icu_shorthand_and_typing_slips_are_no_phi(engine, text):

@@ -147,6 +147,12 @@ def initial_surnames(v: NameVocabulary, d: NameDoc) -> None:
         dotted = initial.text.endswith(".") and len(initial.text) == 2 and initial.text[0].isalpha()
         if not dotted or initial.whitespace_ != " " or (i > 0 and toks[i - 1].like_num):
             continue
+        if i > 0 and not toks[i - 1].whitespace_ and toks[i - 1].text.endswith(("/", ">")):
+            continue  # the end of a glued abbreviation ("b/p. PIV", "u/o. maintenance", "2mg/h. Arousable")
+        if initial.text[0].isupper() and word.text.islower():
+            continue  # "close to R. mainstem": a side or a section letter before a lower-case word
+        if initial.text[0] in "SOAPsoap" and (i == 0 or "\n" in toks[i - 1].text or "\n" in toks[i - 1].whitespace_):
+            continue  # "P. ANTIBX AS ORDERED": a SOAP section letter at the start of a line
         if len(word.text) >= 3 and v.name_like(word) and not v.eponym(toks, i + 1):
             mark(i, CONTEXT)
             mark(i + 1, CONTEXT)
