@@ -536,6 +536,7 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("NO CHANGE. DRS KOWALSKI AND OKONJO AWARE.", "OKONJO"),  # a list beside a title, in capitals
         ("Family: Son, Al, was updated today.", "Al"),  # set off by commas after a relation word
         ("Next INR due 3/14. + pedal pulses bilat.", "3/14"),  # the "+" after the period is a new item
+        ("Weaned off CPAP. Extubated 5/18 in the am.", "5/18"),  # the vent mode is in the sentence before
         ("dtr lavinka in contact by phone.", "lavinka"),
         ("cath 6/89 showed 2VD.", "6/89"),
         ("Questions to Pager 40917.", "40917"),
@@ -600,6 +601,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "Skin warm. Feet cool to touch, Teeth in poor repair.",  # irregular plurals are ordinary words
         "PLAN: VISITS TO BEGIN. WILL ALSO HAVE HOME HEALTH AIDE. RN NOTIFIED PHARMACY OF DOSE.",
         "Poor u/o. Zorvex drip started.\nP. ZORVEX AS ORDERED.",  # an abbreviation's last letter, a SOAP letter
+        "PSV weaned to 8/5 by noon. On CPAP .4%, 5/10, sats 97%.",  # settings a few words after the vent mode
     ],
 )
 def test_icu_shorthand_and_typing_slips_are_no_phi(engine, text):

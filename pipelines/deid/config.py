@@ -35,6 +35,8 @@ class PatternRule:
     regex: str
     negative_before: tuple[str, ...] = ()
     negative_after: tuple[str, ...] = ()
+    # Words anywhere in the same sentence shortly before the match, not only right before it.
+    negative_in_sentence_before: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ def _parse_patterns(raw: list[dict[str, Any]], labels: tuple[str, ...], fragment
                 regex=expanded,
                 negative_before=tuple(str(w) for w in item.get("negative_before", ())),
                 negative_after=tuple(str(w) for w in item.get("negative_after", ())),
+                negative_in_sentence_before=tuple(str(w) for w in item.get("negative_in_sentence_before", ())),
             )
         )
     return tuple(rules)

@@ -18,6 +18,7 @@ from pipelines.deid.config import DeidConfig, PatternRule
 # Look-behind/ahead windows for negative context words (characters).
 NEGATIVE_BEFORE_CHARS = 25
 NEGATIVE_AFTER_CHARS = 15
+NEGATIVE_SENTENCE_CHARS = 30
 
 
 def _word_alternation(words: tuple[str, ...]) -> str:
@@ -43,6 +44,13 @@ class ConfiguredPatternRecognizer(PatternRecognizer):
             if rule.negative_before
             else None
         )
+        # The words anywhere in the preceding ``NEGATIVE_SENTENCE_CHARS`` of the same sentence ("CPAP .4%, 5/10",
+        # "PSV increased to 10/5": settings, with numbers between the mode and the fraction).
+        self._negative_in_sentence = (
+            regex.compile(rf"(?i)(?<![a-z])(?:{_word_alternation(rule.negative_in_sentence_before)})(?![a-z])")
+            if rule.negative_in_sentence_before
+            else None
+        )
         self._negative_after = (
             # A period and a space end the sentence: what follows it says nothing of the match ("due 9/16. +").
             regex.compile(rf"(?i)^(?:[\s:#=,)]|\.(?!\s))*(?:{_word_alternation(rule.negative_after)})(?![a-z])")
@@ -63,6 +71,11 @@ class ConfiguredPatternRecognizer(PatternRecognizer):
     def _negated(self, text: str, start: int, end: int) -> bool:
         if self._negative_before is not None:
             if self._negative_before.search(text[max(0, start - NEGATIVE_BEFORE_CHARS) : start]):
+                return True
+        if self._negative_in_sentence is not None:
+            before = text[max(0, start - NEGATIVE_SENTENCE_CHARS) : start]
+            sentence = regex.split(r"\.\s|[\n;|]", before)[-1]
+            if self._negative_in_sentence.search(sentence):
                 return True
         if self._negative_after is not None:
             if self._negative_after.search(text[end : end + NEGATIVE_AFTER_CHARS]):
