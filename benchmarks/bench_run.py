@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from tree_memory import PeakTreeRSS
+from tree_memory import measured_run
 
 from medcurate.core.names import STAGE_NAMES
 from medcurate.sample import generate_sample
@@ -32,19 +28,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spec = generate_sample(Path(tmp) / "sample", n_patients=args.patients)
         data_root = Path(tmp) / "data"
-        medcurate = str(Path(sys.executable).parent / "medcurate")
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            [medcurate, "run", str(spec), "--data-root", str(data_root), "--run-id", "bench"],
-            stdout=subprocess.DEVNULL,
-            env={**os.environ, "MEDCURATE_PSEUDONYM_KEY": "benchmark-key-not-a-secret-0123456789"},
-        )
-        with PeakTreeRSS(proc.pid) as memory:
-            code = proc.wait()
+        memory, wall = measured_run(spec, data_root)
         peak = memory.peak
-        wall = time.perf_counter() - started
-        if code != 0:
-            sys.exit(f"medcurate run failed with exit code {code}")
         stage_dir = data_root / "governance" / "stages"
         stages = {name: json.loads((stage_dir / f"{name}.json").read_text()) for name in STAGE_NAMES}
     docs = sum(s["input"] for s in stages["ingest"]["sources"].values())

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -28,7 +25,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scale_corpus import generate
-from tree_memory import PeakTreeRSS
+from tree_memory import measured_run
 
 from medcurate.core.names import STAGE_NAMES
 
@@ -90,18 +87,7 @@ def run(docs: int, notes_fraction: float, keep: Path | None) -> tuple[list[dict]
         generated = time.perf_counter() - generated
         input_bytes = sum(p.stat().st_size for p in (base / "corpus" / "incoming").rglob("*") if p.is_file())
         data_root = base / "data"
-        medcurate = str(Path(sys.executable).parent / "medcurate")
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            [medcurate, "run", str(spec), "--data-root", str(data_root), "--run-id", "bench"],
-            stdout=subprocess.DEVNULL,
-            env={**os.environ, "MEDCURATE_PSEUDONYM_KEY": "benchmark-key-not-a-secret-0123456789"},
-        )
-        with PeakTreeRSS(proc.pid) as memory:
-            code = proc.wait()
-        wall = time.perf_counter() - started
-        if code != 0:
-            sys.exit(f"medcurate run failed with exit code {code} (data root {data_root})")
+        memory, wall = measured_run(spec, data_root)
         stage_dir = data_root / "governance" / "stages"
         windows = _stage_windows(data_root / "governance" / "audit.log.jsonl")
         text_mb = {zone: _text_bytes(data_root / zone) / 1e6 for zone in set(READS.values())}

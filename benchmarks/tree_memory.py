@@ -9,8 +9,11 @@ its last 100 ms.  When the sampled process is this one, the sampling thread's ow
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from types import TracebackType
 
 import psutil
@@ -77,3 +80,25 @@ class PeakTreeRSS:
         self._done.set()
         self._thread.join()
         self._sample_once()
+
+
+# A fixed key: benchmark runs are reproducible and hold no real data, so the key guards nothing.
+BENCHMARK_KEY = "benchmark-key-not-a-secret-0123456789"
+
+
+def measured_run(spec: Path, data_root: Path) -> tuple[PeakTreeRSS, float]:
+    """``medcurate run SPEC`` into ``data_root`` (run id "bench"), sampled: the tree's samples and the wall
+    seconds.  Exits the benchmark when the run fails."""
+    medcurate = str(Path(sys.executable).parent / "medcurate")
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [medcurate, "run", str(spec), "--data-root", str(data_root), "--run-id", "bench"],
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "MEDCURATE_PSEUDONYM_KEY": BENCHMARK_KEY},
+    )
+    with PeakTreeRSS(proc.pid) as memory:
+        code = proc.wait()
+    wall = time.perf_counter() - started
+    if code != 0:
+        sys.exit(f"medcurate run failed with exit code {code} (data root {data_root})")
+    return memory, wall
