@@ -73,16 +73,7 @@ def _note_rows(count: int, rng: random.Random):
             charttime = base + timedelta(hours=12 * seq)
             text, _ = notes.make_note(style, patient, charttime, rng)
             made += 1
-            yield {
-                "note_id": f"{patient.mrn}-{style[:2].upper()}-{seq}",
-                "subject_id": patient.mrn,
-                "hadm_id": hadm_id,
-                "note_type": style,
-                "note_seq": seq,
-                "charttime": charttime.strftime("%Y-%m-%d %H:%M:%S"),
-                "storetime": (charttime + timedelta(minutes=37)).strftime("%Y-%m-%d %H:%M:%S"),
-                "text": text,
-            }
+            yield notes.note_row(patient, hadm_id, style, seq, charttime, text)
 
 
 def _write_notes(out: Path, count: int, rng: random.Random) -> None:

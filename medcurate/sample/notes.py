@@ -333,6 +333,20 @@ def _planted_duplicates(rows: list[dict], rng: random.Random) -> list[tuple[dict
     return copies
 
 
+def note_row(patient: Patient, hadm_id: str, style: str, seq: int, charttime: datetime, text: str) -> dict:
+    """One row of the notes CSV (a MIMIC-style export: note and admission ids, times, the text)."""
+    return {
+        "note_id": f"{patient.mrn}-{style[:2].upper()}-{seq}",
+        "subject_id": patient.mrn,
+        "hadm_id": hadm_id,
+        "note_type": style,
+        "note_seq": seq,
+        "charttime": charttime.strftime("%Y-%m-%d %H:%M:%S"),
+        "storetime": (charttime + timedelta(minutes=37)).strftime("%Y-%m-%d %H:%M:%S"),
+        "text": text,
+    }
+
+
 def write(out_dir: Path, cohort: list[Patient], seed: int) -> list[str]:
     """Write ~3-4 notes per patient (plus two planted duplicates) as a CSV and a CSV.gz, a truncated .csv.gz,
     and the gold spans.
@@ -355,20 +369,8 @@ def write(out_dir: Path, cohort: list[Patient], seed: int) -> list[str]:
         for seq, style in enumerate(chosen, start=1):
             charttime = base + timedelta(hours=12 * seq)
             text, spans = make_note(style, patient, charttime, rng)
-            note_id = f"{patient.mrn}-{style[:2].upper()}-{seq}"
-            rows.append(
-                {
-                    "note_id": note_id,
-                    "subject_id": patient.mrn,
-                    "hadm_id": hadm_id,
-                    "note_type": style,
-                    "note_seq": seq,
-                    "charttime": charttime.strftime("%Y-%m-%d %H:%M:%S"),
-                    "storetime": (charttime + timedelta(minutes=37)).strftime("%Y-%m-%d %H:%M:%S"),
-                    "text": text,
-                }
-            )
-            gold.append({"id": note_id, "text": text, "spans": spans})
+            rows.append(note_row(patient, hadm_id, style, seq, charttime, text))
+            gold.append({"id": rows[-1]["note_id"], "text": text, "spans": spans})
             planted.update(text[s["start"] : s["end"]] for s in spans if s["label"] not in {"AGE"})
     for row, copy in _planted_duplicates(rows, rng):
         rows.append(copy)
