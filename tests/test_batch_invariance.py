@@ -11,22 +11,13 @@ cut, 16 documents per call over two Ray nodes, with the same run.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from zone_digests import zone_digests
 
 CONTENT_STAGES = ("ingest", "validate_raw", "deid", "curate", "shard")
-
-
-def _digests(root: Path, zone: str) -> dict[str, str]:
-    """sha256 of every file of a zone, by its path inside the data root."""
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted((root / zone).rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.mark.slow
@@ -51,7 +42,7 @@ def test_curated_parquet_and_shards_do_not_depend_on_batch_size_or_workers(sampl
         spec.unlink()
 
     for zone in ("deid", "curated", "shards"):
-        small, default = _digests(ctx.zones.root, zone), _digests(sample_run.zones.root, zone)
+        small, default = zone_digests(ctx.zones.root, zone), zone_digests(sample_run.zones.root, zone)
         assert small, f"{zone} is empty"
         changed = sorted(k for k in small.keys() | default.keys() if small.get(k) != default.get(k))
         assert not changed, f"{zone} differs: {changed}"

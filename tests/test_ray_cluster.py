@@ -12,7 +12,6 @@ de-identification and tokenization call ran.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from zone_digests import zone_digests
 
 BIN = Path(sys.executable).parent
 STARTUP_TIMEOUT = 120
@@ -232,14 +232,6 @@ print(json.dumps({"jobs": jobs, "calls": list(calls.values()), "nodes": nodes}))
 """
 
 
-def _digests(root: Path, zone: str) -> dict[str, str]:
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted((root / zone).rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.mark.slow
 def test_deid_and_tokenization_run_on_both_nodes_of_a_cluster(sample_run, ray_two_nodes, tmp_path: Path):
     head, _ = ray_two_nodes
@@ -265,7 +257,7 @@ def test_deid_and_tokenization_run_on_both_nodes_of_a_cluster(sample_run, ray_tw
 
     # The same bytes as the in-process run of the session's sample.
     for zone in ("deid", "shards"):
-        assert _digests(data_root, zone) == _digests(sample_run.zones.root, zone), f"{zone} differs"
+        assert zone_digests(data_root, zone) == zone_digests(sample_run.zones.root, zone), f"{zone} differs"
 
     records = subprocess.run(
         [sys.executable, "-c", CLUSTER_RECORDS], env=env, capture_output=True, text=True, timeout=STARTUP_TIMEOUT
