@@ -19,6 +19,8 @@ from pipelines.deid.config import DeidConfig, PatternRule
 NEGATIVE_BEFORE_CHARS = 25
 NEGATIVE_AFTER_CHARS = 15
 NEGATIVE_SENTENCE_CHARS = 30
+# Where a sentence (or a list item of a note) ends, for ``negative_in_sentence_before``.
+SENTENCE_END = regex.compile(r"\.\s|[\n;|]")
 
 
 def _word_alternation(words: tuple[str, ...]) -> str:
@@ -74,7 +76,7 @@ class ConfiguredPatternRecognizer(PatternRecognizer):
                 return True
         if self._negative_in_sentence is not None:
             before = text[max(0, start - NEGATIVE_SENTENCE_CHARS) : start]
-            sentence = regex.split(r"\.\s|[\n;|]", before)[-1]
+            sentence = SENTENCE_END.split(before)[-1]
             if self._negative_in_sentence.search(sentence):
                 return True
         if self._negative_after is not None:
