@@ -561,6 +561,11 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("had her valve done at holy redeemer.", "holy redeemer"),
         ("CASE MGR: TO GO TO ST. EULALIA FRIDAY.", "ST. EULALIA"),
         ("per dr. Nadia Gray the drain stays.", "Nadia Gray"),
+        ("Dr Oskar Bellweather And Dr. Lin came by.", "Oskar Bellweather"),  # an ordinary word as a surname
+        ("K REPLETED. MARIT OKSUN AND DRS ROE AND BRANDT AWARE.", "MARIT OKSUN"),  # listed beside titled names
+        ("Arrived from the North Shore last night.", "North Shore"),  # a region
+        ("FOLLOWED BY THE RENAL TEAM AT PVH, THEN ADMITTED.", "PVH"),  # a hospital acronym after "at"
+        ("found down-> QMC ER this am.", "QMC"),  # an acronym before an emergency ward
     ],
 )
 def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, phi):
@@ -602,6 +607,7 @@ def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, ph
         "PLAN: VISITS TO BEGIN. WILL ALSO HAVE HOME HEALTH AIDE. RN NOTIFIED PHARMACY OF DOSE.",
         "Poor u/o. Zorvex drip started.\nP. ZORVEX AS ORDERED.",  # an abbreviation's last letter, a SOAP letter
         "PSV weaned to 8/5 by noon. On CPAP .4%, 5/10, sats 97%.",  # settings a few words after the vent mode
+        "Seen at OSH ER. Drain on the left side, at KVO. PAIN AND NEURO AWARE. HOB AT 30, LINE AT RIJ.",
     ],
 )
 def test_icu_shorthand_and_typing_slips_are_no_phi(engine, text):

@@ -113,6 +113,12 @@ MOVE_CONTEXT = regex.compile(
     r"[ \t]+(?:the[ \t]+)?"
 )
 PLACE_WORD = regex.compile(r"\p{L}[\p{L}'’\-]*")
+# A hospital by its capitals where no move verb names it: after "at" or an arrow ("seen at BMH", "-> NWH"),
+# an acronym that ends as hospital names do (H, HC, MC); before an emergency ward ("to SVH EW", "PMC ER").
+HOSPITAL_ACRONYM = regex.compile(
+    r"(?:(?<=\b(?i:at)[ \t]+)|(?<=->[ \t]*))[A-Z]{1,4}(?:H|HC|MC)\b(?![ \t]*\d)"
+    r"|\b[A-Z]{2,5}(?=[ \t]+(?:EW|ER|ED)\b)"
+)
 # The words a place is spread by: letters only, so "Ashford-Kimble" spreads to "Kimble" alone too.
 SPREAD_WORD = regex.compile(r"\p{L}+")
 
@@ -122,7 +128,8 @@ class PlaceContextRecognizer(EntityRecognizer):
     clinical, unit or function word: an abbreviation ("transferred to SVH"), a unit named after a place ("sent to
     BLAKEMORE 4"), a town ("lives in hollowell").  In mixed-case text, Title-case words that are no clinical
     or function word, ordinary English or not ("transferred from Good Shepherd", "went to Seaview").  Clinical
-    units ("to CCU", "from OR", "to cath lab") are in the clinical words."""
+    units ("to CCU", "from OR", "to cath lab") are in the clinical words.  A hospital acronym needs no move verb
+    where its shape or the ward after it says what it is (``HOSPITAL_ACRONYM``)."""
 
     def __init__(
         self,
@@ -160,6 +167,9 @@ class PlaceContextRecognizer(EntityRecognizer):
                         break
                     end = nxt.end()
                 results.append(RecognizerResult("LOCATION", word.start(), end, self.score))
+        for m in HOSPITAL_ACRONYM.finditer(text):
+            if m.group().lower() not in self.clinical and m.group().lower() not in self.english:
+                results.append(RecognizerResult("LOCATION", m.start(), m.end(), self.score))
         return results
 
 

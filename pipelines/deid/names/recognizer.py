@@ -46,6 +46,7 @@ EVIDENCE_RULES: tuple[Rule, ...] = (
 # Rules over the evidence found so far, in this order: lists, vetoes, then growth and propagation.
 REFINING_RULES: tuple[Rule, ...] = (
     spread.coordinations,
+    spread.beside_titled_names,
     spread.eponyms,
     spread.extend_to_unknown_words,
     spread.initials_next_to_names,

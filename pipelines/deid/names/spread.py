@@ -47,6 +47,29 @@ def coordinations(v: NameVocabulary, d: NameDoc) -> None:
         i = items[-1] + 1
 
 
+def beside_titled_names(v: NameVocabulary, d: NameDoc) -> None:
+    """A name of one or two words joined by "and" to a titled name ("MARIT OKSUN AND DRS ROE AND BRANDT AWARE", "Kim
+    Ode and Dr. Roe"): a list of the people told, so its first item is a person too when its words are name-like
+    (no ordinary, clinical or place word); case says nothing here, which is why ALL-CAPS notes need it."""
+    toks, evidence = d.toks, d.evidence
+    for c, tok in enumerate(toks):
+        if tok.text.lower() not in CONJUNCTIONS or c + 2 >= len(toks) or c == 0:
+            continue
+        title = toks[c + 1]
+        named = c + 2 if toks[c + 2].text != "." else c + 3
+        if title.text.rstrip(".").lower() not in v.title_words or named >= len(toks) or evidence[named] < STRONG:
+            continue
+        run = []
+        for k in (c - 1, c - 2):
+            if k < 0 or evidence[k] or "\n" in toks[k].whitespace_ or not v.capitalized(toks[k]):
+                break
+            if not (v.name_like(toks[k]) or v.in_gazetteer(toks[k].text) and not v.ambiguous(toks[k].text)):
+                break
+            run.append(k)
+        for k in run:
+            evidence[k] = GAZETTEER
+
+
 def _coordination_at(v: NameVocabulary, toks: list[Token], i: int) -> list[int]:
     """Token indexes of a list of single words starting at ``i`` that ends with a conjunction, else []."""
     if not v.candidate(toks[i]) or len(toks[i].text) < 2:

@@ -38,11 +38,28 @@ def titles(v: NameVocabulary, d: NameDoc) -> None:
             if k == 1 and first.lower() in v.rules.first_names and v.surname_after_given(toks[idx].text):
                 mark(idx, STRONG)  # "Dr. Nadia Gray", "dr ines walker": a listed surname after a given name
                 continue
+            if k == 1 and _surname_by_case(v, toks, run[0], idx, caps_line):
+                mark(idx, STRONG)
+                continue
             if later and (not v.capitalized(toks[idx]) or v.ambiguous(toks[idx].text)):
                 break
             if later and caps_line[idx] and not v.in_gazetteer(toks[idx].text):
                 break
             mark(idx, STRONG)
+
+
+def _surname_by_case(v: NameVocabulary, toks: list[Token], given: int, idx: int, caps_line: list[bool]) -> bool:
+    """In mixed case, a Title-case word right after a titled, Title-case given name is the family name even when
+    it is an ordinary word or missing from the gazetteer ("Dr. Jo Brook", "Dr Ann Greenfinch"): mid-sentence,
+    only the name explains the capital.  Clinical and function words stay out."""
+    first, tok = toks[given], toks[idx]
+    return (
+        not caps_line[idx]
+        and v.title(first)
+        and first.text.lower() in v.rules.first_names
+        and v.title(tok)
+        and v.candidate(tok)
+    )
 
 
 def _name_on_its_own(v: NameVocabulary, tok: Token) -> bool:
