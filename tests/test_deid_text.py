@@ -566,6 +566,7 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("Arrived from the North Shore last night.", "North Shore"),  # a region
         ("FOLLOWED BY THE RENAL TEAM AT PVH, THEN ADMITTED.", "PVH"),  # a hospital acronym after "at"
         ("found down-> QMC ER this am.", "QMC"),  # an acronym before an emergency ward
+        ("MET W/ SOCIAL WORKER ANNA KOWALCZYK TODAY.", "ANNA KOWALCZYK"),  # a role word before a name
     ],
 )
 def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, phi):
@@ -629,3 +630,17 @@ def test_transcriptionist_initials_on_their_own_line_are_a_name(engine):
 def test_a_surname_glued_to_the_next_word_by_a_period_is_split_off(engine):
     """ "kowalski.l arm": without a space after the period spaCy keeps one token, so no name rule saw it."""
     assert found(engine, "Plan reviewed with dr nadia kowalski.l arm line placed.") == {"nadia kowalski": "NAME"}
+
+
+def test_the_model_reads_only_notes_not_written_in_capitals(engine):
+    """In an ALL-CAPS note the model's persons and places are mostly shorthand; its names there have other
+    evidence.  So NER runs on mixed-case notes only, and the order of the batch is kept."""
+    from pipelines.deid.engine import written_in_capitals
+
+    mixed = "Dr. Anna Kowalski saw the patient in Chicago yesterday."
+    caps = "PT SEEN BY ANNA KOWALSKI IN CHICAGO. LUNGS CLEAR, UOP GOOD."
+    assert not written_in_capitals(mixed) and written_in_capitals(caps)
+    artifacts = list(engine.nlp_engine.process_notes([mixed, caps, mixed], batch_size=2))
+    assert [text for text, _ in artifacts] == [mixed, caps, mixed]
+    assert artifacts[0][1].entities and artifacts[2][1].entities
+    assert not artifacts[1][1].entities
