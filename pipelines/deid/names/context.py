@@ -76,6 +76,9 @@ def context_labels(v: NameVocabulary, d: NameDoc) -> None:
                 if weak and relation and not v.is_common(word) and word.lower() not in v.clinical:
                     mark(idx, CONTEXT)
                     continue
+                if weak and relation and idx == run[0] and _titled_after_relation(v, toks, idx, caps_line):
+                    mark(idx, CONTEXT)
+                    continue
                 given = word.lower() in v.rules.first_names and word.lower() not in v.rules.ambiguous_names
                 if weak and caps_line[idx] and word.isupper() and v.is_common(word) and not given:
                     break  # "PT HAPPY", "PER HOUR": in capitals an ordinary word is no name, listed or not
@@ -106,6 +109,24 @@ def _apposition(v: NameVocabulary, toks: list[Token], j: int, caps_line: list[bo
     if not (word.text.isalpha() and v.title(word)) or low in v.rules.relations or low in v.title_words:
         return False
     return low in v.rules.first_names or not v.is_common(low)
+
+
+def _titled_after_relation(v: NameVocabulary, toks: list[Token], idx: int, caps_line: list[bool]) -> bool:
+    """ "has one son Ray who calls daily": in mixed case, a Title-case word right after a relation word in the
+    same sentence is the relative's name even when it is also an ordinary word; not another relation, a title,
+    a clinical word or an abbreviation."""
+    word = toks[idx]
+    low = word.text.lower()
+    same_sentence = idx > 0 and toks[idx - 1].whitespace_ == " "
+    return (
+        same_sentence
+        and not caps_line[idx]
+        and word.text.isalpha()
+        and v.title(word)
+        and low not in v.rules.relations
+        and low not in v.title_words
+        and low not in v.clinical
+    )
 
 
 def _lone_lower_case_name(v: NameVocabulary, toks: list[Token], j: int) -> bool:
