@@ -562,6 +562,7 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("CASE MGR: TO GO TO ST. EULALIA FRIDAY.", "ST. EULALIA"),
         ("per dr. Nadia Gray the drain stays.", "Nadia Gray"),
         ("Dr Oskar Bellweather And Dr. Lin came by.", "Oskar Bellweather"),  # an ordinary word as a surname
+        ("Orders signed by Dr. Hope Brook. Will wean.", "Hope Brook"),  # ordinary words as given and surname
         ("K REPLETED. MARIT OKSUN AND DRS ROE AND BRANDT AWARE.", "MARIT OKSUN"),  # listed beside titled names
         ("Arrived from the North Shore last night.", "North Shore"),  # a region
         ("FOLLOWED BY THE RENAL TEAM AT PVH, THEN ADMITTED.", "PVH"),  # a hospital acronym after "at"

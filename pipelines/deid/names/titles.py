@@ -51,12 +51,14 @@ def titles(v: NameVocabulary, d: NameDoc) -> None:
 def _surname_by_case(v: NameVocabulary, toks: list[Token], given: int, idx: int, caps_line: list[bool]) -> bool:
     """In mixed case, a Title-case word right after a titled, Title-case given name is the family name even when
     it is an ordinary word or missing from the gazetteer ("Dr. Jo Brook", "Dr Ann Greenfinch"): mid-sentence,
-    only the name explains the capital.  Clinical and function words stay out."""
+    only the name explains the capital.  The first word may be a listed given name or an ordinary word used as
+    one ("Dr. Hope Abara"); an unknown word after the title is already the surname ("Dr. Okonjo Cardiology"
+    names a service next).  Clinical and function words stay out."""
     first, tok = toks[given], toks[idx]
     return (
         not caps_line[idx]
         and v.title(first)
-        and first.text.lower() in v.rules.first_names
+        and (first.text.lower() in v.rules.first_names or v.is_english(first.text))
         and v.title(tok)
         and v.candidate(tok)
     )
