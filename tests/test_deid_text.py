@@ -569,6 +569,7 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("found down-> QMC ER this am.", "QMC"),  # an acronym before an emergency ward
         ("MET W/ SOCIAL WORKER ANNA KOWALCZYK TODAY.", "ANNA KOWALCZYK"),  # a role word before a name
         ("Coping: has one nephew Drew who calls daily.", "Drew"),  # an ordinary word as a relative's name
+        ("Vent settings unchanged.\nMarta Hickman CRT", "Marta Hickman"),  # a device word between a name and a degree
     ],
 )
 def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, phi):

@@ -184,5 +184,5 @@ def signature(v: NameVocabulary, d: NameDoc) -> None:
     first = words[0].text.lower()
     if first in v.rules.first_names and v.candidate(words[0]) and first not in v.rules.ambiguous_names:
         for k in range(start, end):
-            if v.candidate(toks[k]):
+            if v.candidate(toks[k]) and toks[k].text not in v.rules.credentials:
                 mark(k, CONTEXT)

@@ -64,6 +64,20 @@ def _surname_by_case(v: NameVocabulary, toks: list[Token], given: int, idx: int,
     )
 
 
+def _surname_after_given(v: NameVocabulary, toks: list[Token], j: int, weak: bool) -> bool:
+    """Before a strong credential, a clinical or device word right after a listed given name is the surname
+    ("Ann Holter RRT", "Tom Hickman CRT"): the word's other sense cannot sit between a given name and a degree."""
+    before = toks[j - 1] if j > 0 else None
+    return (
+        not weak
+        and before is not None
+        and before.whitespace_ == " "
+        and v.title(before)
+        and before.text.lower() in v.rules.first_names
+        and v.candidate(toks[j], strong=True)
+    )
+
+
 def _name_on_its_own(v: NameVocabulary, tok: Token) -> bool:
     """A word that is a name without a title's help: a listed, unambiguous name or a word that is no ordinary,
     clinical or misspelled word ("MS CLEARS" is no title before a name; "MS OKONJO" is)."""
@@ -105,7 +119,7 @@ def credentials(v: NameVocabulary, d: NameDoc) -> None:
             if prev.text == "-" and not prev.whitespace_ and j > 0 and not toks[j - 1].whitespace_:
                 j -= 1  # a double-barrelled surname ("Ellis-Baker MD")
                 continue
-            if not v.candidate(prev) or not v.capitalized(prev):
+            if not v.capitalized(prev) or not (v.candidate(prev) or _surname_after_given(v, toks, j, weak)):
                 break
             if prev.text in v.rules.credentials:
                 break
