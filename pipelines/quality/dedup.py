@@ -117,27 +117,37 @@ class BandIndex:
     """
 
     def __init__(self, config: DedupConfig, cap: int = BUCKET_CAP) -> None:
+        if cap < 2:
+            raise ValueError(f"an LSH bucket must hold at least 2 documents, not {cap}")
         self.bands, self.rows = _optimal_param(candidate_threshold(config), config.num_perm, *LSH_WEIGHTS)
         self.cap = cap
-        self.buckets: list[dict[bytes, list[str]]] = [{} for _ in range(self.bands)]
+        # A bucket of one document holds its doc_id, not a list: most buckets are, and a list costs ~90 bytes
+        # more, 64 times per kept document.
+        self.buckets: list[dict[bytes, str | list[str]]] = [{} for _ in range(self.bands)]
         self.full_buckets_hit = 0
 
     def _keys(self, signature: np.ndarray) -> list[bytes]:
-        """One key per band: the band's rows of the MinHash hash values (uint64)."""
+        """One key per band: the bytes of the band's rows of the MinHash hash values."""
         return [signature[b * self.rows : (b + 1) * self.rows].tobytes() for b in range(self.bands)]
 
     def query(self, signature: np.ndarray) -> set[str]:
         found: set[str] = set()
         for table, key in zip(self.buckets, self._keys(signature), strict=True):
             members = table.get(key)
-            if members:
+            if isinstance(members, str):
+                found.add(members)
+            elif members:
                 found.update(members)
         return found
 
     def insert(self, doc_id: str, signature: np.ndarray) -> None:
         for table, key in zip(self.buckets, self._keys(signature), strict=True):
-            members = table.setdefault(key, [])
-            if len(members) < self.cap:
+            members = table.get(key)
+            if members is None:
+                table[key] = doc_id
+            elif isinstance(members, str):
+                table[key] = [members, doc_id]
+            elif len(members) < self.cap:
                 members.append(doc_id)
             else:
                 self.full_buckets_hit += 1
