@@ -248,6 +248,12 @@ class NearDedup(TwoPassStep):
                 lsh.insert(doc_id, signature)
         self.full_bucket_inserts += lsh.full_buckets_hit
         self.ranks.clear()
+        # Only this run's kept documents can be published, so only their words and signatures are still needed.
+        kept = [doc_id for doc_id, (run, *_) in rank.items() if run == 1]
+        self.words = {doc_id: self.words[doc_id] for doc_id in kept}
+        self.signatures = {doc_id: self.signatures[doc_id] for doc_id in kept}
+        for sequence in self.words.values():
+            sequence.forget_bounds()
 
     def apply(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
         kept = []
