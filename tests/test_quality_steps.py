@@ -367,11 +367,11 @@ def test_band_index_below_its_cap_proposes_what_datasketch_proposes() -> None:
     ours = BandIndex(config, cap=len(texts))
     theirs = MinHashLSH(threshold=candidate_threshold(config), num_perm=config.num_perm, weights=LSH_WEIGHTS)
     proposed = 0
-    for i, signature in enumerate(signatures):
-        assert ours.query(signature) == set(theirs.query(signature))
-        proposed += len(ours.query(signature))
-        ours.insert(f"d{i}", signature)
-        theirs.insert(f"d{i}", signature)
+    for i, minhash in enumerate(signatures):
+        assert ours.query(minhash.hashvalues) == set(theirs.query(minhash))
+        proposed += len(ours.query(minhash.hashvalues))
+        ours.insert(f"d{i}", minhash.hashvalues)
+        theirs.insert(f"d{i}", minhash)
     assert proposed > len(texts) and (ours.bands, ours.rows) == (theirs.b, theirs.r)
 
 

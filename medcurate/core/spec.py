@@ -147,15 +147,15 @@ class ShardSpec(_Section):
 
 
 class ParallelSpec(_Section):
-    """How the Ray stages (deid, shard) cut their work, never what they write.
+    """How the Ray stages (deid, shard) and curate's batches cut their work, never what they write.
 
     The output is the same for any value (``tests/test_batch_invariance.py``), so ``config_hash()`` leaves
     this section out: raising ``workers`` on a bigger cluster neither changes a manifest nor restarts a
     resumable shard build.
     """
 
-    # Documents per Ray call: texts per de-identification call, curated rows per tokenization call.
-    # null: each stage's default (64 texts, 1024 rows).
+    # Documents per Ray call: texts per de-identification call, curated rows per tokenization call; and the
+    # documents curate holds at a time. null: each stage's default (64 texts, 1024 rows, 2048 documents).
     batch_docs: int | None = Field(None, ge=1)
     # Actors per stage; null: one per CPU of the Ray cluster.
     workers: int | None = Field(None, ge=1)

@@ -4,6 +4,12 @@ Order matters and is the point of this module: the residual-PHI gate first (a do
 be a dedup "kept twin" whose id a report names), then repairs and filters (so dedup compares cleaned text),
 exact before near dedup (cheap first), copy-forward on the survivors, decontamination last (on the text that
 would be published).  The GX "curated" suite then checks the result (stage.py).
+
+The stage streams its documents in batches, so a step whose verdict depends on the whole run (the gate's
+date shifts, the three dedup levels) is a ``TwoPassStep``: ``clean`` runs the per-document steps on a batch
+and lets dedup observe the survivors' hashes, ``decide`` settles dedup once over the whole run in dedup order
+(earlier runs, spec source order, doc_id), and ``finish`` applies those decisions batch by batch.  Which
+batch a document and its twin fall in therefore changes nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from pipelines.quality.dedup import CopyForwardDedup, ExactDedup, NearDedup
 from pipelines.quality.dedup_index import PublishedIndex
 from pipelines.quality.filters import filter_steps
 from pipelines.quality.phi_gate import RawPatientIndex, ResidualPhiGate, load_gate_config
-from pipelines.quality.steps import Doc, Step
+from pipelines.quality.steps import Doc, Ledger, Step, run_steps
 
 COUNTS_FILE = "curated_counts.json"
 
@@ -35,9 +41,23 @@ class CuratePipeline:
     copy_forward: CopyForwardDedup
     decontamination: Decontaminator
 
-    @property
-    def steps(self) -> list[Step]:
-        return [self.gate, *self.filters, self.exact, self.near, self.copy_forward, self.decontamination]
+    def clean(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
+        """Curate's first pass over one batch (the gate decided): gate and filters, then dedup observes the
+        cleaned survivors (their hashes only)."""
+        docs = run_steps([self.gate, *self.filters], docs, ledger)
+        for step in (self.exact, self.near, self.copy_forward):
+            step.observe(docs)
+        return docs
+
+    def decide(self) -> None:
+        """Dedup's decisions over the whole run, each level over what the previous ones kept."""
+        self.exact.decide()
+        self.near.decide(skip=self.exact.twin_of.keys())
+        self.copy_forward.decide(skip=self.exact.twin_of.keys() | self.near.twin_of.keys())
+
+    def finish(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
+        """Curate's second pass over one batch of cleaned documents: dedup's decisions, decontamination."""
+        return run_steps([self.exact, self.near, self.copy_forward, self.decontamination], docs, ledger)
 
     def details(self) -> dict[str, Any]:
         """The StageReport details the report shows: PHI gate hits, filter facts, dedup, decontamination."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +31,7 @@ from datasketch.lsh import _optimal_param
 
 from pipelines.quality.curation_config import DedupConfig
 from pipelines.quality.dedup_index import PublishedEntry, PublishedIndex
-from pipelines.quality.steps import Doc, Ledger, Step
+from pipelines.quality.steps import Doc, Ledger, TwoPassStep
 from pipelines.quality.text_norm import exact_key, mask_numbers, words
 from pipelines.quality.word_similarity import WordSequence, shared_in_order
 
@@ -94,8 +94,10 @@ def minhash_signatures(sequences: Iterable[WordSequence], config: DedupConfig) -
     )
 
 
-def from_hashvalues(values: np.ndarray, config: DedupConfig) -> MinHash:
-    return MinHash(seed=config.seed, hashvalues=values, scheme="affine32", hashfunc=xxhash.xxh32_intdigest)
+def scheme_values(values: np.ndarray, config: DedupConfig) -> np.ndarray:
+    """Stored hash values (uint64 in the index) in the scheme's dtype, as a new document's signature has them:
+    the LSH's band keys are the values' bytes."""
+    return MinHash(seed=config.seed, hashvalues=values, scheme="affine32", hashfunc=xxhash.xxh32_intdigest).hashvalues
 
 
 def _clusters(kept_twin_of: dict[str, str]) -> dict[str, int]:
@@ -115,56 +117,86 @@ class BandIndex:
     """
 
     def __init__(self, config: DedupConfig, cap: int = BUCKET_CAP) -> None:
+        if cap < 2:
+            raise ValueError(f"an LSH bucket must hold at least 2 documents, not {cap}")
         self.bands, self.rows = _optimal_param(candidate_threshold(config), config.num_perm, *LSH_WEIGHTS)
         self.cap = cap
-        self.buckets: list[dict[bytes, list[str]]] = [{} for _ in range(self.bands)]
+        # A bucket of one document holds its doc_id, not a list: most buckets are, and a list costs ~90 bytes
+        # more, 64 times per kept document.
+        self.buckets: list[dict[bytes, str | list[str]]] = [{} for _ in range(self.bands)]
         self.full_buckets_hit = 0
 
-    def _keys(self, signature: MinHash) -> list[bytes]:
-        values = signature.hashvalues
-        return [values[b * self.rows : (b + 1) * self.rows].tobytes() for b in range(self.bands)]
+    def _keys(self, signature: np.ndarray) -> list[bytes]:
+        """One key per band: the bytes of the band's rows of the MinHash hash values."""
+        return [signature[b * self.rows : (b + 1) * self.rows].tobytes() for b in range(self.bands)]
 
-    def query(self, signature: MinHash) -> set[str]:
+    def query(self, signature: np.ndarray) -> set[str]:
         found: set[str] = set()
         for table, key in zip(self.buckets, self._keys(signature), strict=True):
             members = table.get(key)
-            if members:
+            if isinstance(members, str):
+                found.add(members)
+            elif members:
                 found.update(members)
         return found
 
-    def insert(self, doc_id: str, signature: MinHash) -> None:
+    def insert(self, doc_id: str, signature: np.ndarray) -> None:
         for table, key in zip(self.buckets, self._keys(signature), strict=True):
-            members = table.setdefault(key, [])
-            if len(members) < self.cap:
+            members = table.get(key)
+            if members is None:
+                table[key] = doc_id
+            elif isinstance(members, str):
+                table[key] = [members, doc_id]
+            elif len(members) < self.cap:
                 members.append(doc_id)
             else:
                 self.full_buckets_hit += 1
 
 
-class ExactDedup(Step):
+class ExactDedup(TwoPassStep):
+    """Keeps, of each set of documents with one exact key, the first in dedup order; observing keeps only each
+    document's key (a sha256) and order key."""
+
     name = "exact_dedup"
 
     def __init__(self, previous: PublishedIndex, order: OrderKey) -> None:
         self.previous = {e.exact_key: e.doc_id for e in sorted(previous.entries, key=lambda e: e.doc_id, reverse=True)}
         self.order = order
         self.keys: dict[str, str] = {}
+        self.ranks: dict[str, tuple] = {}
         self.twin_of: dict[str, str] = {}
 
-    def run(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
+    def observe(self, docs: list[Doc]) -> None:
+        for doc in docs:
+            self.keys[doc["doc_id"]] = exact_key(doc["text"])
+            self.ranks[doc["doc_id"]] = self.order(doc)
+
+    def _decide(self, skip: Set[str]) -> None:
         first: dict[str, str] = dict(self.previous)
-        for doc in sorted(docs, key=self.order):
-            key = self.keys[doc["doc_id"]] = exact_key(doc["text"])
-            twin = first.setdefault(key, doc["doc_id"])
-            if twin != doc["doc_id"]:
-                self.twin_of[doc["doc_id"]] = twin
+        for doc_id in sorted(self.ranks.keys() - skip, key=self.ranks.__getitem__):
+            twin = first.setdefault(self.keys[doc_id], doc_id)
+            if twin != doc_id:
+                self.twin_of[doc_id] = twin
+        self.ranks.clear()
+
+    def apply(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
+        kept = []
+        for doc in docs:
+            twin = self.twin_of.get(doc["doc_id"])
+            if twin is None:
+                kept.append(doc)
+            else:
                 ledger.drop(doc, self.name, "exact_duplicate", f"kept twin {twin}")
-        return [d for d in docs if d["doc_id"] not in self.twin_of]
+        return kept
 
     def summary(self) -> dict[str, Any]:
         return {"dropped": len(self.twin_of), "clusters": _clusters(self.twin_of)}
 
 
-class NearDedup(Step):
+class NearDedup(TwoPassStep):
+    """Observing keeps each document's word hashes and MinHash hash values (what the cross-run index stores),
+    never its text; deciding walks the documents in dedup order through the capped LSH."""
+
     name = "near_dedup"
 
     def __init__(
@@ -175,45 +207,63 @@ class NearDedup(Step):
         self.order = order
         self.bucket_cap = bucket_cap
         self.full_bucket_inserts = 0
-        self.signatures: dict[str, MinHash] = {}
+        self.signatures: dict[str, np.ndarray] = {}
         self.words: dict[str, WordSequence] = {}
+        self.ranks: dict[str, tuple] = {}
         self.twin_of: dict[str, str] = {}
+        self.details: dict[str, str] = {}
         self.candidates_checked = 0
 
-    def run(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
+    def observe(self, docs: list[Doc]) -> None:
+        masked = []
+        for doc in docs:
+            tokens = words(doc["text"])
+            self.words[doc["doc_id"]] = WordSequence.of(tokens)
+            self.ranks[doc["doc_id"]] = self.order(doc)
+            masked.append(WordSequence.of(mask_numbers(tokens)))
+        for doc, signature in zip(docs, minhash_signatures(masked, self.config), strict=True):
+            self.signatures[doc["doc_id"]] = signature.hashvalues
+
+    def _decide(self, skip: Set[str]) -> None:
         threshold = self.config.near_threshold
         lsh = BandIndex(self.config, self.bucket_cap)
         rank: dict[str, tuple] = {}
         for entry in self.previous.entries:
-            signature = from_hashvalues(entry.minhash, self.config)
             rank[entry.doc_id] = (0, entry.doc_id)
-            self.signatures[entry.doc_id] = signature
+            self.signatures[entry.doc_id] = signature = scheme_values(entry.minhash, self.config)
             self.words[entry.doc_id] = WordSequence(entry.words)
             lsh.insert(entry.doc_id, signature)
-        ordered = sorted(docs, key=self.order)
-        sequences, masked = [], []
-        for d in ordered:
-            tokens = words(d["text"])
-            sequences.append(WordSequence.of(tokens))
-            masked.append(WordSequence.of(mask_numbers(tokens)))
-        signatures = minhash_signatures(masked, self.config)
-        for doc, sequence, signature in zip(ordered, sequences, signatures, strict=True):
-            doc_id = doc["doc_id"]
-            self.words[doc_id], self.signatures[doc_id] = sequence, signature
+        for doc_id in sorted(self.ranks.keys() - skip, key=self.ranks.__getitem__):
+            signature = self.signatures[doc_id]
             candidates = sorted(lsh.query(signature))
             self.candidates_checked += len(candidates)
-            shares = shared_in_order(sequence, [self.words[c] for c in candidates], threshold)
+            shares = shared_in_order(self.words[doc_id], [self.words[c] for c in candidates], threshold)
             shared = {c: s for c, s in zip(candidates, shares, strict=True) if s is not None}
             if shared:
                 twin = min(shared, key=rank.__getitem__)
                 self.twin_of[doc_id] = twin
-                detail = f"kept twin {twin} ({shared[twin]:.2f} of words shared in order)"
-                ledger.drop(doc, self.name, "near_duplicate", detail)
+                self.details[doc_id] = f"kept twin {twin} ({shared[twin]:.2f} of words shared in order)"
             else:
-                rank[doc_id] = (1, *self.order(doc))
+                rank[doc_id] = (1, *self.ranks[doc_id])
                 lsh.insert(doc_id, signature)
         self.full_bucket_inserts += lsh.full_buckets_hit
-        return [d for d in docs if d["doc_id"] not in self.twin_of]
+        self.ranks.clear()
+        # Only this run's kept documents can be published, so only their words and signatures are still needed.
+        kept = [doc_id for doc_id, (run, *_) in rank.items() if run == 1]
+        self.words = {doc_id: self.words[doc_id] for doc_id in kept}
+        self.signatures = {doc_id: self.signatures[doc_id] for doc_id in kept}
+        for sequence in self.words.values():
+            sequence.forget_bounds()
+
+    def apply(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
+        kept = []
+        for doc in docs:
+            detail = self.details.get(doc["doc_id"])
+            if detail is None:
+                kept.append(doc)
+            else:
+                ledger.drop(doc, self.name, "near_duplicate", detail)
+        return kept
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -229,55 +279,63 @@ class NearDedup(Step):
         }
 
 
-class CopyForwardDedup(Step):
+class CopyForwardDedup(TwoPassStep):
+    """Observing keeps, per in-scope note, its patient, time and the exact key of each long paragraph; deciding
+    walks each patient's notes in time order and records which paragraphs were written before; applying
+    removes them from the text."""
+
     name = "copy_forward"
 
     def __init__(self, config: DedupConfig) -> None:
         self.config = config
+        self.notes: dict[str, list[tuple[datetime, str]]] = defaultdict(list)  # patient -> (time, doc_id)
+        self.paragraph_keys: dict[str, list[str | None]] = {}
+        self.copied: dict[str, list[tuple[int, str]]] = {}  # doc_id -> (paragraph index, doc_id that wrote it)
         self.paragraphs_removed = 0
         self.trimmed = 0
         self.dropped = 0
 
-    def _timeline(self, docs: list[Doc]) -> dict[str, list[Doc]]:
-        notes: dict[str, list[Doc]] = defaultdict(list)
+    def observe(self, docs: list[Doc]) -> None:
+        minimum = self.config.copy_forward_min_paragraph_chars
         for doc in docs:
             if doc["doc_type"] in self.config.copy_forward_doc_types and doc.get("patient_pseudonym"):
-                notes[doc["patient_pseudonym"]].append(doc)
-        for patient_notes in notes.values():
-            patient_notes.sort(key=lambda d: ((d.get("metadata") or {}).get("event_time") or _LATEST, d["doc_id"]))
-        return notes
+                when = (doc.get("metadata") or {}).get("event_time") or _LATEST
+                self.notes[doc["patient_pseudonym"]].append((when, doc["doc_id"]))
+                self.paragraph_keys[doc["doc_id"]] = [
+                    exact_key(p) if len(p.strip()) >= minimum else None for p in _PARAGRAPH_BREAK.split(doc["text"])
+                ]
 
-    def run(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
-        dropped: set[str] = set()
-        for patient_notes in self._timeline(docs).values():
+    def _decide(self, skip: Set[str]) -> None:
+        for patient_notes in self.notes.values():
             written: dict[str, str] = {}  # paragraph key -> doc_id of the note that first wrote it
-            for doc in patient_notes:
-                kept, copied_from = [], []
-                for paragraph in _PARAGRAPH_BREAK.split(doc["text"]):
-                    if len(paragraph.strip()) < self.config.copy_forward_min_paragraph_chars:
-                        kept.append(paragraph)
-                        continue
-                    first = written.setdefault(exact_key(paragraph), doc["doc_id"])
-                    if first == doc["doc_id"]:
-                        kept.append(paragraph)
-                    else:
-                        copied_from.append(first)
-                if not copied_from:
-                    continue
-                self.paragraphs_removed += len(copied_from)
-                remaining = "\n\n".join(kept).strip()
-                if len(remaining) < self.config.copy_forward_min_remaining_chars:
-                    dropped.add(doc["doc_id"])
-                    self.dropped += 1
-                    twin = min(copied_from)
-                    ledger.drop(
-                        doc, self.name, "copy_forward", f"{len(copied_from)} paragraphs copied, e.g. from {twin}"
-                    )
-                else:
-                    doc["text"] = remaining
-                    self.trimmed += 1
-                    ledger.modify(doc, self.name, "copied_paragraphs_removed")
-        return [d for d in docs if d["doc_id"] not in dropped]
+            for _, doc_id in sorted(n for n in patient_notes if n[1] not in skip):
+                for index, key in enumerate(self.paragraph_keys[doc_id]):
+                    if key is not None and (first := written.setdefault(key, doc_id)) != doc_id:
+                        self.copied.setdefault(doc_id, []).append((index, first))
+        self.notes.clear()
+        self.paragraph_keys.clear()
+
+    def apply(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
+        kept_docs = []
+        for doc in docs:
+            copied = self.copied.get(doc["doc_id"])
+            if not copied:
+                kept_docs.append(doc)
+                continue
+            removed = {index for index, _ in copied}
+            paragraphs = _PARAGRAPH_BREAK.split(doc["text"])
+            remaining = "\n\n".join(p for i, p in enumerate(paragraphs) if i not in removed).strip()
+            self.paragraphs_removed += len(copied)
+            if len(remaining) < self.config.copy_forward_min_remaining_chars:
+                self.dropped += 1
+                twin = min(first for _, first in copied)
+                ledger.drop(doc, self.name, "copy_forward", f"{len(copied)} paragraphs copied, e.g. from {twin}")
+            else:
+                doc["text"] = remaining
+                self.trimmed += 1
+                ledger.modify(doc, self.name, "copied_paragraphs_removed")
+                kept_docs.append(doc)
+        return kept_docs
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -295,7 +353,7 @@ def published_entries(docs: list[Doc], exact: ExactDedup, near: NearDedup, run_i
             source=d["source"],
             run_id=run_id,
             exact_key=exact.keys[d["doc_id"]],
-            minhash=near.signatures[d["doc_id"]].hashvalues.astype(np.uint64),
+            minhash=near.signatures[d["doc_id"]].astype(np.uint64),
             words=near.words[d["doc_id"]].ids,
         )
         for d in docs

@@ -81,17 +81,16 @@ class PublishedIndex:
             return cls((), skipped=table.num_rows)
         table = table.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
         keep = pc.invert(pc.is_in(table["doc_id"], pa.array(sorted(exclude_doc_ids), pa.string())))
-        rows = table.filter(keep).to_pylist()
+        table = table.filter(keep)
+        minhashes, words = _arrays(table["minhash"], np.uint64), _arrays(table["words"], np.uint32)
         entries = tuple(
-            PublishedEntry(
-                r["doc_id"],
-                r["source"],
-                r["run_id"],
-                r["exact_key"],
-                np.array(r["minhash"], np.uint64),
-                np.array(r["words"], np.uint32),
+            PublishedEntry(doc_id, source, run_id, key, minhash, word_ids)
+            for doc_id, source, run_id, key, minhash, word_ids in zip(
+                *(table[c].to_pylist() for c in ("doc_id", "source", "run_id", "exact_key")),
+                minhashes,
+                words,
+                strict=True,
             )
-            for r in rows
         )
         return cls(entries)
 
@@ -119,6 +118,14 @@ def save_index(
     )
     write_parquet(table.sort_by("doc_id"), index_path(governance))
     return table.num_rows
+
+
+def _arrays(column: pa.ChunkedArray, dtype: type[np.generic]) -> list[np.ndarray]:
+    """A list column as one numpy array per row, sliced from the flat values (no Python int per value)."""
+    array = column.combine_chunks()
+    values = pc.list_flatten(array).to_numpy(zero_copy_only=False).astype(dtype)
+    bounds = np.cumsum([0, *pc.list_value_length(array).fill_null(0).to_numpy(zero_copy_only=False)])
+    return [values[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def _rows_of(table: pa.Table, doc_ids: set[str], source: str | None) -> pa.ChunkedArray:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from collections.abc import Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -33,7 +34,7 @@ from medcurate.core.spec import CorpusSpec
 from medcurate.core.zones import Zones, zone_parts
 from medcurate.formats.date_text import shift_date_text
 from pipelines.quality.raw_identifiers import identifiers, searchable
-from pipelines.quality.steps import Doc, Ledger, Step
+from pipelines.quality.steps import Doc, Ledger, TwoPassStep
 
 GATE_FILE = Path(__file__).with_name("phi_gate.yaml")
 RAW_COLUMNS = ["doc_id", "source_kind", "doc_type", "patient_key", "text", "metadata"]
@@ -109,13 +110,18 @@ def _whole_word(values: set[str]) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
 
 
-class ResidualPhiGate(Step):
+class ResidualPhiGate(TwoPassStep):
+    """Two passes because a patient's date shift is the most common one over all of the patient's documents,
+    which a batch may split: ``observe`` counts shifts, ``decide`` picks each patient's, ``apply`` scans."""
+
     name = "residual_phi_gate"
 
     def __init__(self, index: RawPatientIndex, config: GateConfig) -> None:
         self.index = index
         self.config = config
         self._patient_patterns: dict[str, dict[str, re.Pattern[str]]] = {}
+        self._shifts_seen: dict[str, Counter[int]] = defaultdict(Counter)
+        self.offsets: dict[str, int] = {}
         self.scanned = 0
         self.hits: Counter[str] = Counter()
         self.blocked: Counter[str] = Counter()
@@ -126,15 +132,18 @@ class ResidualPhiGate(Step):
             self._patient_patterns[patient_key] = {kind: _whole_word(values) for kind, values in found.items()}
         return self._patient_patterns[patient_key]
 
-    def _date_offsets(self, docs: list[Doc]) -> dict[str, int]:
-        """Each patient's date shift in days, read from raw vs de-identified event times (most common)."""
-        seen: dict[str, Counter[int]] = defaultdict(Counter)
+    def observe(self, docs: list[Doc]) -> None:
+        """Count each patient's date shifts in days, raw vs de-identified event time (only ``doc_id`` and
+        ``metadata`` are read: observing needs no text)."""
         for doc in docs:
             raw = self.index.docs.get(doc["doc_id"])
             shifted = (doc.get("metadata") or {}).get("event_time")
             if raw and raw.patient_key and raw.event_time and shifted:
-                seen[raw.patient_key][(raw.event_time.date() - shifted.date()).days] += 1
-        return {key: counts.most_common(1)[0][0] for key, counts in seen.items()}
+                self._shifts_seen[raw.patient_key][(raw.event_time.date() - shifted.date()).days] += 1
+
+    def _decide(self, skip: Set[str]) -> None:
+        self.offsets = {key: counts.most_common(1)[0][0] for key, counts in self._shifts_seen.items()}
+        self._shifts_seen.clear()
 
     def scan(self, doc: Doc, offsets: dict[str, int]) -> Counter[str]:
         """Hit counts by kind in one de-identified document (its text and its structured payloads)."""
@@ -157,15 +166,14 @@ class ResidualPhiGate(Step):
             verbatim -= {shift_date_text(d, -offset) for d in raw.dates}
         return verbatim
 
-    def run(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
-        offsets = self._date_offsets(docs)
+    def apply(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
         kept = []
         for doc in docs:
             if doc["source_kind"] not in self.config.source_kinds:
                 kept.append(doc)
                 continue
             self.scanned += 1
-            hits = self.scan(doc, offsets)
+            hits = self.scan(doc, self.offsets)
             if not hits:
                 kept.append(doc)
                 continue

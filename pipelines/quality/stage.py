@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from great_expectations.data_context import FileDataContext
@@ -33,18 +36,18 @@ from pipelines.quality.dedup import published_entries
 from pipelines.quality.dedup_index import PublishedIndex, index_path, save_index
 from pipelines.quality.frames import curated_frame, document_frame, shard_frame
 from pipelines.quality.gx_context import ValidationOutcome, open_context, publish_data_docs, validate_frame
-from pipelines.quality.steps import Ledger, run_steps
+from pipelines.quality.spill import Spill
+from pipelines.quality.steps import Doc, Ledger
 from pipelines.quality.suites import SuiteConfig, load_suites
-from pipelines.quality.zone_io import (
-    read_parts,
-    read_shard_rows,
-    relaxed,
-    zone_doc_ids,
-)
+from pipelines.quality.zone_io import part_batches, read_parts, read_shard_rows, relaxed, zone_doc_ids
 
 log = logging.getLogger(__name__)
 
 QUARANTINED_EARLIER = "quarantined_earlier"
+# Documents per curate batch when the spec's ``parallel.batch_docs`` is null: what the driver holds as dicts.
+CURATE_BATCH_DOCS = 2048
+# What curate's second pass reads: a quarantine record's fields and the gate's event times, no text.
+OBSERVED_COLUMNS = ["doc_id", "source", "source_file", "source_sha256", "position", "metadata"]
 
 
 def _document_parameters(ctx: RunContext) -> dict[str, Any]:
@@ -110,8 +113,7 @@ def validate_raw(ctx: RunContext) -> StageReport:
     writer = QuarantineWriter(ctx.zones, stage, ctx.run_id)
     outcomes, problems = [], {}
     for source in ctx.spec.sources:
-        parts = read_parts(ctx.zones.raw / source.name, RAW_DOCUMENT_SCHEMA, stage)
-        table = pa.concat_tables([relaxed(RAW_DOCUMENT_SCHEMA).empty_table(), *(t for _, t in parts)])
+        table = read_parts(ctx.zones.raw / source.name, RAW_DOCUMENT_SCHEMA, stage)
         # An empty source is fine only when it has no input; otherwise the suite's row count check fails it.
         if table.num_rows == 0 and not list_inputs(source, ctx.spec.base_dir).files:
             continue
@@ -135,34 +137,48 @@ def validate_raw(ctx: RunContext) -> StageReport:
     return report
 
 
-def _live_deid_docs(ctx: RunContext, source: str, skip: set[str], report: StageReport) -> pa.Table:
-    """A source's de-identified documents minus those an earlier stage quarantined (counted as such)."""
-    counts = report.counts(source)
-    skip_ids = pa.array(sorted(skip), pa.string())
-    tables = [relaxed(DEID_DOCUMENT_SCHEMA).empty_table()]
-    for _, table in read_parts(ctx.zones.deid / source, DEID_DOCUMENT_SCHEMA, "curate"):
-        counts.input += table.num_rows
-        kept = table.filter(pc.invert(pc.fill_null(pc.is_in(table["doc_id"], skip_ids), False)))
-        if kept.num_rows < table.num_rows:
-            counts.remove(QUARANTINED_EARLIER, table.num_rows - kept.num_rows)
-        tables.append(kept)
-    return pa.concat_tables(tables)
+def _live_batches(
+    ctx: RunContext, source: str, skip: pa.Array, batch_docs: int, columns: list[str] | None = None
+) -> Iterator[tuple[int, pa.Table]]:
+    """A source's de-identified documents, a batch at a time: (rows read, rows an earlier stage did not
+    quarantine).  Every pass reads the same rows in the same order, so a row's number in the source is stable."""
+    for table in part_batches(ctx.zones.deid / source, DEID_DOCUMENT_SCHEMA, "curate", batch_docs, columns):
+        live = table.filter(pc.invert(pc.fill_null(pc.is_in(table["doc_id"], skip), False)))
+        yield table.num_rows, live
 
 
-def _validate_docs(
-    ledger: Ledger,
-    step: str,
-    docs: list[dict],
-    outcome: ValidationOutcome,
-    suite: SuiteConfig,
-) -> tuple[list[dict], list[str]]:
-    """Quarantine the rows a suite failed (through the ledger); return the passing rows and batch problems."""
-    rows, problems = _triage(outcome, suite)
-    for row, (reason, detail) in sorted(rows.items()):
-        ledger.drop(docs[row], step, reason, detail)
-    passing = [doc for index, doc in enumerate(docs) if index not in rows]
+def _numbered(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Batch frames as one source frame, ``row`` renumbered to each row's position in the source."""
+    frame = pd.concat(frames, ignore_index=True)
+    frame["row"] = range(len(frame))
+    return frame
+
+
+def _drop_failed(
+    ledger: Ledger, step: str, docs: list[Doc], first_row: int, failed: dict[int, tuple[str, str]]
+) -> list[Doc]:
+    """Quarantine the rows of a batch (numbered from ``first_row``) that a suite failed; return the others."""
+    passing = []
+    for index, doc in enumerate(docs):
+        verdict = failed.get(first_row + index)
+        if verdict is None:
+            passing.append(doc)
+        else:
+            ledger.drop(doc, step, *verdict)
     ledger.count(step, docs, passing)
-    return passing, problems
+    return passing
+
+
+@dataclass
+class _Source:
+    """What curate keeps of a source between passes: its suite verdicts by row, never its documents."""
+
+    name: str
+    deid_failed: dict[int, tuple[str, str]]
+    passing_ids: set[str]
+    cleaned: Spill | None = None
+    curated: Spill | None = None
+    curated_failed: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 def curate(ctx: RunContext) -> StageReport:
@@ -174,60 +190,120 @@ def curate(ctx: RunContext) -> StageReport:
     6. GX "curated" suite on what would be published: schema facts, bounds, value sets, a raw parent for
        every document, and no source falling by more than ``quality.max_source_drop`` from the last run.
 
+    The documents stream: each pass reads ``parallel.batch_docs`` of them at a time (default
+    ``CURATE_BATCH_DOCS``) and the passes hand documents to each other through spills on disk (spill.py).
+    The suites see one frame of ids and text facts per source; dedup keeps hashes and signatures only,
+    decides once over the whole run in dedup order, and applies its decisions in a second pass, so no
+    decision depends on how the documents were batched.
+
     Output is written to a staging directory and swapped in only when every source passed, so a failed
     batch publishes nothing and a crash never leaves a half-written curated zone.  The dedup index and the
     per-source counts under ``governance/`` are updated only after publishing.
     """
     stage = "curate"
+    scratch = ctx.zones.root / f".curate-spill.{ctx.run_id}.tmp"
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        return _curate(ctx, stage, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
     config = curation_config(ctx.spec)
     report = StageReport(stage=stage, run_id=ctx.run_id)
     suites = load_suites()
     context = open_context(ctx.zones.governance)
-    skip = quarantined_upstream(ctx.zones, stage)
+    skipped = quarantined_upstream(ctx.zones, stage)
+    skip = pa.array(sorted(skipped), pa.string())
     writer = QuarantineWriter(ctx.zones, stage, ctx.run_id)
     ledger = Ledger(writer, report)
+    batch_docs = ctx.spec.parallel.batch_docs or CURATE_BATCH_DOCS
     staging = ctx.zones.root / f".curated.{ctx.run_id}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     parameters = _document_parameters(ctx)
-    outcomes, problems, validated, docs = [], {}, [], []
+    outcomes, problems, sources = [], {}, []
+
+    # Pass 1: the "deid" suite on each source's frame of ids and text facts.
     for source in ctx.spec.sources:
-        table = _live_deid_docs(ctx, source.name, skip, report)
+        counts = report.counts(source.name)
+        frames = [document_frame(relaxed(DEID_DOCUMENT_SCHEMA).empty_table())]
+        for read, live in _live_batches(ctx, source.name, skip, batch_docs):
+            counts.input += read
+            if live.num_rows < read:
+                counts.remove(QUARANTINED_EARLIER, read - live.num_rows)
+            frames.append(document_frame(live))
+        frame = _numbered(frames)
         # Nothing to curate is fine when every raw document of the source is accounted for in quarantine;
         # an empty table while raw documents are still live means they were lost: the suite fails it.
-        if table.num_rows == 0 and not zone_doc_ids(ctx.zones.raw / source.name) - skip:
+        if frame.empty and not zone_doc_ids(ctx.zones.raw / source.name) - skipped:
             continue
-        outcome = validate_frame(context, suites["deid"], source.name, document_frame(table), parameters, ctx.run_id)
+        outcome = validate_frame(context, suites["deid"], source.name, frame, parameters, ctx.run_id)
         outcomes.append(outcome)
-        passing, source_problems = _validate_docs(ledger, "gx_deid", table.to_pylist(), outcome, suites["deid"])
+        failed, source_problems = _triage(outcome, suites["deid"])
         if source_problems:
             problems[source.name] = source_problems
-        validated.append(source.name)
-        docs.extend(passing)
+        passing = frame["doc_id"][~frame["row"].isin(list(failed))]
+        sources.append(_Source(source.name, failed, set(passing.dropna())))
 
-    published: dict[str, list[dict]] = {}
-    pipeline = None
+    pipeline, previous = None, PublishedIndex(())
     if not problems:
-        previous = PublishedIndex.load(ctx.zones.governance, config.dedup, {d["doc_id"] for d in docs})
+        curated_ids = set().union(*(s.passing_ids for s in sources))
+        previous = PublishedIndex.load(ctx.zones.governance, config.dedup, curated_ids)
         pipeline = build_pipeline(ctx, config, previous)
-        docs = run_steps(pipeline.steps, docs, ledger)
+    # Pass 2 (no text read): quarantine what the suite failed; the gate observes each patient's date shift.
+    for source in sources:
+        row = 0
+        for _, live in _live_batches(ctx, source.name, skip, batch_docs, OBSERVED_COLUMNS):
+            docs = live.to_pylist()
+            passing = _drop_failed(ledger, "gx_deid", docs, row, source.deid_failed)
+            row += len(docs)
+            if pipeline is not None:
+                pipeline.gate.observe(passing)
+
+    published: list[_Source] = []
+    if pipeline is not None:
+        pipeline.gate.decide()
+        # Pass 3: gate and filters; dedup observes the cleaned documents' hashes; the documents are spilled.
+        for source in sources:
+            source.cleaned = Spill(scratch / "cleaned" / f"{source.name}.arrow", relaxed(DEID_DOCUMENT_SCHEMA))
+            row = 0
+            for _, live in _live_batches(ctx, source.name, skip, batch_docs):
+                docs = [d for i, d in enumerate(live.to_pylist()) if row + i not in source.deid_failed]
+                row += live.num_rows
+                source.cleaned.write(_table(pipeline.clean(docs, ledger)))
+        pipeline.decide()
+        # Pass 4: dedup's decisions and decontamination; the "curated" suite on each source's frame.
         earlier = previous_counts(ctx.zones.governance)
         licenses = sorted({s.license for s in ctx.spec.sources})
-        for name in validated:
-            source_docs = [d for d in docs if d["source"] == name]
-            table = pa.Table.from_pylist(source_docs, schema=relaxed(DEID_DOCUMENT_SCHEMA))
-            frame = curated_frame(table, zone_doc_ids(ctx.zones.raw / name))
+        for source in sources:
+            source.curated = Spill(scratch / "curated" / f"{source.name}.arrow", relaxed(DEID_DOCUMENT_SCHEMA))
+            raw_ids = zone_doc_ids(ctx.zones.raw / source.name)
+            frames = [curated_frame(relaxed(DEID_DOCUMENT_SCHEMA).empty_table(), raw_ids)]
+            for batch in source.cleaned.batches():
+                table = _table(pipeline.finish(batch.to_pylist(), ledger))
+                source.curated.write(table)
+                frames.append(curated_frame(table, raw_ids))
             bound = {
                 **parameters,
                 "licenses": licenses,
-                "min_rows": minimum_rows(earlier.get(name), config.max_source_drop),
+                "min_rows": minimum_rows(earlier.get(source.name), config.max_source_drop),
             }
-            outcome = validate_frame(context, suites["curated"], name, frame, bound, ctx.run_id)
+            outcome = validate_frame(context, suites["curated"], source.name, _numbered(frames), bound, ctx.run_id)
             outcomes.append(outcome)
-            published[name], source_problems = _validate_docs(
-                ledger, "gx_curated", source_docs, outcome, suites["curated"]
-            )
+            source.curated_failed, source_problems = _triage(outcome, suites["curated"])
             if source_problems:
-                problems[name] = source_problems
+                problems[source.name] = source_problems
+            published.append(source)
+    # Pass 5: quarantine what the "curated" suite failed; the rest is what would be published.
+    finals: dict[str, Spill] = {}
+    for source in published:
+        finals[source.name] = final = Spill(scratch / "published" / f"{source.name}.arrow", DEID_DOCUMENT_SCHEMA)
+        row = 0
+        for batch in source.curated.batches():
+            docs = batch.to_pylist()
+            final.write(_table(_drop_failed(ledger, "gx_curated", docs, row, source.curated_failed)))
+            row += len(docs)
     writer.flush()
     _finish(report, context, outcomes)
     report.details["curation_steps"] = ledger.steps_summary()
@@ -236,22 +312,26 @@ def curate(ctx: RunContext) -> StageReport:
     if problems:
         log.info("%s: batch failed for %d source(s), nothing published", stage, len(problems))
         _fail_if(stage, problems)
-    for name, source_docs in published.items():
-        report.counts(name).output = len(source_docs)
-        write_parquet(
-            pa.Table.from_pylist(source_docs, schema=DEID_DOCUMENT_SCHEMA), staging / name / "part-00000.parquet"
-        )
+    entries = []
+    for name, final in finals.items():
+        report.counts(name).output = final.rows
+        table = final.table()
+        write_parquet(table, staging / name / "part-00000.parquet")
+        docs = [{"doc_id": doc_id, "source": name} for doc_id in table.column("doc_id").to_pylist()]
+        entries.extend(published_entries(docs, pipeline.exact, pipeline.near, ctx.run_id))
     publish_dir(staging, ctx.zones.curated)
-    all_published = [d for source_docs in published.values() for d in source_docs]
-    entries = published_entries(all_published, pipeline.exact, pipeline.near, ctx.run_id)
     report.details["dedup_index"] = {
         "path": str(index_path(ctx.zones.governance)),
         "entries": save_index(ctx.zones.governance, config.dedup, previous, entries),
     }
-    save_counts(ctx.zones.governance, ctx.run_id, {name: len(d) for name, d in published.items()})
+    save_counts(ctx.zones.governance, ctx.run_id, {name: final.rows for name, final in finals.items()})
     report.details["curated"] = str(ctx.zones.curated)
     log.info("%s: %d documents in, %d curated", stage, report.total_input, report.total_output)
     return report
+
+
+def _table(docs: list[Doc]) -> pa.Table:
+    return pa.Table.from_pylist(docs, schema=relaxed(DEID_DOCUMENT_SCHEMA))
 
 
 def validate_shards(ctx: RunContext) -> StageReport:

@@ -1,16 +1,21 @@
 """The curate pipeline's plumbing: a step takes documents and returns the ones it keeps, and a ledger counts.
 
 Like a DataTrove pipeline, curation is a list of small steps (residual-PHI gate, filters, dedup levels,
-decontamination).  Documents are dicts in the de-identified zone's schema.  A step never silently loses a
-document: whatever it drops goes through ``Ledger.drop`` (a quarantine record naming the step and reason, and
-the stage report's per-source counts), whatever it changes through ``Ledger.modify``.  Nothing a step records
-may contain document text: reasons are codes, details are counts, ids and codes.
+decontamination).  Documents are dicts in the de-identified zone's schema.  A step that judges a document
+by itself runs on any batch of documents; a step whose verdict depends on other documents (dedup, the gate's
+per-patient date shift) is a ``TwoPassStep``: it observes every batch's compact keys first, decides once for
+the whole run, then applies its decisions batch by batch, so curate never holds the run's texts at once.
+
+A step never silently loses a document: whatever it drops goes through ``Ledger.drop`` (a quarantine record
+naming the step and reason, and the stage report's per-source counts), whatever it changes through
+``Ledger.modify``.  Nothing a step records may contain document text: reasons are codes, details are counts,
+ids and codes.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +35,37 @@ class Step:
 
     def summary(self) -> dict[str, Any]:
         return {}
+
+
+class TwoPassStep(Step):
+    """A step whose verdict on a document depends on the whole run: ``observe`` every batch (keeping compact
+    keys, never texts), ``decide`` once, then ``run`` applies the decisions batch by batch.
+
+    ``run`` on documents that were never observed (the step used alone, every document at hand) observes
+    them and decides first, so a two-pass step also works as a plain step.
+    """
+
+    decided = False
+
+    def observe(self, docs: list[Doc]) -> None:
+        raise NotImplementedError
+
+    def decide(self, skip: Set[str] = frozenset()) -> None:
+        """Decide over everything observed except ``skip`` (doc_ids an earlier step dropped)."""
+        self._decide(skip)
+        self.decided = True
+
+    def _decide(self, skip: Set[str]) -> None:
+        raise NotImplementedError
+
+    def apply(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
+        raise NotImplementedError
+
+    def run(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
+        if not self.decided:
+            self.observe(docs)
+            self.decide()
+        return self.apply(docs, ledger)
 
 
 @dataclass

@@ -49,6 +49,12 @@ class WordSequence:
         multiset from above, in one vectorized step over many candidates."""
         return np.bincount(self.ids % BUCKETS, minlength=BUCKETS).astype(np.int32)
 
+    def forget_bounds(self) -> None:
+        """Drop the cached ``buckets`` and ``bag`` (~1 KB + 8 bytes per word): once dedup has decided, only
+        ``ids`` is still needed, for the cross-run index."""
+        self.__dict__.pop("buckets", None)
+        self.__dict__.pop("bag", None)
+
     @cached_property
     def bag(self) -> np.ndarray:
         """The word multiset as distinct keys (hash << 32 | occurrence number), so set intersection counts

@@ -6,7 +6,7 @@ tell which rows are good, so it refuses the batch (``StageFailed``) instead of g
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -42,6 +42,8 @@ SHARD_ROWS = pa.schema(
 # Nulls here are record-level failures the suites quarantine; in any other non-nullable column they are
 # a schema violation (the stages stamp those columns, so a null means a broken writer, not a bad record).
 RECORD_CHECKED_COLUMNS = ("doc_id", "text")
+# Rows per batch when a whole zone is read into one table anyway (validate_raw).
+READ_BATCH_ROWS = 65536
 
 
 def relaxed(schema: pa.Schema) -> pa.Schema:
@@ -49,44 +51,56 @@ def relaxed(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.with_nullable(True) for f in schema])
 
 
-def _schema_problems(table: pa.Table, expected: pa.Schema) -> list[str]:
-    actual = table.schema
+def _schema_problems(actual: pa.Schema, expected: pa.Schema) -> list[str]:
     missing = [f.name for f in expected if f.name not in actual.names]
     unexpected = [name for name in actual.names if name not in expected.names]
     wrong_type = [f.name for f in expected if f.name in actual.names and not actual.field(f.name).type.equals(f.type)]
-    nulls = [
-        f.name
-        for f in expected
-        if not f.nullable
-        and f.name in actual.names
-        and f.name not in RECORD_CHECKED_COLUMNS
-        and table.column(f.name).null_count
-    ]
     return [
         f"{label} {names}"
-        for label, names in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("wrong type", wrong_type),
-            ("nulls in non-nullable", nulls),
-        )
+        for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong type", wrong_type))
         if names
     ]
 
 
-def read_parts(directory: Path, schema: pa.Schema, stage: str) -> list[tuple[Path, pa.Table]]:
-    """Every Parquet part below ``directory`` (sorted), checked against ``schema``, in ``relaxed(schema)``."""
-    parts = zone_parts(directory)
-    tables = []
-    for part in parts:
-        table = pq.read_table(part)
-        problems = _schema_problems(table, schema)
+def _null_problems(table: pa.Table, expected: pa.Schema) -> list[str]:
+    nulls = [
+        f.name
+        for f in expected
+        if not f.nullable
+        and f.name in table.column_names
+        and f.name not in RECORD_CHECKED_COLUMNS
+        and table.column(f.name).null_count
+    ]
+    return [f"nulls in non-nullable {nulls}"] if nulls else []
+
+
+def part_batches(
+    directory: Path, schema: pa.Schema, stage: str, batch_rows: int, columns: list[str] | None = None
+) -> Iterator[pa.Table]:
+    """Every Parquet part below ``directory`` (sorted), ``batch_rows`` rows at a time, in ``relaxed(schema)``
+    (only ``columns``, given).  A part's schema is checked before any of its rows is read, its nulls batch by
+    batch, so a stage can stream a zone without holding it."""
+    names = columns or schema.names
+    target = relaxed(pa.schema([schema.field(name) for name in names]))
+    for part in zone_parts(directory):
+        parquet = pq.ParquetFile(part)
+        problems = _schema_problems(parquet.schema_arrow, schema)
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=names) if not problems else ():
+            table = pa.Table.from_batches([batch])
+            problems = _null_problems(table, schema)
+            if problems:
+                break
+            yield table.select(names).cast(target)
         if problems:
             raise StageFailed(
                 f"{stage}: {part.name} in {directory.name}/ does not match the zone schema: " + "; ".join(problems)
             )
-        tables.append((part, table.select(schema.names).cast(relaxed(schema))))
-    return tables
+
+
+def read_parts(directory: Path, schema: pa.Schema, stage: str) -> pa.Table:
+    """Every Parquet part below ``directory`` as one table in ``relaxed(schema)``, checked as ``part_batches``."""
+    batches = part_batches(directory, schema, stage, READ_BATCH_ROWS)
+    return pa.concat_tables([relaxed(schema).empty_table(), *batches])
 
 
 def _doc_ids(paths: Iterable[Path]) -> set[str]:
