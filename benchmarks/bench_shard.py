@@ -7,9 +7,9 @@ text with the same tokenizer.  Rows, each in its own process:
 
 * ``encode_batch_fast, 1 process``: the ceiling: Parquet batches straight into the tokenizer, nothing else
   (``encode_batch_fast`` is the call the stage's Ray workers make; ``encode_batch`` also computes offsets);
-* ``shard stage, N Ray workers``: ``pipelines.shard.stage.run`` (mode ``documents``) in the project's own
-  local Ray session (``medcurate.core.ray_runtime.ray_session``) with ``num_cpus = N``, so N tokenizer actors;
-  Ray start not counted;
+* ``shard stage, N worker(s)``: ``pipelines.shard.stage.run`` (mode ``documents``) in the project's own
+  local Ray session (``medcurate.core.ray_runtime.ray_session``) with ``num_cpus = N``, as in ``medcurate run``
+  on an N-CPU machine: N tokenizer actors, or for N = 1 the driver alone (no actor); Ray start not counted;
 * ``datatrove DocumentTokenizer, N workers``: ``ParquetReader`` -> ``DocumentTokenizer`` (no shuffle) with
   ``LocalPipelineExecutor``, N tasks on N workers;
 * the stage on the half-size corpus, to compare peak memory: the stage streams, so it should not grow with
@@ -269,7 +269,7 @@ def main() -> None:
             if not (root / "curated").exists():
                 (root / "curated").symlink_to(work / corpus / "curated")
             result = measure(["stage", str(root), str(tokenizer), str(workers)], work)
-            rows.append((f"shard stage, {workers} Ray worker(s)", corpus, result))
+            rows.append((f"shard stage, {workers} worker(s)", corpus, result))
         for workers in (1, 2):
             out = str(work / f"datatrove-{workers}")
             result = measure(["datatrove", full_curated, str(tokenizer), out, str(workers)], work)

@@ -234,7 +234,7 @@ def test_actors_give_results_back_in_input_order_whatever_their_number(ray_local
     in_process = TokenizeDocuments(tokenizer.to_json(), **options)
     expected = pa.concat_tables([in_process.tokenize(b) for b in batches])
     assert expected.num_rows > len(batches) * 3  # the mixing weight made copies
-    for workers in (None, 1, 2):  # None: the driver tokenizes too while the actors start
+    for workers in (None, 1, 2):  # None: the driver tokenizes too while the actors start; 1: the driver alone
         results = list(tokenized_batches(batches, tokenizer.to_json(), workers=workers, **options))
         assert len(results) == len(batches)
         assert pa.concat_tables(results).equals(expected)

@@ -157,7 +157,8 @@ class ParallelSpec(_Section):
     # Documents per Ray call: texts per de-identification call, curated rows per tokenization call; and the
     # documents curate holds at a time. null: each stage's default (64 texts, 1024 rows, 2048 documents).
     batch_docs: int | None = Field(None, ge=1)
-    # Actors per stage; null: one per CPU of the Ray cluster.
+    # Actors per stage; null: one per CPU of the Ray cluster.  A shard build with one tokenizer runs it in the
+    # driver instead, without Ray (``pipelines/shard/ray_tokenize.py``).
     workers: int | None = Field(None, ge=1)
 
 

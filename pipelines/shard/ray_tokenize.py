@@ -1,14 +1,16 @@
-"""Tokenization on Ray actors: curated Parquet batches in, one row per document copy with its split and ids out.
+"""Tokenization, on Ray actors or in the driver: curated Parquet batches in, one row per document copy with its
+split and ids out.
 
-``TokenizeDocuments`` is the body of one actor per CPU: it parses the tokenizer once and keeps it for every
-batch it gets.  It also applies the spec's mixing weights (``mixing.py``): a sampled-out document is not
-tokenized at all, an up-weighted one comes out once per copy.  Every input document yields at least one row,
-so the driver counts what was kept and dropped and why (``drop_reason``) without a second pass.
+``TokenizeDocuments`` is the body of one tokenizer per CPU (the driver itself when that is one, else one Ray
+actor each): it parses the tokenizer once and keeps it for every batch it gets.  It also applies the spec's
+mixing weights (``mixing.py``): a sampled-out document is not tokenized at all, an up-weighted one comes out
+once per copy.  Every input document yields at least one row, so the driver counts what was kept and dropped
+and why (``drop_reason``) without a second pass.
 
 The driver reads the curated files itself (sorted by path, rows in file order; decoding Parquet costs a few
-percent of tokenizing it) and ``tokenized_batches`` gives back the actors' results in that same order, so
+percent of tokenizing it) and ``tokenized_batches`` gives back the tokenized batches in that same order, so
 everything downstream (shard contents, boundaries, digests) is a function of the input alone, whatever the
-number of actors.  It keeps a few batches queued per actor, so no actor waits for the driver, and no more,
+number of tokenizers.  It keeps a few batches queued per actor, so no actor waits for the driver, and no more,
 so the object store holds a bounded window of the corpus, never all of it.
 
 Why not Ray Data: its streaming executor (read and footer tasks, stats and autoscaling actors, a scheduling
@@ -21,6 +23,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,8 +39,9 @@ INPUT_COLUMNS = sorted({"source", "text", *SPLIT_KEY_COLUMNS})
 # Rows per actor call: big enough that a call's fixed cost (a round trip, an object-store copy each way) is
 # lost in its tokenization time, small enough to spread a few files over every actor.
 BATCH_ROWS = 1024
-# Calls queued per actor: one running, one waiting so the actor never idles while the driver catches up.
-QUEUED_PER_ACTOR = 2
+# Calls queued per tokenizer (an actor, or the driver's tokenizing thread): one running, one waiting so it
+# never idles while the driver catches up.
+QUEUED_PER_TOKENIZER = 2
 # Why a document row is not written (null: written).
 EMPTY_AFTER_TOKENIZATION = "empty_after_tokenization"
 SAMPLED_OUT = "mixing_sampled_out"
@@ -155,6 +159,21 @@ def curated_batches(parquet_files: list[Path], batch_rows: int | None = None) ->
         yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows or BATCH_ROWS, columns=INPUT_COLUMNS)
 
 
+def tokenizer_workers(requested: int | None) -> int | None:
+    """How many tokenizers a build runs: ``requested`` (the spec's ``parallel.workers``), else one per CPU of
+    the Ray runtime it runs on: the open session's, or this machine's (what ``ray_session()`` would start);
+    None for a cluster named by ``RAY_ADDRESS`` not joined yet (only the cluster knows its CPUs)."""
+    import ray
+
+    if requested:
+        return requested
+    if ray.is_initialized():
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    if os.environ.get("RAY_ADDRESS"):
+        return None
+    return os.cpu_count() or 1
+
+
 def tokenized_batches(
     batches: Iterable[pa.RecordBatch],
     tokenizer_json: str,
@@ -166,24 +185,52 @@ def tokenized_batches(
     mixing: Mapping[str, float],
     workers: int | None = None,
 ) -> Iterator[pa.Table]:
-    """Each batch tokenized by a pool of ``workers`` actors (default: one per CPU of the cluster), in input
-    order; call inside ``ray_session()``.
+    """Each batch tokenized, in input order, by ``tokenizer_workers(workers)`` tokenizers; call inside
+    ``ray_session()`` unless that is 1.
 
-    A batch goes to the actor with the fewest calls queued; the driver waits only for the oldest call, so
-    the output order is the input order however the actors are scheduled.  Each actor tokenizes on one
-    thread: it holds one CPU, and the tokenizer's own thread pool would make N actors fight over N cores.
+    One tokenizer is the driver itself: an actor would only add a worker process to start (1.5-3 s), a copy
+    of every batch into the object store and back, and Ray's services running beside it, for no parallelism.
 
-    Until the first actor is up (a new Ray worker process imports Ray, pyarrow and the tokenizer: 1.5-3 s,
-    a tenth of a 100 MB build on one worker), the driver tokenizes the batches itself with the same
-    ``TokenizeDocuments`` body, instead of waiting; the rows are the same whoever made them.  A set number of
-    ``workers`` (the spec's ``parallel.workers``) is a request to run the work on that many actors (on a
-    cluster, spread over its nodes), so then the driver only feeds them.
+    More: a pool of actors.  A batch goes to the actor with the fewest calls queued; the driver waits only for
+    the oldest call, so the output order is the input order however the actors are scheduled.  Each actor
+    tokenizes on one thread: it holds one CPU, and the tokenizer's own thread pool would make N actors fight
+    over N cores.  Until the first actor is up (a new Ray worker process imports Ray, pyarrow and the
+    tokenizer: 1.5-3 s), the driver tokenizes the batches itself with the same ``TokenizeDocuments`` body,
+    instead of waiting; the rows are the same whoever made them.  A set number of ``workers`` (the spec's
+    ``parallel.workers``) is a request to run the work on that many actors (on a cluster, spread over its
+    nodes), so then the driver only feeds them.
     """
+    arguments = (tokenizer_json, bos_id, eos_id, vocab_size, dict(splits), dict(mixing))
+    count = tokenizer_workers(workers)
+    if count == 1:
+        yield from _driver_batches(batches, arguments)
+    else:
+        yield from _actor_batches(batches, arguments, count, driver_helps=workers is None)
+
+
+def _driver_batches(batches: Iterable[pa.RecordBatch], arguments: tuple) -> Iterator[pa.Table]:
+    """``tokenized_batches`` with one tokenizer, in the driver, on a thread of its own: ``encode_batch_fast``
+    releases the GIL, so reading the next batches and writing the last one's rows overlap with tokenizing (as
+    they do with an actor), and the tokenizer never waits for the writer."""
+    driver = _DriverTokenizer(arguments)
+    calls: deque[Future[pa.Table]] = deque()  # oldest first
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize") as tokenizer:
+        for batch in batches:
+            if len(calls) == QUEUED_PER_TOKENIZER:
+                yield calls.popleft().result()
+            calls.append(tokenizer.submit(driver.tokenize, batch))
+        while calls:
+            yield calls.popleft().result()
+
+
+def _actor_batches(
+    batches: Iterable[pa.RecordBatch], arguments: tuple, count: int | None, *, driver_helps: bool
+) -> Iterator[pa.Table]:
+    """``tokenized_batches`` on a pool of ``count`` actors (None: one per CPU of the cluster)."""
     import ray
 
-    arguments = (tokenizer_json, bos_id, eos_id, vocab_size, dict(splits), dict(mixing))
-    local = _DriverTokenizer(arguments) if workers is None else None
-    workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    local = _DriverTokenizer(arguments) if driver_helps else None
+    workers = count or max(1, int(ray.cluster_resources().get("CPU", 1)))
     actor_class = ray.remote(num_cpus=1)(TokenizeDocuments)
     actors = [actor_class.remote(*arguments) for _ in range(workers)]
     starting = [actor.__ray_ready__.remote() for actor in actors]
@@ -191,7 +238,7 @@ def tokenized_batches(
     calls: deque = deque()  # (result ref, actor index) or (table, None), oldest first
     try:
         for batch in batches:
-            if len(calls) == workers * QUEUED_PER_ACTOR:
+            if len(calls) == workers * QUEUED_PER_TOKENIZER:
                 yield _collect(calls, queued)
             if local is not None and ray.wait(starting, num_returns=1, timeout=0)[0]:
                 local = None  # an actor is up: the driver goes back to feeding and writing

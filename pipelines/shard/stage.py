@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,13 @@ from pipelines.shard.hf_layout import SplitWriter, Tally
 from pipelines.shard.manifest import build_manifest, code_version, write_manifest
 from pipelines.shard.packing import Packer, packed_schema, packed_tally
 from pipelines.shard.progress import BuildProgress, ShardFile, build_key
-from pipelines.shard.ray_tokenize import curated_batches, document_schema, token_id_type, tokenized_batches
+from pipelines.shard.ray_tokenize import (
+    curated_batches,
+    document_schema,
+    token_id_type,
+    tokenized_batches,
+    tokenizer_workers,
+)
 from pipelines.shard.tokenizer import TokenizerInfo, describe_tokenizer, prepare_tokenizer
 from pipelines.shard.trainer_files import dataset_citation, dataset_license, split_warnings, write_trainer_files
 
@@ -106,7 +113,8 @@ def write_shards(
     progress: BuildProgress,
     report: StageReport,
 ) -> tuple[list[ShardFile], pa.DataType]:
-    """Tokenize on Ray, then cut each split's ordered rows into shards (skipping those already complete)."""
+    """Tokenize (in the driver or on Ray actors), then cut each split's ordered rows into shards (skipping those
+    already complete)."""
     spec = ctx.spec
     mode = MODES[spec.shard.mode]
     id_type = token_id_type(tokenizer.vocab_size)
@@ -185,7 +193,8 @@ def run(ctx: RunContext) -> StageReport:
     progress = BuildProgress(ctx.zones.root / f".{ctx.zones.shards.name}-staging", key)
     tokenizer = _tokenizer(ctx, files, progress)
     log.info("shard: tokenizer ready (vocab %d, sha256 %s)", tokenizer.vocab_size, tokenizer.sha256[:12])
-    with ray_session():
+    # Ray only for more than one tokenizer: one runs in the driver (``tokenized_batches``).
+    with ray_session() if tokenizer_workers(spec.parallel.workers) != 1 else nullcontext():
         shards, id_type = write_shards(ctx, files, tokenizer, progress, report)
     progress.finish()
     manifest = build_manifest(
