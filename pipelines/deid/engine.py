@@ -7,14 +7,14 @@ auto-download is bypassed), and no predefined Presidio recognizer (tldextract) i
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import spacy
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
 from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 
 from pipelines.deid.addresses import AddressBlockRecognizer
 from pipelines.deid.config import DeidConfig, default_config
@@ -30,6 +30,7 @@ IGNORED_SPACY_LABELS = (
 # Labels whose words are spread to their other occurrences in the same text (see ``repeat_places``).
 PLACE_LABELS = frozenset({"HOSPITAL", "LOCATION"})
 TRIM_CHARS = " \t\r\n.,;:()[]{}\"'"
+SENTENCE_ENDS = frozenset({".", "!", "?"})
 # Share of capital letters from which a note counts as written in capitals (as ``caps_lines`` counts a line).
 CAPS_NOTE = 0.7
 # Parts of speech whose lemma index lists ordinary English words (nouns are left out: they include names).
@@ -60,22 +61,38 @@ class OfflineSpacyNlpEngine(SpacyNlpEngine):
         _split_note_glue(nlp)
         self.nlp = {"en": nlp}
 
-    def process_notes(self, texts: Sequence[str], batch_size: int) -> Iterator[tuple[str, NlpArtifacts]]:
-        """(text, artifacts) in input order, with the model's NER run only on notes not written in capitals.
+    def process_notes(
+        self, texts: Sequence[str], batch_size: int, may_name: Callable[[str], bool]
+    ) -> Iterator[tuple[str, NlpArtifacts]]:
+        """(text, artifacts) in input order; the model's NER reads only the sentences whose entities could count.
 
-        In an ALL-CAPS note the model has no case to go by: what it calls persons and places there are
-        abbreviations, device words and typing slips far more often than names ("PICC LINE", "HEME NEG LIQ"),
-        and the names it does find have context or gazetteer evidence of their own (names.yaml).  The model is
-        two thirds of the engine's time, and about a third of real nursing notes are written in capitals.
+        Every text is tokenized.  NER, two thirds of the engine's time, then runs on:
+        * no note written in capitals: there the model has no case to go by, and what it calls persons and
+          places are abbreviations, device words and typing slips far more often than names ("PICC LINE",
+          "HEME NEG LIQ"); the names it would find have context or gazetteer evidence of their own;
+        * only the sentences (runs of them, so the model keeps their context) holding a capitalized word for
+          which ``may_name`` is true: the name and place rules drop every entity made only of ordinary and
+          clinical words, so the model's verdict on the other sentences is never used.
         """
         nlp = self.nlp["en"]
+        ner = nlp.get_pipe("ner")
         for i in range(0, len(texts), batch_size):
             chunk = texts[i : i + batch_size]
-            capitals = [written_in_capitals(t) for t in chunk]
-            mixed = iter(nlp.pipe([t for t, c in zip(chunk, capitals, strict=True) if not c]))
-            caps = iter(nlp.pipe([t for t, c in zip(chunk, capitals, strict=True) if c], disable=["ner"]))
-            for text, in_capitals in zip(chunk, capitals, strict=True):
-                yield text, self._doc_to_nlp_artifact(next(caps if in_capitals else mixed), "en")
+            docs = [nlp.make_doc(text) for text in chunk]
+            pieces = [
+                (doc, start, doc[start:end].as_doc())
+                for text, doc in zip(chunk, docs, strict=True)
+                if not written_in_capitals(text)
+                for start, end in sentences_to_read(doc, may_name)
+            ]
+            found: dict[int, list[Span]] = {}
+            for (doc, start, _), read in zip(pieces, ner.pipe(p[2] for p in pieces), strict=True):
+                found.setdefault(id(doc), []).extend(
+                    Span(doc, start + ent.start, start + ent.end, label=ent.label) for ent in read.ents
+                )
+            for text, doc in zip(chunk, docs, strict=True):
+                doc.ents = found.get(id(doc), [])
+                yield text, self._doc_to_nlp_artifact(doc, "en")
 
     def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
         """Entities and the Doc only: lemmas, token offsets and keywords feed Presidio's context enhancer,
@@ -91,6 +108,28 @@ class OfflineSpacyNlpEngine(SpacyNlpEngine):
             language=language,
             scores=scores,
         )
+
+
+def sentences_to_read(doc: Doc, may_name: Callable[[str], bool]) -> list[tuple[int, int]]:
+    """Token ranges of the runs of sentences (ended by . ! ? or a line break) holding a capitalized word for
+    which ``may_name`` is true, each with the sentence before and after it as the model's context."""
+    bounds: list[tuple[int, int, bool]] = []
+    start, wanted = 0, False
+    for tok in doc:
+        wanted = wanted or (tok.text[:1].isupper() and may_name(tok.text))
+        if tok.text in SENTENCE_ENDS or "\n" in tok.text or "\n" in tok.whitespace_ or tok.i == len(doc) - 1:
+            bounds.append((start, tok.i + 1, wanted))
+            start, wanted = tok.i + 1, False
+    ranges: list[tuple[int, int]] = []
+    for k, (_, _, wanted) in enumerate(bounds):
+        if not wanted:
+            continue
+        first, last = bounds[max(0, k - 1)][0], bounds[min(len(bounds) - 1, k + 1)][1]
+        if ranges and ranges[-1][1] >= first:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], last))
+        else:
+            ranges.append((first, last))
+    return ranges
 
 
 def written_in_capitals(text: str) -> bool:
@@ -229,12 +268,20 @@ class DeidEngine:
         self.analyzer = ContextFreeAnalyzerEngine(
             registry=registry, nlp_engine=self.nlp_engine, supported_languages=["en"]
         )
+        # Words the model's entities are dropped for when made only of them (see ``process_notes``).
+        self._ordinary = english | self.config.never_flag | names.never_names
+        self._gazetteer = gazetteer
+
+    def _may_name(self, word: str) -> bool:
+        """Could this capitalized word make a model entity count: a listed name, or no ordinary or clinical word."""
+        low = word.lower()
+        return low not in self._ordinary or low in self._gazetteer
 
     def analyze(self, text: str) -> list[PhiSpan]:
         return self.analyze_batch([text])[0]
 
     def analyze_batch(self, texts: Sequence[str]) -> list[list[PhiSpan]]:
-        artifacts = self.nlp_engine.process_notes(texts, self.config.batch_size)
+        artifacts = self.nlp_engine.process_notes(texts, self.config.batch_size, self._may_name)
         out = []
         for text, nlp_artifacts in artifacts:
             results = self.analyzer.analyze(
