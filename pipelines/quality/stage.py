@@ -39,15 +39,18 @@ from pipelines.quality.gx_context import ValidationOutcome, open_context, publis
 from pipelines.quality.spill import Spill
 from pipelines.quality.steps import Doc, Ledger
 from pipelines.quality.suites import SuiteConfig, load_suites
-from pipelines.quality.zone_io import part_batches, read_parts, read_shard_rows, relaxed, zone_doc_ids
+from pipelines.quality.zone_io import part_batches, read_shard_rows, relaxed, zone_doc_ids
 
 log = logging.getLogger(__name__)
 
 QUARANTINED_EARLIER = "quarantined_earlier"
-# Documents per curate batch when the spec's ``parallel.batch_docs`` is null: what the driver holds as dicts.
-CURATE_BATCH_DOCS = 2048
+# Documents per validate_raw / curate batch when the spec's ``parallel.batch_docs`` is null: what the driver
+# holds at once (as dicts in curate).
+BATCH_DOCS = 2048
 # What curate's second pass reads: a quarantine record's fields and the gate's event times, no text.
 OBSERVED_COLUMNS = ["doc_id", "source", "source_file", "source_sha256", "position", "metadata"]
+# What a quarantine record of a raw row needs: no text.
+QUARANTINE_COLUMNS = ["doc_id", "source_file", "source_sha256", "position"]
 
 
 def _document_parameters(ctx: RunContext) -> dict[str, Any]:
@@ -105,29 +108,39 @@ def _finish(report: StageReport, context: FileDataContext, outcomes: Iterable[Va
 
 
 def validate_raw(ctx: RunContext) -> StageReport:
-    """Validate each source's raw parts with the "raw" suite; quarantine failing rows, fail broken batches."""
+    """Validate each source's raw parts with the "raw" suite; quarantine failing rows, fail broken batches.
+
+    The documents stream: the suite sees one frame of ids and text facts per source, built ``parallel.batch_docs``
+    documents at a time, and the rows it fails are quarantined in a second pass that reads no text."""
     stage = "validate_raw"
     report = StageReport(stage=stage, run_id=ctx.run_id)
     suite = load_suites()["raw"]
     context = open_context(ctx.zones.governance)
     writer = QuarantineWriter(ctx.zones, stage, ctx.run_id)
+    batch_docs = ctx.spec.parallel.batch_docs or BATCH_DOCS
     outcomes, problems = [], {}
     for source in ctx.spec.sources:
-        table = read_parts(ctx.zones.raw / source.name, RAW_DOCUMENT_SCHEMA, stage)
+        directory = ctx.zones.raw / source.name
+        frames = [document_frame(relaxed(RAW_DOCUMENT_SCHEMA).empty_table())]
+        frames.extend(document_frame(t) for t in part_batches(directory, RAW_DOCUMENT_SCHEMA, stage, batch_docs))
+        frame = _numbered(frames)
         # An empty source is fine only when it has no input; otherwise the suite's row count check fails it.
-        if table.num_rows == 0 and not list_inputs(source, ctx.spec.base_dir).files:
+        if frame.empty and not list_inputs(source, ctx.spec.base_dir).files:
             continue
-        outcome = validate_frame(
-            context, suite, source.name, document_frame(table), _document_parameters(ctx), ctx.run_id
-        )
+        outcome = validate_frame(context, suite, source.name, frame, _document_parameters(ctx), ctx.run_id)
         outcomes.append(outcome)
         rows, source_problems = _triage(outcome, suite)
         if source_problems:
             problems[source.name] = source_problems
-        _quarantine_rows(writer, source.name, table, rows)
+        if rows:
+            first = 0
+            for table in part_batches(directory, RAW_DOCUMENT_SCHEMA, stage, batch_docs, QUARANTINE_COLUMNS):
+                batch = {r - first: v for r, v in rows.items() if first <= r < first + table.num_rows}
+                _quarantine_rows(writer, source.name, table, batch)
+                first += table.num_rows
         counts = report.counts(source.name)
-        counts.input = table.num_rows
-        counts.output = table.num_rows - len(rows)
+        counts.input = len(frame)
+        counts.output = len(frame) - len(rows)
         for reason, _ in rows.values():
             counts.remove(reason)
     writer.flush()
@@ -191,7 +204,7 @@ def curate(ctx: RunContext) -> StageReport:
        every document, and no source falling by more than ``quality.max_source_drop`` from the last run.
 
     The documents stream: each pass reads ``parallel.batch_docs`` of them at a time (default
-    ``CURATE_BATCH_DOCS``) and the passes hand documents to each other through spills on disk (spill.py).
+    ``BATCH_DOCS``) and the passes hand documents to each other through spills on disk (spill.py).
     The suites see one frame of ids and text facts per source; dedup keeps hashes and signatures only,
     decides once over the whole run in dedup order, and applies its decisions in a second pass, so no
     decision depends on how the documents were batched.
@@ -218,7 +231,7 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
     skip = pa.array(sorted(skipped), pa.string())
     writer = QuarantineWriter(ctx.zones, stage, ctx.run_id)
     ledger = Ledger(writer, report)
-    batch_docs = ctx.spec.parallel.batch_docs or CURATE_BATCH_DOCS
+    batch_docs = ctx.spec.parallel.batch_docs or BATCH_DOCS
     staging = ctx.zones.root / f".curated.{ctx.run_id}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     parameters = _document_parameters(ctx)

@@ -42,8 +42,6 @@ SHARD_ROWS = pa.schema(
 # Nulls here are record-level failures the suites quarantine; in any other non-nullable column they are
 # a schema violation (the stages stamp those columns, so a null means a broken writer, not a bad record).
 RECORD_CHECKED_COLUMNS = ("doc_id", "text")
-# Rows per batch when a whole zone is read into one table anyway (validate_raw).
-READ_BATCH_ROWS = 65536
 
 
 def relaxed(schema: pa.Schema) -> pa.Schema:
@@ -95,12 +93,6 @@ def part_batches(
             raise StageFailed(
                 f"{stage}: {part.name} in {directory.name}/ does not match the zone schema: " + "; ".join(problems)
             )
-
-
-def read_parts(directory: Path, schema: pa.Schema, stage: str) -> pa.Table:
-    """Every Parquet part below ``directory`` as one table in ``relaxed(schema)``, checked as ``part_batches``."""
-    batches = part_batches(directory, schema, stage, READ_BATCH_ROWS)
-    return pa.concat_tables([relaxed(schema).empty_table(), *batches])
 
 
 def _doc_ids(paths: Iterable[Path]) -> set[str]:
