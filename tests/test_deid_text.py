@@ -643,7 +643,7 @@ def test_the_model_reads_only_notes_not_written_in_capitals(engine):
     mixed = "Dr. Anna Kowalski saw the patient in Chicago yesterday."
     caps = "PT SEEN BY ANNA KOWALSKI IN CHICAGO. LUNGS CLEAR, UOP GOOD."
     assert not written_in_capitals(mixed) and written_in_capitals(caps)
-    artifacts = list(engine.nlp_engine.process_notes([mixed, caps, mixed], 2, engine._may_name))
+    artifacts = list(engine.nlp_engine.process_notes([mixed, caps, mixed], 2, engine.may_name))
     assert [text for text, _ in artifacts] == [mixed, caps, mixed]
     assert artifacts[0][1].entities and artifacts[2][1].entities
     assert not artifacts[1][1].entities
@@ -657,10 +657,10 @@ def test_the_model_reads_the_sentences_that_could_hold_a_name_with_their_neighbo
     nlp = engine.nlp_engine.get_nlp("en")
     text = "Lungs clear. Heart regular. Plan to wean. Seen by Dr. Okonjo today. Pain controlled. Diet advanced."
     doc = nlp.make_doc(text)
-    assert [doc[a:b].text for a, b in sentences_to_read(doc, engine._may_name)] == [
+    assert [doc[a:b].text for a, b in sentences_to_read(doc, engine.may_name)] == [
         "Plan to wean. Seen by Dr. Okonjo today. Pain controlled."
     ]
-    assert sentences_to_read(nlp.make_doc("Lungs clear. Plan to wean."), engine._may_name) == []
-    ((_, artifacts),) = engine.nlp_engine.process_notes([text], 16, engine._may_name)
+    assert sentences_to_read(nlp.make_doc("Lungs clear. Plan to wean."), engine.may_name) == []
+    ((_, artifacts),) = engine.nlp_engine.process_notes([text], 16, engine.may_name)
     read = (text.index("Plan"), text.index("Diet"))
     assert all(read[0] <= ent.start_char and ent.end_char <= read[1] for ent in artifacts.entities)

@@ -70,9 +70,9 @@ class OfflineSpacyNlpEngine(SpacyNlpEngine):
         * no note written in capitals: there the model has no case to go by, and what it calls persons and
           places are abbreviations, device words and typing slips far more often than names ("PICC LINE",
           "HEME NEG LIQ"); the names it would find have context or gazetteer evidence of their own;
-        * only the sentences (runs of them, so the model keeps their context) holding a capitalized word for
-          which ``may_name`` is true: the name and place rules drop every entity made only of ordinary and
-          clinical words, so the model's verdict on the other sentences is never used.
+        * only the sentences holding a capitalized word for which ``may_name`` is true, each with the sentence
+          before and after it (``sentences_to_read``): the name and place rules drop every entity made only
+          of ordinary and clinical words, so the model's verdict on the other sentences is never used.
         """
         nlp = self.nlp["en"]
         ner = nlp.get_pipe("ner")
@@ -133,6 +133,7 @@ def sentences_to_read(doc: Doc, may_name: Callable[[str], bool]) -> list[tuple[i
 
 
 def written_in_capitals(text: str) -> bool:
+    """At least ``CAPS_NOTE`` of the cased letters are capitals (an ALL-CAPS nursing note)."""
     upper = sum(map(str.isupper, text))
     lower = sum(map(str.islower, text))
     return upper > 0 and upper >= CAPS_NOTE * (upper + lower)
@@ -272,7 +273,7 @@ class DeidEngine:
         self._ordinary = english | self.config.never_flag | names.never_names
         self._gazetteer = gazetteer
 
-    def _may_name(self, word: str) -> bool:
+    def may_name(self, word: str) -> bool:
         """Could this capitalized word make a model entity count: a listed name, or no ordinary or clinical word."""
         low = word.lower()
         return low not in self._ordinary or low in self._gazetteer
@@ -281,7 +282,7 @@ class DeidEngine:
         return self.analyze_batch([text])[0]
 
     def analyze_batch(self, texts: Sequence[str]) -> list[list[PhiSpan]]:
-        artifacts = self.nlp_engine.process_notes(texts, self.config.batch_size, self._may_name)
+        artifacts = self.nlp_engine.process_notes(texts, self.config.batch_size, self.may_name)
         out = []
         for text, nlp_artifacts in artifacts:
             results = self.analyzer.analyze(
