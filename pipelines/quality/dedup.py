@@ -31,7 +31,7 @@ from datasketch.lsh import _optimal_param
 
 from pipelines.quality.curation_config import DedupConfig
 from pipelines.quality.dedup_index import PublishedEntry, PublishedIndex
-from pipelines.quality.steps import Doc, Ledger, TwoPassStep
+from pipelines.quality.steps import Doc, Ledger, TwoPassStep, drop_decided
 from pipelines.quality.text_norm import exact_key, mask_numbers, words
 from pipelines.quality.word_similarity import WordSequence, shared_in_order
 
@@ -180,14 +180,11 @@ class ExactDedup(TwoPassStep):
         self.ranks.clear()
 
     def apply(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
-        kept = []
-        for doc in docs:
-            twin = self.twin_of.get(doc["doc_id"])
-            if twin is None:
-                kept.append(doc)
-            else:
-                ledger.drop(doc, self.name, "exact_duplicate", f"kept twin {twin}")
-        return kept
+        return drop_decided(docs, ledger, self.name, "exact_duplicate", self._detail)
+
+    def _detail(self, doc_id: str) -> str | None:
+        twin = self.twin_of.get(doc_id)
+        return None if twin is None else f"kept twin {twin}"
 
     def summary(self) -> dict[str, Any]:
         return {"dropped": len(self.twin_of), "clusters": _clusters(self.twin_of)}
@@ -256,14 +253,7 @@ class NearDedup(TwoPassStep):
             sequence.forget_bounds()
 
     def apply(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
-        kept = []
-        for doc in docs:
-            detail = self.details.get(doc["doc_id"])
-            if detail is None:
-                kept.append(doc)
-            else:
-                ledger.drop(doc, self.name, "near_duplicate", detail)
-        return kept
+        return drop_decided(docs, ledger, self.name, "near_duplicate", self.details.get)
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -15,7 +15,7 @@ ids and codes.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Set
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +66,21 @@ class TwoPassStep(Step):
             self.observe(docs)
             self.decide()
         return self.apply(docs, ledger)
+
+
+def drop_decided(
+    docs: list[Doc], ledger: Ledger, step: str, reason: str, detail: Callable[[str], str | None]
+) -> list[Doc]:
+    """The documents ``detail`` says nothing of (by doc_id); the others are dropped through the ledger, with
+    what it says as the quarantine detail.  How a two-pass step applies decisions taken over the whole run."""
+    kept = []
+    for doc in docs:
+        said = detail(doc["doc_id"])
+        if said is None:
+            kept.append(doc)
+        else:
+            ledger.drop(doc, step, reason, said)
+    return kept
 
 
 @dataclass
