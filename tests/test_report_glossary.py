@@ -36,6 +36,7 @@ LITERAL_PATTERNS = (
     r'(?:BadInput|PayloadError)\(\s*"([a-z_0-9]+)"',
     r'return "([a-z_]+)", f?"',
     r'ledger\.drop\([^)]*?"([a-z_]+)"',
+    r'drop_decided\([^)]*?"([a-z_]+)"',
     r'\("([a-z_]+_ratio)",',
     r'reason = "([a-z_]+)"',
     r'remove\("([a-z_]+)"',
