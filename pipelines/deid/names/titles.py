@@ -64,7 +64,7 @@ def _surname_by_case(v: NameVocabulary, toks: list[Token], given: int, idx: int,
     )
 
 
-def _surname_after_given(v: NameVocabulary, toks: list[Token], j: int, weak: bool) -> bool:
+def _surname_before_credential(v: NameVocabulary, toks: list[Token], j: int, weak: bool) -> bool:
     """Before a strong credential, a clinical or device word right after a listed given name is the surname
     ("Ann Holter RRT", "Tom Hickman CRT"): the word's other sense cannot sit between a given name and a degree."""
     before = toks[j - 1] if j > 0 else None
@@ -119,7 +119,7 @@ def credentials(v: NameVocabulary, d: NameDoc) -> None:
             if prev.text == "-" and not prev.whitespace_ and j > 0 and not toks[j - 1].whitespace_:
                 j -= 1  # a double-barrelled surname ("Ellis-Baker MD")
                 continue
-            if not v.capitalized(prev) or not (v.candidate(prev) or _surname_after_given(v, toks, j, weak)):
+            if not v.capitalized(prev) or not (v.candidate(prev) or _surname_before_credential(v, toks, j, weak)):
                 break
             if prev.text in v.rules.credentials:
                 break
