@@ -349,6 +349,8 @@ def test_general_name_evidence_leaves_clinical_phrases_alone(engine, text):
         ("Where: Kuncsorba Country Club", "Kuncsorba Country Club"),
         ("Ship to:\nEBEN\nAustria", "EBEN"),
         ("Verda lives on 33 avenue de Provence now.", "33 avenue de Provence"),
+        ("she drove down from natick massachusetts today", "natick"),
+        ("family is in FRAMINGHAM, MASSACHUSETTS", "FRAMINGHAM"),
     ],
 )
 def test_addresses_towns_and_phones_in_other_formats(engine, text, phi):
@@ -370,6 +372,7 @@ def test_address_block_lines_with_bullets_ordinary_words_and_capitals(engine):
         "TRANSFERRED TO MICU. PT IN BED.",
         "Takes 2 tabs at home, 3 more at work.",
         "Heparin drip on Floor 5 West.",
+        "patient remains stable, washington note reviewed",
     ],
 )
 def test_address_and_town_rules_leave_clinical_text_alone(engine, text):

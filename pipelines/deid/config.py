@@ -74,6 +74,8 @@ class PlaceRules:
     # US towns of 500 inhabitants or more (GeoNames, CC BY 4.0; places_us_towns.csv), lower case: so many are
     # surnames or words that they count only after a place preposition (pipelines/deid/places.py).
     towns: frozenset[str] = frozenset()
+    # The US states written out, as in places.yaml (order kept: deid.yaml's STATE_NAME fragment is made of them).
+    states: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,7 @@ def _parse_places(data: dict[str, Any]) -> PlaceRules:
         cities=words("cities"),
         ambiguous=words("ambiguous"),
         towns=_read_names(HERE / "places_us_towns.csv"),
+        states=tuple(_words(data, "us_states", "places")),
     )
 
 
@@ -207,6 +210,9 @@ def load_config(
         if op not in OPERATORS:
             raise DeidConfigError(f"operators: '{op}' for {label} is not one of {list(OPERATORS)}")
     spacy_cfg = data["spacy"]
+    place_rules = _parse_places(places)
+    fragments = {k: str(v) for k, v in data["fragments"].items()}
+    fragments["STATE_NAME"] = "(?:" + "|".join(place_rules.states) + ")"
     entity_map = {str(k): str(v) for k, v in spacy_cfg["entity_map"].items()}
     unknown = set(entity_map.values()) - set(labels)
     if unknown:
@@ -221,14 +227,14 @@ def load_config(
         score_threshold=float(data.get("score_threshold", 0.5)),
         operators=operators,
         date_shift_max_days=int(data.get("date_shift_max_days", 365)),
-        patterns=_parse_patterns(data["patterns"], labels, {k: str(v) for k, v in data["fragments"].items()}),
+        patterns=_parse_patterns(data["patterns"], labels, fragments),
         strip_leading_words=frozenset(_words(data, "strip_leading_words", "deid")),
         generic_facility_words=frozenset(w.lower() for w in _words(data, "generic_facility_words", "deid")),
         never_flag=frozenset(w.lower() for w in _words(data, "never_flag", "deid")),
         text_source_kinds=frozenset(data.get("text_source_kinds", ())),
         extra_keep_keys=frozenset(data.get("extra_keep_keys", ())),
         names=_parse_names(names),
-        places=_parse_places(places),
+        places=place_rules,
     )
 
 

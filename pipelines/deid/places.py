@@ -1,5 +1,6 @@
 """Places from a gazetteer (places.yaml): countries and major cities, and the postal code written after them;
-US towns (places_us_towns.csv) only after a place preposition and when they are no ordinary or clinical word.
+US towns (places_us_towns.csv) only after a place preposition or right before a state written out, and when
+they are no ordinary or clinical word.
 
 spaCy's NER finds places in prose but not in ALL-CAPS notes, address blocks or one-line messages ("I'm
 originally from Iceland"), so known place names are matched directly.  Lookup is a dict from the first word
@@ -43,6 +44,8 @@ class PlaceRecognizer(EntityRecognizer):
         self.index = _phrase_index(places.countries | places.cities)
         # Ordinary, clinical and function words that are also towns ("Hope", "Normal", "Mercy"): never a town.
         self.towns = _phrase_index(t for t in places.towns if t not in not_towns)
+        # A state written out after a town, in any case: "yakima washington", "Yakima, WASHINGTON".
+        self.state_after = regex.compile(r"[ \t]*,?[ \t]*(?i:" + "|".join(places.states) + r")\b")
 
     def load(self) -> None:
         """Nothing to load: the gazetteer comes with the configuration."""
@@ -56,7 +59,7 @@ class PlaceRecognizer(EntityRecognizer):
         while i < len(words):
             previous = words[i - 1].group().lower() if i > 0 else ""
             n = self._match(text, words, i, self.index)
-            town = not n and previous in PLACE_PREPOSITIONS and (n := self._match(text, words, i, self.towns)) > 0
+            town = not n and (n := self._town(text, words, i, previous)) > 0
             if not n:
                 i += 1
                 continue
@@ -71,11 +74,22 @@ class PlaceRecognizer(EntityRecognizer):
             i += n
         return results
 
+    def _town(self, text: str, words: list[regex.Match], i: int, previous: str) -> int:
+        """Number of words of a US town starting at word ``i``: capitalized after a place preposition, or in any
+        case right before a state written out (the state is the evidence the capital would have been)."""
+        if previous in PLACE_PREPOSITIONS and (n := self._match(text, words, i, self.towns)):
+            return n
+        n = self._match(text, words, i, self.towns, any_case=True)
+        return n if n and self.state_after.match(text, words[i + n - 1].end()) else 0
+
     @staticmethod
-    def _match(text: str, words: list[regex.Match], i: int, index: dict[str, list[tuple[str, ...]]]) -> int:
-        """Number of words of the longest place of ``index`` starting at word ``i`` (0 for none)."""
+    def _match(
+        text: str, words: list[regex.Match], i: int, index: dict[str, list[tuple[str, ...]]], any_case: bool = False
+    ) -> int:
+        """Number of words of the longest place of ``index`` starting at word ``i`` (0 for none); unless
+        ``any_case``, only a place written Capitalized or in CAPITALS."""
         first = words[i].group()
-        if not first[0].isupper():
+        if not any_case and not first[0].isupper():
             return 0
         for phrase in index.get(first.lower(), ()):
             n = len(phrase)
@@ -85,7 +99,7 @@ class PlaceRecognizer(EntityRecognizer):
             if tuple(m.group().lower() for m in span) != phrase:
                 continue
             gaps_ok = all(text[a.end() : b.start()] in {" ", "-"} for a, b in zip(span, span[1:], strict=False))
-            cased = all(m.group()[0].isupper() or m.group() in CONNECTORS for m in span)
+            cased = any_case or all(m.group()[0].isupper() or m.group() in CONNECTORS for m in span)
             if gaps_ok and cased:
                 return n
         return 0
