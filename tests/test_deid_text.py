@@ -518,6 +518,7 @@ def test_a_lone_lower_case_name_after_a_weak_person_context_is_a_name(engine, te
         "d/w attending, per rn, paged covering md, called radiology, seen by ortho.",
         "pain better with rest, with grace and joy; given by iv push, per gi, spoke with charge rn.",
         "w/ assist, therapist recommends rehab, your nurse will be in shortly.",
+        "suctioned q. shift rrt aware of plan.",  # a credential mid-line is no signature
     ],
 )
 def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
@@ -535,6 +536,7 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("plan per dr.okafor, will recheck lytes", "okafor"),
         ("BP 86/42. NP AGATHA MADE AWARE, BOLUS GIVEN.", "AGATHA"),
         ("K 3.1, REPLETED. W. OKONKWO AWARE.", "OKONKWO"),
+        ("vent weaned to 40%, all quiet.\nm. baker rrt", "m. baker"),  # an ordinary word signed with a credential
         ("social: son dale phoned, updated.", "dale"),
         ("NO CHANGE. DRS KOWALSKI AND OKONJO AWARE.", "OKONJO"),  # a list beside a title, in capitals
         ("Family: Son, Al, was updated today.", "Al"),  # set off by commas after a relation word

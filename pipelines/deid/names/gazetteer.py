@@ -139,7 +139,8 @@ def _could_be_named(v: NameVocabulary, doc: Doc, idxs: list[int], caps_line: lis
 
 def initial_surnames(v: NameVocabulary, d: NameDoc) -> None:
     """An initial with its period, then a word that is no ordinary English, clinical or drug word, in any case
-    ("K. VANTERPOOL AWARE", "nsg (r. okafor and ...)"): a clinician's short signature.  Species after a genus
+    ("K. VANTERPOOL AWARE", "nsg (r. okafor and ...)"): a clinician's short signature.  Before a credential that
+    ends the line the word may be ordinary English too ("m. baker rrt").  Species after a genus
     initial ("S. aureus") are in the never-name list."""
     toks, mark = d.toks, d.mark
     for i in range(len(toks) - 1):
@@ -153,6 +154,15 @@ def initial_surnames(v: NameVocabulary, d: NameDoc) -> None:
             continue  # "close to R. mainstem": a side or a section letter before a lower-case word
         if initial.text[0] in "SOAPsoap" and (i == 0 or "\n" in toks[i - 1].text or "\n" in toks[i - 1].whitespace_):
             continue  # "P. ANTIBX AS ORDERED": a SOAP section letter at the start of a line
-        if len(word.text) >= 3 and v.name_like(word) and not v.eponym(toks, i + 1):
+        signed = _credential_ends_line(v, toks, i + 2) and v.candidate(word, strong=True)
+        if len(word.text) >= 3 and (signed or v.name_like(word)) and not v.eponym(toks, i + 1):
             mark(i, CONTEXT)
             mark(i + 1, CONTEXT)
+
+
+def _credential_ends_line(v: NameVocabulary, toks: list[Token], i: int) -> bool:
+    """A strong credential, in any case, as the last word of its line ("m. baker rrt" signing a note): after an
+    initial it makes the word between a surname even when the word is also ordinary English."""
+    if i >= len(toks) or toks[i].text.lower() not in v.strong_credentials_lower:
+        return False
+    return i + 1 == len(toks) or "\n" in toks[i].whitespace_ or toks[i + 1].is_space and "\n" in toks[i + 1].text

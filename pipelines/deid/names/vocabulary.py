@@ -97,6 +97,7 @@ class NameVocabulary:
         self.strong_credentials = frozenset(
             c for c in rules.credentials if len(c.replace(".", "")) >= 3 or c in {"MD", "RN", "NP", "M.D."}
         )
+        self.strong_credentials_lower = frozenset(c.lower() for c in self.strong_credentials)
 
     def is_word(self, tok: Token) -> bool:
         return bool(WORD.match(tok.text)) or bool(INITIAL.match(tok.text))
