@@ -373,6 +373,7 @@ def test_address_block_lines_with_bullets_ordinary_words_and_capitals(engine):
         "Takes 2 tabs at home, 3 more at work.",
         "Heparin drip on Floor 5 West.",
         "patient remains stable, washington note reviewed",
+        "WORKS AT HOME. RETIRED FROM THE NAVY, WORKED FOR THE STATE.",
     ],
 )
 def test_address_and_town_rules_leave_clinical_text_alone(engine, text):
@@ -548,6 +549,8 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("PLAN: TRANSFER TO ORMSBY REGIONAL IN AM.", "ORMSBY REGIONAL"),
         ("Stays in a shelter in Pikesville area.", "Pikesville"),  # a US town after a place preposition
         ("Son drove up from Glen Burnie.", "Glen Burnie"),
+        ("SOCIAL: WIFE IS CEO OF ACMECO. SMOKER.", "ACMECO"),  # an employer
+        ("Husband works for Tristar, days.", "Tristar"),
         ("R: per dr. Kendrick- pt to re-expand.", "Kendrick"),  # a dash glued to the name
         ("cath ok.dr velasquo spoke with wife.", "velasquo"),  # a title glued to the word before it
         ("Drain out 7/22-7/25, then home.", "7/25"),  # the second date of a range

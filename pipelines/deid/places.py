@@ -115,13 +115,17 @@ def _phrase_index(places: Iterable[str]) -> dict[str, list[tuple[str, ...]]]:
 
 
 # A move between care sites: the place named after it is a hospital, a town or a unit ("transferred to SVH",
-# "sent from ASHFORD", "lives in hollowell").  Words after it are looked at one by one (see ``PlaceContextRecognizer``).
+# "sent from ASHFORD", "lives in hollowell"); also a home or a workplace.  Words after it are looked at one by one
+# (see ``PlaceContextRecognizer``).
 MOVE_CONTEXT = regex.compile(
     r"(?i)\b(?:(?:transferred|transfered|transfer|trans|tx|txd|sent|admitted|admit|adm|referred|brought|arrived|"
     r"presented|presenting|medflighted|medflight|flown|went|go|going|returned|discharged|followed|came|coming|"
     r"taken|arrival|accepted|screened|seen|evaluated|w/u)[ \t]+"
     r"(?:(?:back|over|here|directly|emergently|urgently|back)[ \t]+)?(?:to|into|from|at|in|by)"
     r"|(?:lives|lived|living|resides|resided|residing|home)(?:[ \t]+(?:alone|nearby|locally))?[ \t]+(?:in|at|near)"
+    # An employer: identifies the patient's or a relative's workplace ("works at Rayco", "RETIRED FROM ACME").
+    r"|(?:works|worked|working|employed|retired|job)[ \t]+(?:at|for|by|from|with)"
+    r"|(?:ceo|president|owner|employee|founder|director|vp)[ \t]+(?:of|at|for)"
     # A ward named by a word and its number, right after "transfer" ("TRANSFER ASHWORTH 4").
     r"|(?:transfer|transferred|transfered|tx)(?=[ \t]+\p{L}+[ \t]+\d{1,2}\b))"
     r"[ \t]+(?:the[ \t]+)?"
