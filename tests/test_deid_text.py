@@ -374,6 +374,7 @@ def test_address_block_lines_with_bullets_ordinary_words_and_capitals(engine):
         "Heparin drip on Floor 5 West.",
         "patient remains stable, washington note reviewed",
         "WORKS AT HOME. RETIRED FROM THE NAVY, WORKED FOR THE STATE.",
+        "weaned to cpap 5. titrated to levo 8.\npsv from 12 to peep 5; changed to dopa 5 this am",
     ],
 )
 def test_address_and_town_rules_leave_clinical_text_alone(engine, text):
@@ -560,6 +561,7 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("Cultures drawn on the 14th, both negative.", "14th"),
         ("Admitted from Ormsby Adventist for cath.", "Ormsby Adventist"),  # a denominational hospital name
         ("PLAN: TRANSFER ASHWORTH 4 TODAY.", "ASHWORTH"),  # a ward named by a word and its number
+        ("glasses are on their way from Ellingwood 7.\nSon aware", "Ellingwood"),  # "from" a ward ending the clause
         ("SOCIAL:SON-TOMASZ---555 343-0102.", "TOMASZ"),  # a name glued to a phone number by dashes
         ("Met with the Okafor family at 3p.", "Okafor"),
         ("Contacts:\nTomasz Wielgosz (son) cell 555-222-1111", "Tomasz Wielgosz"),  # a relation in brackets after

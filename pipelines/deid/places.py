@@ -126,8 +126,11 @@ MOVE_CONTEXT = regex.compile(
     # An employer: identifies the patient's or a relative's workplace ("works at Rayco", "RETIRED FROM ACME").
     r"|(?:works|worked|working|employed|retired|job)[ \t]+(?:at|for|by|from|with)"
     r"|(?:ceo|president|owner|employee|founder|director|vp)[ \t]+(?:of|at|for)"
-    # A ward named by a word and its number, right after "transfer" ("TRANSFER ASHWORTH 4").
-    r"|(?:transfer|transferred|transfered|tx)(?=[ \t]+\p{L}+[ \t]+\d{1,2}\b))"
+    # A ward named by a word and its number, right after "transfer", "to" or "from" ("TRANSFER ASHWORTH 4", "from
+    # okonjo 5."): the number ends the clause, so a dose or a value ("to coumadin 5 mg", "to 40%") is none.
+    r"|(?:transfer|transferred|transfered|tx)(?=[ \t]+\p{L}+[ \t]+\d{1,2}\b)"
+    r"|(?:to|from)(?=[ \t]+\p{L}{4,}[ \t]+\d{1,2}"
+    r"(?:[ \t]*(?:[.;)](?!\d)|\r?\n|$)|[ \t]+(?:this|today|tonight|tomorrow)\b)))"
     r"[ \t]+(?:the[ \t]+)?"
 )
 PLACE_WORD = regex.compile(r"\p{L}[\p{L}'’\-]*")
