@@ -555,6 +555,8 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("R: per dr. Kendrick- pt to re-expand.", "Kendrick"),  # a dash glued to the name
         ("cath ok.dr velasquo spoke with wife.", "velasquo"),  # a title glued to the word before it
         ("Drain out 7/22-7/25, then home.", "7/25"),  # the second date of a range
+        ("Nursing Progress Note\n14 Mar, 19 0700->1930", "14 Mar, 19"),  # a two-digit year after a comma
+        ("drains out 12->13 oct, then home", "12->13 oct"),  # the first day of a range before its month
         ("Line placed on 1/3 by IR.", "1/3"),  # a fraction's shape after a date word
         ("Nurse Ratchetta took over at 7p.", "Ratchetta"),
         ("BP DROPPED. NP TARKOV MADE AWARE, BOLUS GIVEN.", "TARKOV"),  # a name-like word before a contact verb
@@ -674,3 +676,7 @@ def test_the_model_reads_the_sentences_that_could_hold_a_name_with_their_neighbo
     ((_, artifacts),) = engine.nlp_engine.process_notes([text], 16, engine.may_name)
     read = (text.index("Plan"), text.index("Diet"))
     assert all(read[0] <= ent.start_char and ent.end_char <= read[1] for ent in artifacts.entities)
+
+
+def test_a_dose_after_a_day_and_month_is_no_year(engine):
+    assert found(engine, "heparin held 3 Mar, 20 units given since")["3 Mar"] == "DATE"
