@@ -521,6 +521,7 @@ def test_a_lone_lower_case_name_after_a_weak_person_context_is_a_name(engine, te
         "pain better with rest, with grace and joy; given by iv push, per gi, spoke with charge rn.",
         "w/ assist, therapist recommends rehab, your nurse will be in shortly.",
         "suctioned q. shift rrt aware of plan.",  # a credential mid-line is no signature
+        "MS st elevation resolved, dr. o",  # a particle after a doubtful title, or with no surname after it
     ],
 )
 def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
@@ -556,6 +557,8 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("cath ok.dr velasquo spoke with wife.", "velasquo"),  # a title glued to the word before it
         ("Drain out 7/22-7/25, then home.", "7/25"),  # the second date of a range
         ("Nursing Progress Note\n14 Mar, 19 0700->1930", "14 Mar, 19"),  # a two-digit year after a comma
+        ("SBP 80s. Dr. o donnell at bedside.", "o donnell"),  # a surname particle as a word of its own
+        ("dr. mc carthy aware of k 3.1", "mc carthy"),
         ("drains out 12->13 oct, then home", "12->13 oct"),  # the first day of a range before its month
         ("Line placed on 1/3 by IR.", "1/3"),  # a fraction's shape after a date word
         ("Nurse Ratchetta took over at 7p.", "Ratchetta"),

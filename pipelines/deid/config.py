@@ -60,6 +60,7 @@ class NameRules:
     kin_after_possessive: frozenset[str]
     vocative_next: frozenset[str]
     id_labels: frozenset[str]
+    surname_particles: frozenset[str]
     first_names: frozenset[str]
     last_names: frozenset[str]
 
@@ -175,6 +176,7 @@ def _parse_names(data: dict[str, Any]) -> NameRules:
         kin_after_possessive=lower("kin_after_possessive"),
         vocative_next=lower("vocative_next"),
         id_labels=lower("id_labels"),
+        surname_particles=lower("surname_particles"),
         first_names=_read_names(HERE / "names_first.csv"),
         last_names=_read_names(HERE / "names_last.csv"),
     )

@@ -20,10 +20,11 @@ def titles(v: NameVocabulary, d: NameDoc) -> None:
         if j < len(toks) and toks[j].text == ".":
             j += 1
         j = _name_on_next_line(v, toks, j)
-        run = v.run_after(toks, j, 3, need_capital=False, strong=True)
+        run = v.run_after(toks, j, 3, need_capital=False, strong=True) or _particle_run(v, toks, j)
         first = toks[run[0]].text if run else ""
+        particle = len(run) > 1 and first.lower() in v.rules.surname_particles
         ordinary = first.lower() in v.rules.ambiguous_names or v.is_common(first)
-        if run and not v.capitalized(toks[run[0]]) and ordinary and not v.in_gazetteer(first):
+        if run and not v.capitalized(toks[run[0]]) and ordinary and not v.in_gazetteer(first) and not particle:
             continue  # "dr. aware" is none; "dr. white" (a listed name), "dr. darwin" (a noun only) are
         # A doubtful title announces a name only when the word is a name on its own: one listed only with its
         # period, written without ("MS" is mental status or morphine); a clinical abbreviation in capitals, dot
@@ -35,6 +36,9 @@ def titles(v: NameVocabulary, d: NameDoc) -> None:
             continue
         for k, idx in enumerate(run):
             later = k > 0
+            if k == 1 and particle:
+                mark(idx, STRONG)  # "Dr. o donnell": the surname after its particle, in any case
+                continue
             if k == 1 and first.lower() in v.rules.first_names and v.surname_after_given(toks[idx].text):
                 mark(idx, STRONG)  # "Dr. Nadia Gray", "dr ines walker": a listed surname after a given name
                 continue
@@ -76,6 +80,14 @@ def _surname_before_credential(v: NameVocabulary, toks: list[Token], j: int, wea
         and before.text.lower() in v.rules.first_names
         and v.candidate(toks[j], strong=True)
     )
+
+
+def _particle_run(v: NameVocabulary, toks: list[Token], j: int) -> list[int]:
+    """A surname particle that is no word on its own (a lower-case "o") and the surname after it."""
+    if j + 1 >= len(toks) or toks[j].text.lower() not in v.rules.surname_particles or toks[j].whitespace_ != " ":
+        return []
+    rest = v.run_after(toks, j + 1, 2, need_capital=False, strong=True)
+    return [j, *rest] if rest else []
 
 
 def _name_on_its_own(v: NameVocabulary, tok: Token) -> bool:
