@@ -126,6 +126,9 @@ MOVE_CONTEXT = regex.compile(
     # An employer: identifies the patient's or a relative's workplace ("works at Rayco", "RETIRED FROM ACME").
     r"|(?:works|worked|working|employed|retired|job)[ \t]+(?:at|for|by|from|with)"
     r"|(?:ceo|president|owner|employee|founder|director|vp)[ \t]+(?:of|at|for)"
+    # Clinicians or a crew from another site ("surgeon from Lakeview", "EMS FROM ASHFORD").
+    r"|(?:surgeon|surgeons|doctor|doctors|physician|physicians|team|nurse|nurses|fellow|attending|staff|ems|"
+    r"ambulance|crew|consultant|cardiologist|oncologist|rep|representative|liaison|coordinator)[ \t]+from"
     # A ward named by a word and its number, right after "transfer", "to" or "from" ("TRANSFER ASHWORTH 4", "from
     # okonjo 5."): the number ends the clause, so a dose or a value ("to coumadin 5 mg", "to 40%") is none.
     r"|(?:transfer|transferred|transfered|tx)(?=[ \t]+\p{L}+[ \t]+\d{1,2}\b)"
