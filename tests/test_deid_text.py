@@ -376,6 +376,7 @@ def test_address_block_lines_with_bullets_ordinary_words_and_capitals(engine):
         "WORKS AT HOME. RETIRED FROM THE NAVY, WORKED FOR THE STATE.",
         "team from Cardiology came, nurse from the floor helped. EMS FROM HOME.",
         "HR 98 s/p bolus,\n100 w/ ectopy",
+        "strength 5/5/5/5, PS 10/5/10/5",
         "weaned to cpap 5. titrated to levo 8.\npsv from 12 to peep 5; changed to dopa 5 this am",
     ],
 )
@@ -557,6 +558,7 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("Husband works for Tristar, days.", "Tristar"),
         ("Surgeon from Fairhaven in to talk to pt.", "Fairhaven"),  # clinicians from another site
         ("see flowsheet\n93 s/p mechanical fall", "93"),  # an age of 90 or more opening a note's history
+        ("XRT 09/14/09/15, next course in June", "09/14/09/15"),  # two dates written as one
         ("R: per dr. Kendrick- pt to re-expand.", "Kendrick"),  # a dash glued to the name
         ("cath ok.dr velasquo spoke with wife.", "velasquo"),  # a title glued to the word before it
         ("Drain out 7/22-7/25, then home.", "7/25"),  # the second date of a range
