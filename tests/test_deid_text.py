@@ -559,6 +559,8 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("Surgeon from Fairhaven in to talk to pt.", "Fairhaven"),  # clinicians from another site
         ("see flowsheet\n93 s/p mechanical fall", "93"),  # an age of 90 or more opening a note's history
         ("XRT 09/14/09/15, next course in June", "09/14/09/15"),  # two dates written as one
+        ("wean per dr okafor-lindqvist", "okafor-lindqvist"),  # both halves of a hyphenated surname
+        ("PER DR OKAFOR-LINDQVIST, WEAN", "OKAFOR-LINDQVIST"),
         ("R: per dr. Kendrick- pt to re-expand.", "Kendrick"),  # a dash glued to the name
         ("cath ok.dr velasquo spoke with wife.", "velasquo"),  # a title glued to the word before it
         ("Drain out 7/22-7/25, then home.", "7/25"),  # the second date of a range
@@ -689,3 +691,7 @@ def test_the_model_reads_the_sentences_that_could_hold_a_name_with_their_neighbo
 
 def test_a_dose_after_a_day_and_month_is_no_year(engine):
     assert found(engine, "heparin held 3 Mar, 20 units given since")["3 Mar"] == "DATE"
+
+
+def test_an_ordinary_word_after_a_hyphen_is_no_second_surname(engine):
+    assert "okafor" in found(engine, "per dr okafor-aware of plan")

@@ -49,6 +49,7 @@ REFINING_RULES: tuple[Rule, ...] = (
     spread.beside_titled_names,
     spread.eponyms,
     spread.extend_to_unknown_words,
+    spread.double_barrelled,
     spread.initials_next_to_names,
     spread.propagate,
 )

@@ -117,6 +117,19 @@ def extend_to_unknown_words(v: NameVocabulary, d: NameDoc) -> None:
         evidence[i + 1] = evidence[i]
 
 
+def double_barrelled(v: NameVocabulary, d: NameDoc) -> None:
+    """The second half of a hyphenated surname ("dr okafor-lindqvist", "OKAFOR-LINDQVIST"): the tokenizer splits
+    it at the hyphen in lower case and capitals, so the found first half would leave the second in the text.
+    Only a word glued to the hyphen that is no ordinary, clinical or function word."""
+    toks, evidence = d.toks, d.evidence
+    for i in range(len(toks) - 2):
+        hyphen, nxt = toks[i + 1], toks[i + 2]
+        if not evidence[i] or evidence[i + 2] or hyphen.text != "-" or toks[i].whitespace_ or hyphen.whitespace_:
+            continue
+        if len(nxt.text) >= 2 and v.candidate(nxt) and not v.is_common(nxt.text):
+            evidence[i + 2] = evidence[i]
+
+
 def initials_next_to_names(v: NameVocabulary, d: NameDoc) -> None:
     toks, evidence = d.toks, d.evidence
     for i, tok in enumerate(toks):
