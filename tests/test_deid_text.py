@@ -377,6 +377,7 @@ def test_address_block_lines_with_bullets_ordinary_words_and_capitals(engine):
         "team from Cardiology came, nurse from the floor helped. EMS FROM HOME.",
         "HR 98 s/p bolus,\n100 w/ ectopy",
         "strength 5/5/5/5, PS 10/5/10/5",
+        "lives at nh, baseline; pt at ph 7.30",
         "weaned to cpap 5. titrated to levo 8.\npsv from 12 to peep 5; changed to dopa 5 this am",
     ],
 )
@@ -557,6 +558,7 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("SOCIAL: WIFE IS CEO OF ACMECO. SMOKER.", "ACMECO"),  # an employer
         ("Husband works for Tristar, days.", "Tristar"),
         ("Surgeon from Fairhaven in to talk to pt.", "Fairhaven"),  # clinicians from another site
+        ("was seen at bmh last week for it", "bmh"),  # a hospital acronym in lower case after "at"
         ("see flowsheet\n93 s/p mechanical fall", "93"),  # an age of 90 or more opening a note's history
         ("XRT 09/14/09/15, next course in June", "09/14/09/15"),  # two dates written as one
         ("wean per dr okafor-lindqvist", "okafor-lindqvist"),  # both halves of a hyphenated surname

@@ -138,9 +138,11 @@ MOVE_CONTEXT = regex.compile(
 )
 PLACE_WORD = regex.compile(r"\p{L}[\p{L}'’\-]*")
 # A hospital by its capitals where no move verb names it: after "at" or an arrow ("seen at BMH", "-> NWH"),
-# an acronym that ends as hospital names do (H, HC, MC); before an emergency ward ("to SVH EW", "PMC ER").
+# an acronym that ends as hospital names do (H, HC, MC), after "at" also in lower case ("seen at bmh"); before an
+# emergency ward ("to SVH EW", "PMC ER").
 HOSPITAL_ACRONYM = regex.compile(
     r"(?:(?<=\b(?i:at)[ \t]+)|(?<=->[ \t]*))[A-Z]{1,4}(?:H|HC|MC)\b(?![ \t]*\d)"
+    r"|(?<=\b(?i:at)[ \t]+)[a-z]{1,3}(?:h|hc|mc)\b(?![ \t]*\d)"
     r"|\b[A-Z]{2,5}(?=[ \t]+(?:EW|ER|ED)\b)"
 )
 # The words a place is spread by: letters only, so "Ashford-Kimble" spreads to "Kimble" alone too.
