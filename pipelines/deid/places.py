@@ -45,7 +45,9 @@ class PlaceRecognizer(EntityRecognizer):
         # Ordinary, clinical and function words that are also towns ("Hope", "Normal", "Mercy"): never a town.
         self.towns = _phrase_index(t for t in places.towns if t not in not_towns)
         # A state written out after a town, in any case: "yakima washington", "Yakima, WASHINGTON".
-        self.state_after = regex.compile(r"[ \t]*,?[ \t]*(?i:" + "|".join(places.states) + r")\b")
+        states = "(?i:" + "|".join(places.states) + r")\b"
+        self.state_after = regex.compile(r"[ \t]*,?[ \t]*" + states)
+        self.state_names = tuple(state.lower() for state in places.states)
 
     def load(self) -> None:
         """Nothing to load: the gazetteer comes with the configuration."""
@@ -54,12 +56,18 @@ class PlaceRecognizer(EntityRecognizer):
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
     ) -> list[RecognizerResult]:
         words = list(WORD.finditer(text))
+        lower = text.lower()
+        any_state = any(state in lower for state in self.state_names)  # a substring test: cheaper than a regex
         results = []
         i = 0
         while i < len(words):
             previous = words[i - 1].group().lower() if i > 0 else ""
             n = self._match(text, words, i, self.index)
-            town = not n and (n := self._town(text, words, i, previous)) > 0
+            town = (
+                not n
+                and (any_state or previous in PLACE_PREPOSITIONS)
+                and (n := self._town(text, words, i, previous, any_state)) > 0
+            )
             if not n:
                 i += 1
                 continue
@@ -74,11 +82,14 @@ class PlaceRecognizer(EntityRecognizer):
             i += n
         return results
 
-    def _town(self, text: str, words: list[regex.Match], i: int, previous: str) -> int:
+    def _town(self, text: str, words: list[regex.Match], i: int, previous: str, any_state: bool) -> int:
         """Number of words of a US town starting at word ``i``: capitalized after a place preposition, or in any
-        case right before a state written out (the state is the evidence the capital would have been)."""
+        case right before a state written out (the state is the evidence the capital would have been; most
+        texts name no state, so ``any_state`` spares them the lookup)."""
         if previous in PLACE_PREPOSITIONS and (n := self._match(text, words, i, self.towns)):
             return n
+        if not any_state:
+            return 0
         n = self._match(text, words, i, self.towns, any_case=True)
         return n if n and self.state_after.match(text, words[i + n - 1].end()) else 0
 
@@ -141,8 +152,8 @@ PLACE_WORD = regex.compile(r"\p{L}[\p{L}'’\-]*")
 # an acronym that ends as hospital names do (H, HC, MC), after "at" also in lower case ("seen at bmh"); before an
 # emergency ward ("to SVH EW", "PMC ER").
 HOSPITAL_ACRONYM = regex.compile(
-    r"(?:(?<=\b(?i:at)[ \t]+)|(?<=->[ \t]*))[A-Z]{1,4}(?:H|HC|MC)\b(?![ \t]*\d)"
-    r"|(?<=\b(?i:at)[ \t]+)[a-z]{1,3}(?:h|hc|mc)\b(?![ \t]*\d)"
+    r"\b(?i:at)[ \t]+\K(?:[A-Z]{1,4}(?:H|HC|MC)|[a-z]{1,3}(?:h|hc|mc))\b(?![ \t]*\d)"
+    r"|->[ \t]*\K[A-Z]{1,4}(?:H|HC|MC)\b(?![ \t]*\d)"
     r"|\b[A-Z]{2,5}(?=[ \t]+(?:EW|ER|ED)\b)"
 )
 # The words a place is spread by: letters only, so "Ashford-Kimble" spreads to "Kimble" alone too.
