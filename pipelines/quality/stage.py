@@ -263,7 +263,7 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
     if not problems:
         curated_ids = set().union(*(s.passing_ids for s in sources))
         previous = PublishedIndex.load(ctx.zones.governance, config.dedup, curated_ids)
-        pipeline = build_pipeline(ctx, config, previous)
+        pipeline = build_pipeline(ctx, config, previous, scratch / "dedup")
     # Pass 2 (no text read): quarantine what the suite failed; the gate observes each patient's date shift.
     for source in sources:
         row = 0
