@@ -22,7 +22,6 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Set
 from datetime import UTC, datetime
-from math import comb
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -38,7 +37,7 @@ from pipelines.quality.dedup_store import DocRegister, RaggedFile, Rank, RowFile
 from pipelines.quality.lsh_buckets import BandedBuckets, band_groups
 from pipelines.quality.steps import Doc, Ledger, TwoPassStep, drop_decided
 from pipelines.quality.text_norm import exact_key, mask_numbers, words
-from pipelines.quality.word_similarity import WordSequence, shared_in_order
+from pipelines.quality.word_similarity import BUCKETS, WordSequence, may_reach, shared_in_order, word_counts
 
 OrderKey = Callable[[Doc], Rank]
 # Band weights (false positive, false negative) for the LSH parameters.  Every candidate is verified on its
@@ -87,36 +86,6 @@ def candidate_threshold(config: DedupConfig) -> float:
     """
     kept = config.near_threshold**config.shingle_words
     return kept / (2 - kept)
-
-
-# How unlikely the sketch filter may make losing a pair at the candidate threshold (see ``sketch_cut``).
-SKETCH_LOSS = 1e-6
-
-
-def sketch(signatures: np.ndarray) -> np.ndarray:
-    """The low 8 bits of each MinHash value (b-bit MinHash): 128 bytes a document, kept in memory so that a
-    document's LSH candidates can be screened without reading their words from disk."""
-    return (signatures & 0xFF).astype(np.uint8)
-
-
-def sketch_cut(config: DedupConfig) -> int:
-    """The fewest equal sketch values a candidate needs to be verified on its words.
-
-    Each of the ``num_perm`` MinHash values is equal for two documents with probability J, their shingle
-    Jaccard, and its low 8 bits with J + (1 - J) / 256 >= J, so the equal sketch values of a pair at the
-    candidate threshold t are at least Binomial(num_perm, t).  The cut is the largest count whose lower tail
-    stays within ``SKETCH_LOSS``: for the defaults (t = 0.196, 128 values) 6, which loses a pair at t with
-    probability P(X < 6) = 2.0e-7 (7 would be 1.1e-6), and a pair of higher Jaccard less often.  Templated
-    text's LSH candidates mostly share a few boilerplate shingles (J about 0.02 to 0.05: 3 to 7 equal values
-    expected), so most of them are screened out here instead of being read and compared.
-    """
-    t, n = candidate_threshold(config), config.num_perm
-    tail = 0.0
-    for k in range(n + 1):
-        tail += comb(n, k) * t**k * (1 - t) ** (n - k)
-        if tail > SKETCH_LOSS:
-            return k
-    return n
 
 
 def minhash_signatures(sequences: Iterable[WordSequence], config: DedupConfig) -> list[MinHash]:
@@ -197,7 +166,7 @@ class ExactDedup(TwoPassStep):
 
 class NearDedup(TwoPassStep):
     """Observing appends each document's word hashes, MinHash values and band keys to files (what the cross-run
-    index stores, never the text) and keeps an 8-bit sketch of its MinHash values in memory; deciding walks the
+    index stores, never the text) and keeps its word counts by hash bucket in memory (128 bytes); deciding walks the
     documents in dedup order through the capped LSH buckets (lsh_buckets.py)."""
 
     name = "near_dedup"
@@ -215,14 +184,13 @@ class NearDedup(TwoPassStep):
         self.order = order
         self.bucket_cap = bucket_cap
         self.bands, self.rows = _optimal_param(candidate_threshold(config), config.num_perm, *LSH_WEIGHTS)
-        self.sketch_min = sketch_cut(config)
         self._scratch = TemporaryDirectory(prefix="near-dedup-", dir=directory)
         root = Path(self._scratch.name)
         self.register = DocRegister()
         self.words = RaggedFile(root / "words.u32", np.uint32)
         self.signatures = RowFile(root / "minhash.u32", np.uint32, config.num_perm)
         self.band_keys = [RowFile(root / f"band-{b:03d}.u32", np.uint32, self.rows) for b in range(self.bands)]
-        self.sketches: list[np.ndarray] = []
+        self.counts: list[np.ndarray] = []
         self.twin_of: dict[str, str] = {}
         self.details: dict[str, str] = {}
         self.full_bucket_inserts = 0
@@ -242,7 +210,7 @@ class NearDedup(TwoPassStep):
         self.signatures.append(signatures)
         for band, keys in enumerate(self.band_keys):
             keys.append(signatures[:, band * self.rows : (band + 1) * self.rows])
-        self.sketches.append(sketch(signatures))
+        self.counts.append(np.array([word_counts(ids) for ids in word_ids], np.uint16).reshape(-1, BUCKETS))
 
     def _decide(self, skip: Set[str]) -> None:
         observed = len(self.register)
@@ -253,16 +221,16 @@ class NearDedup(TwoPassStep):
         walk = self.register.in_rank_order(skip)
         lsh = BandedBuckets(band_groups(keys.read_all()[walk] for keys in self.band_keys), len(walk), self.bucket_cap)
         self.shared_bucket_memberships = lsh.shared_memberships
-        sketches = np.concatenate(self.sketches)
-        self.sketches = [sketches]
+        counts = np.concatenate(self.counts)
+        self.counts = [counts]
         lengths = self.words.lengths()
         for position, index in enumerate(walk.tolist()):
-            if index >= observed or not self._has_twin(position, index, walk, lsh, sketches, lengths):
+            if index >= observed or not self._has_twin(position, index, walk, lsh, counts, lengths):
                 lsh.insert(position)
         self.full_bucket_inserts += lsh.full_buckets_hit
 
     def _has_twin(
-        self, position: int, index: int, walk: np.ndarray, lsh: BandedBuckets, sketches: np.ndarray, lengths: np.ndarray
+        self, position: int, index: int, walk: np.ndarray, lsh: BandedBuckets, counts: np.ndarray, lengths: np.ndarray
     ) -> bool:
         """Verify the document at ``position`` against the plausible ones of its LSH candidates (earlier walk
         positions, so earlier in dedup order); record its kept twin, the earliest that shares enough words."""
@@ -270,9 +238,7 @@ class NearDedup(TwoPassStep):
         self.candidates_proposed += len(candidates)
         threshold = self.config.near_threshold
         others = walk[candidates]
-        ratio = np.minimum(lengths[others], lengths[index]) / np.maximum(np.maximum(lengths[others], lengths[index]), 1)
-        matches = (sketches[others] == sketches[index]).sum(axis=1)
-        plausible = (ratio >= threshold) & (matches >= self.sketch_min)
+        plausible = may_reach(lengths[index], counts[index], lengths[others], counts[others], threshold)
         candidates, others = candidates[plausible], others[plausible]
         self.candidates_checked += len(candidates)
         query = WordSequence(self.words.read(index))
@@ -302,7 +268,6 @@ class NearDedup(TwoPassStep):
             "candidate_shingle_jaccard": round(candidate_threshold(self.config), 3),
             "candidate_pairs_proposed": self.candidates_proposed,
             "candidate_pairs_checked": self.candidates_checked,
-            "candidate_sketch_min_matches": self.sketch_min,
             "candidate_bucket_cap": self.bucket_cap,
             "candidate_bucket_full_inserts": self.full_bucket_inserts,
             "shared_bucket_memberships": self.shared_bucket_memberships,
