@@ -22,6 +22,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Set
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -54,6 +55,11 @@ LSH_WEIGHTS = (0.05, 0.95)
 # A near-duplicate pair shares several bands (about 11 of 64 at 10% of words changed), and only kept documents
 # are added, so a twin is lost only when every band it shares with the kept document is full of other documents.
 BUCKET_CAP = 16
+# Word sequences (with their cached bounds) near dedup keeps while it walks, most recently used first.  The
+# candidates that reach verification are mostly the first documents of busy LSH buckets, read again and again;
+# the bag is a sort, so recomputing it per comparison made the walk at 100,000 documents several times slower.
+# Bounded: 8,192 sequences of a few hundred words are some 30 MB whatever the corpus.
+SEQUENCE_CACHE = 8192
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _LATEST = datetime.max.replace(tzinfo=UTC)
 
@@ -191,6 +197,7 @@ class NearDedup(TwoPassStep):
         self.signatures = RowFile(root / "minhash.u32", np.uint32, config.num_perm)
         self.band_keys = [RowFile(root / f"band-{b:03d}.u32", np.uint32, self.rows) for b in range(self.bands)]
         self.counts: list[np.ndarray] = []
+        self.sequence = lru_cache(maxsize=SEQUENCE_CACHE)(self._read_sequence)
         self.twin_of: dict[str, str] = {}
         self.details: dict[str, str] = {}
         self.full_bucket_inserts = 0
@@ -228,6 +235,10 @@ class NearDedup(TwoPassStep):
             if index >= observed or not self._has_twin(position, index, walk, lsh, counts, lengths):
                 lsh.insert(position)
         self.full_bucket_inserts += lsh.full_buckets_hit
+        self.sequence.cache_clear()
+
+    def _read_sequence(self, index: int) -> WordSequence:
+        return WordSequence(self.words.read(index))
 
     def _has_twin(
         self, position: int, index: int, walk: np.ndarray, lsh: BandedBuckets, counts: np.ndarray, lengths: np.ndarray
@@ -241,8 +252,7 @@ class NearDedup(TwoPassStep):
         plausible = may_reach(lengths[index], counts[index], lengths[others], counts[others], threshold)
         candidates, others = candidates[plausible], others[plausible]
         self.candidates_checked += len(candidates)
-        query = WordSequence(self.words.read(index))
-        shares = shared_in_order(query, [WordSequence(self.words.read(o)) for o in others.tolist()], threshold)
+        shares = shared_in_order(self.sequence(index), [self.sequence(o) for o in others.tolist()], threshold)
         shared = [(c, s) for c, s in zip(candidates.tolist(), shares, strict=True) if s is not None]
         if not shared:
             return False
