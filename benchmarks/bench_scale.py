@@ -112,8 +112,10 @@ def run(docs: int, notes_fraction: float, keep: Path | None) -> tuple[list[dict]
                 }
             )
         curate = json.loads((stage_dir / "curate.json").read_text())["details"]
+        near = curate.get("dedup", {}).get("near", {})
         summary = {
-            "near_dup_candidate_pairs": curate.get("dedup", {}).get("near", {}).get("candidate_pairs_checked"),
+            "near_dup_candidate_pairs": near.get("candidate_pairs_checked"),
+            "near_dup_proposed_pairs": near.get("candidate_pairs_proposed"),
             "docs": docs,
             "input_mb": input_bytes / 1e6,
             "generate_s": generated,
@@ -129,7 +131,8 @@ def table(rows: list[dict], summary: dict) -> str:
         f"N={summary['docs']} documents, {summary['input_mb']:.1f} MB of input files; "
         f"`medcurate run` {summary['wall_s']:.1f} s wall, {summary['cpu_s']:.1f} CPU-s, "
         f"peak RSS of the process tree {summary['peak'] / 2**20:.0f} MiB; "
-        f"near-duplicate candidate pairs verified by curate: {summary['near_dup_candidate_pairs']}"
+        f"near-duplicate candidate pairs verified by curate: {summary['near_dup_candidate_pairs']} "
+        f"(LSH proposed {summary['near_dup_proposed_pairs']})"
     )
     lines = [
         head,

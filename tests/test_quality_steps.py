@@ -8,6 +8,7 @@ import random
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from datasketch import MinHashLSH
@@ -27,7 +28,6 @@ from pipelines.quality.curation_config import Benchmark, DedupConfig, curation_c
 from pipelines.quality.decontam import BenchmarkNgrams, Decontaminator
 from pipelines.quality.dedup import (
     LSH_WEIGHTS,
-    BandIndex,
     CopyForwardDedup,
     ExactDedup,
     NearDedup,
@@ -46,10 +46,11 @@ from pipelines.quality.filters import (
     NearEmptyFilter,
     RepeatedLinesFilter,
 )
+from pipelines.quality.lsh_buckets import BandedBuckets, band_groups
 from pipelines.quality.phi_gate import RawPatientIndex, ResidualPhiGate, load_gate_config
 from pipelines.quality.raw_identifiers import dicom_identifiers, identifiers
 from pipelines.quality.steps import Ledger, run_steps
-from pipelines.quality.text_norm import mask_numbers, words
+from pipelines.quality.text_norm import exact_key, mask_numbers, words
 from pipelines.quality.word_similarity import WordSequence
 
 SOURCES = {"notes": "notes_csv", "ehr": "fhir", "lab": "hl7v2", "pubmed": "pubmed", "pmc": "pmc"}
@@ -324,7 +325,7 @@ def _templated_note(assessment: str) -> str:
 
 def test_notes_from_one_template_with_different_content_are_not_merged(ledger: Ledger, zones: Zones) -> None:
     """Same template, other patients: their shingle sets overlap enough for LSH to propose the pair, but they
-    share fewer than 80% of their words, so verification keeps both."""
+    share fewer than 80% of their words, so the word-count screen keeps both without reading their words."""
     first = _templated_note(
         "community acquired pneumonia improving on ceftriaxone and azithromycin, afebrile for two days, "
         "transition to oral antibiotics tomorrow if still afebrile and discharge home once ambulating."
@@ -338,7 +339,8 @@ def test_notes_from_one_template_with_different_content_are_not_merged(ledger: L
     step = NearDedup(DedupConfig(), PublishedIndex(()), _order)
     kept = run_steps([step], [doc("n1", "notes", first), doc("n2", "notes", second)], ledger)
     assert [d["doc_id"] for d in kept] == ["n1", "n2"]
-    assert step.summary()["candidate_pairs_checked"] == 1 and step.twin_of == {}
+    summary = step.summary()
+    assert (summary["candidate_pairs_proposed"], summary["candidate_pairs_checked"], step.twin_of) == (1, 0, {})
 
 
 def test_near_dedup_against_an_earlier_run_keeps_the_published_document(ledger: Ledger, zones: Zones) -> None:
@@ -354,9 +356,10 @@ def test_near_dedup_against_an_earlier_run_keeps_the_published_document(ledger: 
     assert later.twin_of == {"new": "old"}
 
 
-def test_band_index_below_its_cap_proposes_what_datasketch_proposes() -> None:
-    """BandIndex replaced datasketch's MinHashLSH only to bound its buckets: below the cap, on templated
-    abstracts that share many bands, every query returns exactly datasketch's candidates."""
+def test_banded_buckets_below_their_cap_propose_what_datasketch_proposes() -> None:
+    """BandedBuckets replaced datasketch's MinHashLSH only to bound its buckets and lay them out as arrays:
+    below the cap, on templated abstracts that share many bands, every query returns exactly datasketch's
+    candidates."""
     config = DedupConfig()
     rng = random.Random(3)
     texts = []
@@ -364,15 +367,83 @@ def test_band_index_below_its_cap_proposes_what_datasketch_proposes() -> None:
         article = literature._pubmed_article(literature.FIRST_PMID + i, rng)
         texts.append(" ".join(e.text or "" for e in article.iter("AbstractText")))
     signatures = minhash_signatures([WordSequence.of(mask_numbers(words(t))) for t in texts], config)
-    ours = BandIndex(config, cap=len(texts))
     theirs = MinHashLSH(threshold=candidate_threshold(config), num_perm=config.num_perm, weights=LSH_WEIGHTS)
+    values = np.array([m.hashvalues for m in signatures])
+    bands, rows = theirs.b, theirs.r
+    blocks = (values[:, b * rows : (b + 1) * rows] for b in range(bands))
+    ours = BandedBuckets(band_groups(blocks), len(texts), cap=len(texts))
     proposed = 0
     for i, minhash in enumerate(signatures):
-        assert ours.query(minhash.hashvalues) == set(theirs.query(minhash))
-        proposed += len(ours.query(minhash.hashvalues))
-        ours.insert(f"d{i}", minhash.hashvalues)
+        found = {f"d{p}" for p in ours.query(i).tolist()}
+        assert found == set(theirs.query(minhash))
+        proposed += len(found)
+        ours.insert(i)
         theirs.insert(f"d{i}", minhash)
-    assert proposed > len(texts) and (ours.bands, ours.rows) == (theirs.b, theirs.r)
+    assert proposed > len(texts) and NearDedup(config, PublishedIndex(()), _order).bands == bands
+
+
+def test_banded_buckets_keep_the_first_documents_inserted_up_to_the_cap() -> None:
+    """One bucket shared by five documents, cap 2: later documents see only the first two inserted, and an
+    insert into the full bucket is counted."""
+    groups = [np.array([0, 0, 0, 0, 0]), np.array([0, 1, 2, 3, 4])]
+    buckets = BandedBuckets(groups, 5, cap=2)
+    assert buckets.shared_memberships == 5
+    for position in range(5):
+        if position != 1:  # position 1 was a duplicate: queried, never inserted
+            buckets.insert(position)
+    assert buckets.query(4).tolist() == [0, 2] and buckets.full_buckets_hit == 2
+
+
+def test_candidate_screen_keeps_a_pair_sharing_eighty_percent_of_words(ledger: Ledger, zones: Zones) -> None:
+    """A copy with 20% of its words replaced in one passage shares exactly 0.8 of its words in order: the
+    in-memory screen (length ratio, word counts by hash bucket) must let it through to verification, and the
+    template notes sharing less must be screened out before their words are read."""
+    tokens = DISCHARGE.split()
+    passage = len(tokens) // 5
+    at_threshold = tokens[:passage] + [f"other{i}" for i in range(passage)] + tokens[2 * passage :]
+    first = _templated_note(
+        "community acquired pneumonia improving on ceftriaxone and azithromycin, afebrile for two days, "
+        "transition to oral antibiotics tomorrow if still afebrile and discharge home once ambulating."
+    )
+    second = _templated_note(
+        "alcohol withdrawal on symptom triggered lorazepam, last dose overnight, thiamine and folate daily, "
+        "social work consulted for outpatient treatment options before discharge."
+    )
+    docs = [
+        doc("a-original", "notes", DISCHARGE),
+        doc("b-copy", "notes", " ".join(at_threshold)),
+        doc("n1", "notes", first),
+        doc("n2", "notes", second),
+    ]
+    step = NearDedup(DedupConfig(), PublishedIndex(()), _order)
+    kept = run_steps([step], docs, ledger)
+    assert [d["doc_id"] for d in kept] == ["a-original", "n1", "n2"]
+    assert step.details["b-copy"] == "kept twin a-original (0.80 of words shared in order)"
+    assert step.candidates_proposed == 2 and step.candidates_checked == 1
+
+
+def test_near_twins_in_different_batches_and_ranks_are_caught_deterministically(ledger: Ledger, zones: Zones) -> None:
+    """Observed in two batches, the later-ranked copy arriving first: the kept twin is the first in dedup order
+    (source order, then doc_id) whatever the batches, and its id is read back from the on-disk register."""
+    copy = _ten_percent_changed(DISCHARGE, "one passage")
+    docs = [doc("z-copy", "notes", copy), doc("c-other", "notes", NOTE), doc("m-original", "notes", DISCHARGE)]
+    decisions = []
+    for batches in ([docs[:1], docs[1:]], [docs[2:], docs[:2]], [docs]):
+        step = NearDedup(DedupConfig(), PublishedIndex(()), _order)
+        for batch in batches:
+            step.observe([dict(d) for d in batch])
+        step.decide()
+        decisions.append(step.twin_of)
+    assert decisions == [{"z-copy": "m-original"}] * 3
+
+
+def test_exact_twins_in_different_batches_keep_the_earlier_source(ledger: Ledger, zones: Zones) -> None:
+    step = ExactDedup(PublishedIndex(()), _order)
+    step.observe([doc("pubmed-1", "pubmed", ABSTRACT)])
+    step.observe([doc("pmc-9", "pmc", ABSTRACT.upper()), doc("pmc-2", "pmc", ABSTRACT)])
+    step.decide()
+    assert step.twin_of == {"pmc-9": "pubmed-1", "pmc-2": "pubmed-1"}
+    assert step.key_of(["pmc-2"]) == [exact_key(ABSTRACT)]
 
 
 def test_full_lsh_buckets_bound_the_candidates_and_keep_decisions(ledger: Ledger, zones: Zones) -> None:
@@ -393,10 +464,9 @@ def test_full_lsh_buckets_bound_the_candidates_and_keep_decisions(ledger: Ledger
     run_steps([uncapped], [dict(d) for d in docs], ledger)
     capped = NearDedup(DedupConfig(), PublishedIndex(()), _order, bucket_cap=2)
     run_steps([capped], [dict(d) for d in reversed(docs)], ledger)
-    bands = BandIndex(DedupConfig()).bands
     assert capped.summary()["candidate_bucket_full_inserts"] > 0
-    assert capped.candidates_checked <= len(docs) * bands * 2
-    assert capped.candidates_checked < uncapped.candidates_checked
+    assert capped.candidates_proposed <= len(docs) * capped.bands * 2
+    assert capped.candidates_proposed < uncapped.candidates_proposed
     assert capped.twin_of["b-copy"] == "a-original"
     assert capped.twin_of == uncapped.twin_of
 

@@ -25,6 +25,7 @@ from pipelines.quality.curation_config import CurationConfig
 from pipelines.quality.decontam import BenchmarkNgrams, Decontaminator
 from pipelines.quality.dedup import CopyForwardDedup, ExactDedup, NearDedup
 from pipelines.quality.dedup_index import PublishedIndex
+from pipelines.quality.dedup_store import Rank
 from pipelines.quality.filters import filter_steps
 from pipelines.quality.phi_gate import RawPatientIndex, ResidualPhiGate, load_gate_config
 from pipelines.quality.steps import Doc, Ledger, Step, run_steps
@@ -73,10 +74,12 @@ class CuratePipeline:
         }
 
 
-def build_pipeline(ctx: RunContext, config: CurationConfig, previous: PublishedIndex) -> CuratePipeline:
+def build_pipeline(ctx: RunContext, config: CurationConfig, previous: PublishedIndex, scratch: Path) -> CuratePipeline:
+    """The steps; exact and near dedup keep what they observe in files under ``scratch`` (dedup_store.py)."""
+    scratch.mkdir(parents=True, exist_ok=True)
     order = {source.name: index for index, source in enumerate(ctx.spec.sources)}
 
-    def order_key(doc: Doc) -> tuple:
+    def order_key(doc: Doc) -> Rank:
         return order[doc["source"]], doc["doc_id"]
 
     gate_config = load_gate_config()
@@ -84,8 +87,8 @@ def build_pipeline(ctx: RunContext, config: CurationConfig, previous: PublishedI
     return CuratePipeline(
         gate=ResidualPhiGate(RawPatientIndex.from_raw_zone(ctx.zones, ctx.spec, gate_config), gate_config),
         filters=filter_steps(config.filters),
-        exact=ExactDedup(previous, order_key),
-        near=NearDedup(config.dedup, previous, order_key),
+        exact=ExactDedup(previous, order_key, scratch),
+        near=NearDedup(config.dedup, previous, order_key, directory=scratch),
         copy_forward=CopyForwardDedup(config.dedup),
         decontamination=Decontaminator([BenchmarkNgrams.load(b, n) for b in config.benchmarks], n),
     )

@@ -22,6 +22,9 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Set
 from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import numpy as np
@@ -31,11 +34,13 @@ from datasketch.lsh import _optimal_param
 
 from pipelines.quality.curation_config import DedupConfig
 from pipelines.quality.dedup_index import PublishedEntry, PublishedIndex
+from pipelines.quality.dedup_store import DocRegister, RaggedFile, Rank, RowFile
+from pipelines.quality.lsh_buckets import BandedBuckets, band_groups
 from pipelines.quality.steps import Doc, Ledger, TwoPassStep, drop_decided
 from pipelines.quality.text_norm import exact_key, mask_numbers, words
-from pipelines.quality.word_similarity import WordSequence, shared_in_order
+from pipelines.quality.word_similarity import BUCKETS, WordSequence, may_reach, shared_in_order, word_counts
 
-OrderKey = Callable[[Doc], tuple]
+OrderKey = Callable[[Doc], Rank]
 # Band weights (false positive, false negative) for the LSH parameters.  Every candidate is verified on its
 # words, so a false positive costs one comparison (mostly a cheap bound) while a false negative loses a
 # duplicate: at the default candidate threshold (0.196, 128 permutations) datasketch's default (0.5, 0.5)
@@ -50,6 +55,11 @@ LSH_WEIGHTS = (0.05, 0.95)
 # A near-duplicate pair shares several bands (about 11 of 64 at 10% of words changed), and only kept documents
 # are added, so a twin is lost only when every band it shares with the kept document is full of other documents.
 BUCKET_CAP = 16
+# Word sequences (with their cached bounds) near dedup keeps while it walks, most recently used first.  The
+# candidates that reach verification are mostly the first documents of busy LSH buckets, read again and again;
+# the bag is a sort, so recomputing it per comparison made the walk at 100,000 documents several times slower.
+# Bounded: 8,192 sequences of a few hundred words are some 30 MB whatever the corpus.
+SEQUENCE_CACHE = 8192
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _LATEST = datetime.max.replace(tzinfo=UTC)
 
@@ -105,79 +115,49 @@ def _clusters(kept_twin_of: dict[str, str]) -> dict[str, int]:
     return {str(size): n for size, n in sorted(Counter(count + 1 for count in sizes.values()).items())}
 
 
-class BandIndex:
-    """MinHash LSH banding (as datasketch's ``MinHashLSH``, same bands and rows for the same threshold and
-    weights) with buckets bounded to ``cap`` documents.
-
-    datasketch cannot bound a bucket, and an unbounded bucket is what makes candidate pairs quadratic on
-    templated text.  A bucket keeps the first ``cap`` documents inserted; the insertion order is the dedup order
-    (earlier runs' documents, then spec source order and doc_id), so which documents hold a full bucket, and
-    therefore every decision, is the same on every run of the same corpus.  Below the cap the candidates are
-    exactly datasketch's.
-    """
-
-    def __init__(self, config: DedupConfig, cap: int = BUCKET_CAP) -> None:
-        if cap < 2:
-            raise ValueError(f"an LSH bucket must hold at least 2 documents, not {cap}")
-        self.bands, self.rows = _optimal_param(candidate_threshold(config), config.num_perm, *LSH_WEIGHTS)
-        self.cap = cap
-        # A bucket of one document holds its doc_id, not a list: most buckets are, and a list costs ~90 bytes
-        # more, 64 times per kept document.
-        self.buckets: list[dict[bytes, str | list[str]]] = [{} for _ in range(self.bands)]
-        self.full_buckets_hit = 0
-
-    def _keys(self, signature: np.ndarray) -> list[bytes]:
-        """One key per band: the bytes of the band's rows of the MinHash hash values."""
-        return [signature[b * self.rows : (b + 1) * self.rows].tobytes() for b in range(self.bands)]
-
-    def query(self, signature: np.ndarray) -> set[str]:
-        found: set[str] = set()
-        for table, key in zip(self.buckets, self._keys(signature), strict=True):
-            members = table.get(key)
-            if isinstance(members, str):
-                found.add(members)
-            elif members:
-                found.update(members)
-        return found
-
-    def insert(self, doc_id: str, signature: np.ndarray) -> None:
-        for table, key in zip(self.buckets, self._keys(signature), strict=True):
-            members = table.get(key)
-            if members is None:
-                table[key] = doc_id
-            elif isinstance(members, str):
-                table[key] = [members, doc_id]
-            elif len(members) < self.cap:
-                members.append(doc_id)
-            else:
-                self.full_buckets_hit += 1
+def _earlier_run(doc_id: str) -> Rank:
+    """The rank of a document an earlier run published: before every source of this run, then by doc_id."""
+    return -1, doc_id
 
 
 class ExactDedup(TwoPassStep):
-    """Keeps, of each set of documents with one exact key, the first in dedup order; observing keeps only each
-    document's key (a sha256) and order key."""
+    """Keeps, of each set of documents with one exact key, the first in dedup order.  Observing registers each
+    document's rank and appends its key's 32 bytes to a file; deciding reads the keys back in dedup order and
+    finds each key's first document with one stable ``np.unique``."""
 
     name = "exact_dedup"
 
-    def __init__(self, previous: PublishedIndex, order: OrderKey) -> None:
-        self.previous = {e.exact_key: e.doc_id for e in sorted(previous.entries, key=lambda e: e.doc_id, reverse=True)}
+    def __init__(self, previous: PublishedIndex, order: OrderKey, directory: Path | None = None) -> None:
+        self.previous = previous
         self.order = order
-        self.keys: dict[str, str] = {}
-        self.ranks: dict[str, tuple] = {}
+        self._scratch = TemporaryDirectory(prefix="exact-dedup-", dir=directory)
+        self.register = DocRegister()
+        self.digests = RowFile(Path(self._scratch.name) / "sha256.u8", np.uint8, 32)
         self.twin_of: dict[str, str] = {}
 
     def observe(self, docs: list[Doc]) -> None:
-        for doc in docs:
-            self.keys[doc["doc_id"]] = exact_key(doc["text"])
-            self.ranks[doc["doc_id"]] = self.order(doc)
+        self._record([self.order(d) for d in docs], [exact_key(d["text"]) for d in docs])
+
+    def _record(self, ranks: list[Rank], keys: list[str]) -> None:
+        self.register.add(ranks)
+        self.digests.append(np.frombuffer(b"".join(bytes.fromhex(k) for k in keys), np.uint8))
 
     def _decide(self, skip: Set[str]) -> None:
-        first: dict[str, str] = dict(self.previous)
-        for doc_id in sorted(self.ranks.keys() - skip, key=self.ranks.__getitem__):
-            twin = first.setdefault(self.keys[doc_id], doc_id)
-            if twin != doc_id:
-                self.twin_of[doc_id] = twin
-        self.ranks.clear()
+        observed = len(self.register)
+        self._record(
+            [_earlier_run(e.doc_id) for e in self.previous.entries], [e.exact_key for e in self.previous.entries]
+        )
+        walk = self.register.in_rank_order(skip)
+        if not len(walk):
+            return
+        _, first, inverse = np.unique(self.digests.read_all()[walk], axis=0, return_index=True, return_inverse=True)
+        twins = first[inverse.reshape(-1)]
+        for position in np.flatnonzero((twins != np.arange(len(walk))) & (walk < observed)).tolist():
+            self.twin_of[self.register.doc_id(walk[position])] = self.register.doc_id(walk[twins[position]])
+
+    def key_of(self, doc_ids: list[str]) -> list[str]:
+        """The exact keys of observed documents, as the published index stores them."""
+        return [row.tobytes().hex() for row in self.digests.read(self.register.indexes_of(doc_ids))]
 
     def apply(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
         return drop_decided(docs, ledger, self.name, "exact_duplicate", self._detail)
@@ -191,66 +171,101 @@ class ExactDedup(TwoPassStep):
 
 
 class NearDedup(TwoPassStep):
-    """Observing keeps each document's word hashes and MinHash hash values (what the cross-run index stores),
-    never its text; deciding walks the documents in dedup order through the capped LSH."""
+    """Observing appends each document's word hashes, MinHash values and band keys to files (what the cross-run
+    index stores, never the text) and keeps its word counts by hash bucket in memory (128 bytes); deciding walks the
+    documents in dedup order through the capped LSH buckets (lsh_buckets.py)."""
 
     name = "near_dedup"
 
     def __init__(
-        self, config: DedupConfig, previous: PublishedIndex, order: OrderKey, bucket_cap: int = BUCKET_CAP
+        self,
+        config: DedupConfig,
+        previous: PublishedIndex,
+        order: OrderKey,
+        bucket_cap: int = BUCKET_CAP,
+        directory: Path | None = None,
     ) -> None:
         self.config = config
         self.previous = previous
         self.order = order
         self.bucket_cap = bucket_cap
-        self.full_bucket_inserts = 0
-        self.signatures: dict[str, np.ndarray] = {}
-        self.words: dict[str, WordSequence] = {}
-        self.ranks: dict[str, tuple] = {}
+        self.bands, self.rows = _optimal_param(candidate_threshold(config), config.num_perm, *LSH_WEIGHTS)
+        self._scratch = TemporaryDirectory(prefix="near-dedup-", dir=directory)
+        root = Path(self._scratch.name)
+        self.register = DocRegister()
+        self.words = RaggedFile(root / "words.u32", np.uint32)
+        self.signatures = RowFile(root / "minhash.u32", np.uint32, config.num_perm)
+        self.band_keys = [RowFile(root / f"band-{b:03d}.u32", np.uint32, self.rows) for b in range(self.bands)]
+        self.counts: list[np.ndarray] = []
+        self.sequence = lru_cache(maxsize=SEQUENCE_CACHE)(self._read_sequence)
         self.twin_of: dict[str, str] = {}
         self.details: dict[str, str] = {}
+        self.full_bucket_inserts = 0
+        self.shared_bucket_memberships = 0
+        self.candidates_proposed = 0
         self.candidates_checked = 0
 
     def observe(self, docs: list[Doc]) -> None:
-        masked = []
-        for doc in docs:
-            tokens = words(doc["text"])
-            self.words[doc["doc_id"]] = WordSequence.of(tokens)
-            self.ranks[doc["doc_id"]] = self.order(doc)
-            masked.append(WordSequence.of(mask_numbers(tokens)))
-        for doc, signature in zip(docs, minhash_signatures(masked, self.config), strict=True):
-            self.signatures[doc["doc_id"]] = signature.hashvalues
+        tokens = [words(doc["text"]) for doc in docs]
+        masked = minhash_signatures((WordSequence.of(mask_numbers(t)) for t in tokens), self.config)
+        signatures = np.array([m.hashvalues for m in masked], np.uint32).reshape(-1, self.config.num_perm)
+        self._record([self.order(d) for d in docs], [WordSequence.of(t).ids for t in tokens], signatures)
+
+    def _record(self, ranks: list[Rank], word_ids: list[np.ndarray], signatures: np.ndarray) -> None:
+        self.register.add(ranks)
+        self.words.append(word_ids)
+        self.signatures.append(signatures)
+        for band, keys in enumerate(self.band_keys):
+            keys.append(signatures[:, band * self.rows : (band + 1) * self.rows])
+        self.counts.append(np.array([word_counts(ids) for ids in word_ids], np.uint16).reshape(-1, BUCKETS))
 
     def _decide(self, skip: Set[str]) -> None:
-        threshold = self.config.near_threshold
-        lsh = BandIndex(self.config, self.bucket_cap)
-        rank: dict[str, tuple] = {}
-        for entry in self.previous.entries:
-            rank[entry.doc_id] = (0, entry.doc_id)
-            self.signatures[entry.doc_id] = signature = scheme_values(entry.minhash, self.config)
-            self.words[entry.doc_id] = WordSequence(entry.words)
-            lsh.insert(entry.doc_id, signature)
-        for doc_id in sorted(self.ranks.keys() - skip, key=self.ranks.__getitem__):
-            signature = self.signatures[doc_id]
-            candidates = sorted(lsh.query(signature))
-            self.candidates_checked += len(candidates)
-            shares = shared_in_order(self.words[doc_id], [self.words[c] for c in candidates], threshold)
-            shared = {c: s for c, s in zip(candidates, shares, strict=True) if s is not None}
-            if shared:
-                twin = min(shared, key=rank.__getitem__)
-                self.twin_of[doc_id] = twin
-                self.details[doc_id] = f"kept twin {twin} ({shared[twin]:.2f} of words shared in order)"
-            else:
-                rank[doc_id] = (1, *self.ranks[doc_id])
-                lsh.insert(doc_id, signature)
+        observed = len(self.register)
+        entries = self.previous.entries
+        signatures = np.array([scheme_values(e.minhash, self.config) for e in entries], np.uint32)
+        signatures = signatures.reshape(-1, self.config.num_perm)
+        self._record([_earlier_run(e.doc_id) for e in entries], [e.words for e in entries], signatures)
+        walk = self.register.in_rank_order(skip)
+        lsh = BandedBuckets(band_groups(keys.read_all()[walk] for keys in self.band_keys), len(walk), self.bucket_cap)
+        self.shared_bucket_memberships = lsh.shared_memberships
+        counts = np.concatenate(self.counts)
+        self.counts = [counts]
+        lengths = self.words.lengths()
+        for position, index in enumerate(walk.tolist()):
+            if index >= observed or not self._has_twin(position, index, walk, lsh, counts, lengths):
+                lsh.insert(position)
         self.full_bucket_inserts += lsh.full_buckets_hit
-        self.ranks.clear()
-        # Only this run's kept documents can be published, so only their words and signatures are still needed.
-        kept = [doc_id for doc_id, (run, *_) in rank.items() if run == 1]
-        self.words = {doc_id: self.words[doc_id] for doc_id in kept}
-        self.signatures = {doc_id: self.signatures[doc_id] for doc_id in kept}
-        for sequence in self.words.values():
-            sequence.forget_bounds()
+        self.sequence.cache_clear()
+
+    def _read_sequence(self, index: int) -> WordSequence:
+        return WordSequence(self.words.read(index))
+
+    def _has_twin(
+        self, position: int, index: int, walk: np.ndarray, lsh: BandedBuckets, counts: np.ndarray, lengths: np.ndarray
+    ) -> bool:
+        """Verify the document at ``position`` against the plausible ones of its LSH candidates (earlier walk
+        positions, so earlier in dedup order); record its kept twin, the earliest that shares enough words."""
+        candidates = lsh.query(position)
+        self.candidates_proposed += len(candidates)
+        threshold = self.config.near_threshold
+        others = walk[candidates]
+        plausible = may_reach(lengths[index], counts[index], lengths[others], counts[others], threshold)
+        candidates, others = candidates[plausible], others[plausible]
+        self.candidates_checked += len(candidates)
+        shares = shared_in_order(self.sequence(index), [self.sequence(o) for o in others.tolist()], threshold)
+        shared = [(c, s) for c, s in zip(candidates.tolist(), shares, strict=True) if s is not None]
+        if not shared:
+            return False
+        twin_position, share = min(shared)
+        doc_id, twin = self.register.doc_id(index), self.register.doc_id(walk[twin_position])
+        self.twin_of[doc_id] = twin
+        self.details[doc_id] = f"kept twin {twin} ({share:.2f} of words shared in order)"
+        return True
+
+    def published(self, doc_ids: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The MinHash values (as the index stores them) and word hashes of observed documents."""
+        indexes = self.register.indexes_of(doc_ids)
+        return self.signatures.read(indexes).astype(np.uint64), [self.words.read(i) for i in indexes.tolist()]
 
     def apply(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
         return drop_decided(docs, ledger, self.name, "near_duplicate", self.details.get)
@@ -261,9 +276,11 @@ class NearDedup(TwoPassStep):
             "clusters": _clusters(self.twin_of),
             "threshold": self.config.near_threshold,
             "candidate_shingle_jaccard": round(candidate_threshold(self.config), 3),
+            "candidate_pairs_proposed": self.candidates_proposed,
             "candidate_pairs_checked": self.candidates_checked,
             "candidate_bucket_cap": self.bucket_cap,
             "candidate_bucket_full_inserts": self.full_bucket_inserts,
+            "shared_bucket_memberships": self.shared_bucket_memberships,
             "earlier_runs_compared": len(self.previous.entries),
             "earlier_runs_skipped_incompatible": self.previous.skipped,
         }
@@ -337,14 +354,9 @@ class CopyForwardDedup(TwoPassStep):
 
 def published_entries(docs: list[Doc], exact: ExactDedup, near: NearDedup, run_id: str) -> list[PublishedEntry]:
     """Index rows for the documents this run publishes (their hashes as they entered deduplication)."""
+    doc_ids = [d["doc_id"] for d in docs]
+    minhashes, word_ids = near.published(doc_ids)
     return [
-        PublishedEntry(
-            doc_id=d["doc_id"],
-            source=d["source"],
-            run_id=run_id,
-            exact_key=exact.keys[d["doc_id"]],
-            minhash=near.signatures[d["doc_id"]].astype(np.uint64),
-            words=near.words[d["doc_id"]].ids,
-        )
-        for d in docs
+        PublishedEntry(doc_id=d["doc_id"], source=d["source"], run_id=run_id, exact_key=k, minhash=m, words=w)
+        for d, k, m, w in zip(docs, exact.key_of(doc_ids), minhashes, word_ids, strict=True)
     ]

@@ -15,8 +15,10 @@ the curated zone.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from medcurate.core.zones import write_parquet
+from medcurate.core.zones import temporary_path, write_parquet
 from pipelines.quality.curation_config import DedupConfig
 from pipelines.quality.word_similarity import WORD_HASH
 
@@ -39,6 +41,8 @@ INDEX_SCHEMA = pa.schema(
     ]
 )
 PARAMS_KEY = b"medcurate.minhash"
+# Index rows per write: bounds what saving holds at once.
+WRITE_ROWS = 4096
 
 
 def index_path(governance: Path) -> Path:
@@ -101,23 +105,32 @@ def save_index(
     previous: PublishedIndex,
     published: Iterable[PublishedEntry],
 ) -> int:
-    """Earlier entries (minus those replaced) plus this run's published documents; returns the row count."""
-    rows = [
-        {
-            "doc_id": e.doc_id,
-            "source": e.source,
-            "run_id": e.run_id,
-            "exact_key": e.exact_key,
-            "minhash": e.minhash,
-            "words": e.words,
-        }
-        for e in (*previous.entries, *published)
-    ]
-    table = pa.Table.from_pylist(rows, schema=INDEX_SCHEMA).replace_schema_metadata(
-        {PARAMS_KEY: json.dumps(minhash_params(config), sort_keys=True).encode()}
-    )
-    write_parquet(table.sort_by("doc_id"), index_path(governance))
-    return table.num_rows
+    """Earlier entries (minus those replaced), then this run's published documents in the order given, written
+    ``WRITE_ROWS`` at a time so that a run's entries (a kilobyte each) are never all in memory; returns the row
+    count.  Written under a temporary name and renamed, as ``write_parquet`` does."""
+    path = index_path(governance)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    schema = INDEX_SCHEMA.with_metadata({PARAMS_KEY: json.dumps(minhash_params(config), sort_keys=True).encode()})
+    entries = chain(previous.entries, published)
+    tmp = temporary_path(path)
+    rows = 0
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        while chunk := list(islice(entries, WRITE_ROWS)):
+            writer.write_table(pa.Table.from_pylist([_row(e) for e in chunk], schema=schema))
+            rows += len(chunk)
+    os.replace(tmp, path)
+    return rows
+
+
+def _row(entry: PublishedEntry) -> dict[str, object]:
+    return {
+        "doc_id": entry.doc_id,
+        "source": entry.source,
+        "run_id": entry.run_id,
+        "exact_key": entry.exact_key,
+        "minhash": entry.minhash,
+        "words": entry.words,
+    }
 
 
 def _arrays(column: pa.ChunkedArray, dtype: type[np.generic]) -> list[np.ndarray]:

@@ -263,7 +263,7 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
     if not problems:
         curated_ids = set().union(*(s.passing_ids for s in sources))
         previous = PublishedIndex.load(ctx.zones.governance, config.dedup, curated_ids)
-        pipeline = build_pipeline(ctx, config, previous)
+        pipeline = build_pipeline(ctx, config, previous, scratch / "dedup")
     # Pass 2 (no text read): quarantine what the suite failed; the gate observes each patient's date shift.
     for source in sources:
         row = 0
@@ -325,14 +325,21 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
     if problems:
         log.info("%s: batch failed for %d source(s), nothing published", stage, len(problems))
         _fail_if(stage, problems)
-    entries = []
     for name, final in finals.items():
         report.counts(name).output = final.rows
-        table = final.table()
-        write_parquet(table, staging / name / "part-00000.parquet")
-        docs = [{"doc_id": doc_id, "source": name} for doc_id in table.column("doc_id").to_pylist()]
-        entries.extend(published_entries(docs, pipeline.exact, pipeline.near, ctx.run_id))
+        write_parquet(final.table(), staging / name / "part-00000.parquet")
     publish_dir(staging, ctx.zones.curated)
+    entries = (
+        entry
+        for name, final in finals.items()
+        for batch in final.batches()
+        for entry in published_entries(
+            [{"doc_id": doc_id, "source": name} for doc_id in batch.column("doc_id").to_pylist()],
+            pipeline.exact,
+            pipeline.near,
+            ctx.run_id,
+        )
+    )
     report.details["dedup_index"] = {
         "path": str(index_path(ctx.zones.governance)),
         "entries": save_index(ctx.zones.governance, config.dedup, previous, entries),

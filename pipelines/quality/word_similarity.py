@@ -25,7 +25,10 @@ import numpy as np
 import xxhash
 
 WORD_HASH = "xxh32"
-BUCKETS = 256
+# Hash buckets of the word-count bound; its counts are uint16 (saturating), so a document's are 128 bytes and
+# near dedup keeps every document's in memory to screen LSH candidates without reading their words.
+BUCKETS = 64
+_SATURATED = np.iinfo(np.uint16).max
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,16 +47,8 @@ class WordSequence:
         return len(self.ids)
 
     @cached_property
-    def buckets(self) -> np.ndarray:
-        """Word counts by hash bucket: the sum of the smaller count per bucket bounds the shared word
-        multiset from above, in one vectorized step over many candidates."""
-        return np.bincount(self.ids % BUCKETS, minlength=BUCKETS).astype(np.int32)
-
-    def forget_bounds(self) -> None:
-        """Drop the cached ``buckets`` and ``bag`` (~1 KB + 8 bytes per word): once dedup has decided, only
-        ``ids`` is still needed, for the cross-run index."""
-        self.__dict__.pop("buckets", None)
-        self.__dict__.pop("bag", None)
+    def counts(self) -> np.ndarray:
+        return word_counts(self.ids)
 
     @cached_property
     def bag(self) -> np.ndarray:
@@ -64,6 +59,27 @@ class WordSequence:
         run_start = np.r_[True, ordered[1:] != ordered[:-1]] if len(ordered) else np.zeros(0, bool)
         occurrence = positions - np.maximum.accumulate(np.where(run_start, positions, 0))
         return (ordered << np.uint64(32)) | occurrence.astype(np.uint64)
+
+
+def word_counts(ids: np.ndarray) -> np.ndarray:
+    """Word counts by hash bucket (uint16, saturating at 65,535): the sum over buckets of the smaller count
+    bounds the shared word multiset from above, in one vectorized step over many candidates."""
+    return np.minimum(np.bincount(ids % BUCKETS, minlength=BUCKETS), _SATURATED).astype(np.uint16)
+
+
+def may_reach(length: int, counts: np.ndarray, lengths: np.ndarray, others: np.ndarray, threshold: float) -> np.ndarray:
+    """Per other document (``lengths``, ``others``: one row of ``word_counts`` each), whether its share of
+    words in order with a document of ``length`` words and ``counts`` can reach ``threshold``: the length
+    ratio (an LCS cannot exceed the shorter document), then the word-count bound.  A bucket saturated in both
+    documents bounds nothing, so it counts as the shorter length."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    longer = np.maximum(lengths, length)
+    shorter = np.minimum(lengths, length)
+    possible = (shorter > 0) & (shorter / np.maximum(longer, 1) >= threshold)
+    smaller = np.minimum(others, counts).astype(np.int64)
+    both_saturated = (others == _SATURATED) & (counts == _SATURATED)
+    common = np.where(both_saturated, shorter[:, None], smaller).sum(axis=1)
+    return possible & (common / np.maximum(longer, 1) >= threshold)
 
 
 def longest_common_subsequence(a: list[int], b: list[int]) -> int:
@@ -82,20 +98,15 @@ def longest_common_subsequence(a: list[int], b: list[int]) -> int:
 
 def shared_in_order(query: WordSequence, others: list[WordSequence], threshold: float) -> list[float | None]:
     """For each of ``others``, the share of the longer document's words matched in order by the other, when at
-    least ``threshold``; None when a bound shows it cannot reach it (or a document has no words).  Templated
-    text gives a document hundreds of candidates, so the first two bounds run on all of them at once."""
+    least ``threshold``; None when a bound shows it cannot reach it (or a document has no words)."""
     shares: list[float | None] = [None] * len(others)
     if len(query) == 0 or not others:
         return shares
     lengths = np.array([len(o) for o in others], dtype=np.int64)
+    counts = np.stack([o.counts for o in others])
     longer = np.maximum(lengths, len(query))
-    possible = np.flatnonzero((lengths > 0) & (np.minimum(lengths, len(query)) / longer >= threshold))
-    if len(possible):
-        buckets = np.stack([others[i].buckets for i in possible])
-        common = np.minimum(buckets, query.buckets).sum(axis=1)
-        possible = possible[common / longer[possible] >= threshold]
     query_ids = query.ids.tolist()
-    for i in possible.tolist():
+    for i in np.flatnonzero(may_reach(len(query), query.counts, lengths, counts, threshold)).tolist():
         if len(np.intersect1d(query.bag, others[i].bag, assume_unique=True)) / longer[i] >= threshold:
             share = longest_common_subsequence(query_ids, others[i].ids.tolist()) / longer[i]
             shares[i] = float(share) if share >= threshold else None

@@ -1,0 +1,135 @@
+"""Where the dedup steps keep what they observe, so the driver's memory does not grow with the corpus.
+
+Each observed document gets a dense index (0, 1, 2, ... in observation order).  Its doc_id and source position
+are kept in compact Arrow / numpy arrays (tens of bytes per document), and they give the dedup order with one
+vectorized sort.  Its per-document payloads (exact-text digest, word hashes, MinHash values, band keys) go to
+append-only files in a scratch directory and are read back with explicit reads (``os.pread`` into a fresh
+buffer): pages of a memory map that a walk touches would count in the process's resident memory, plain reads
+do not.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections.abc import Set
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# What the dedup order of a document is made of: its source's position in the spec, then its doc_id.
+Rank = tuple[int, str]
+
+
+class DocRegister:
+    """The doc_ids and source positions of observed documents, by dense index."""
+
+    def __init__(self) -> None:
+        self._ids: list[pa.Array] = [pa.array([], pa.string())]
+        self._sources = array("i")
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def add(self, ranks: list[Rank]) -> np.ndarray:
+        """Register documents by rank; returns their dense indexes."""
+        first = len(self)
+        self._ids.append(pa.array([doc_id for _, doc_id in ranks], pa.string()))
+        self._sources.extend(source for source, _ in ranks)
+        if len(self._ids) > 64:
+            self._ids = [pa.concat_arrays(self._ids)]
+        return np.arange(first, len(self), dtype=np.int64)
+
+    def ids(self) -> pa.Array:
+        self._ids = [pa.concat_arrays(self._ids)]
+        return self._ids[0]
+
+    def doc_id(self, index: int) -> str:
+        return self.ids()[index].as_py()
+
+    def indexes_of(self, doc_ids: list[str]) -> np.ndarray:
+        """Dense indexes of ``doc_ids`` (each must have been registered)."""
+        found = pc.index_in(pa.array(doc_ids, pa.string()), value_set=self.ids())
+        if found.null_count:
+            raise KeyError(f"{found.null_count} doc_ids were never observed")
+        return found.to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def in_rank_order(self, skip: Set[str]) -> np.ndarray:
+        """Dense indexes of the registered documents not in ``skip``, in dedup order: source position, then
+        doc_id (Arrow compares UTF-8 bytes, which orders as Python compares the strings)."""
+        ids = self.ids()
+        table = pa.table({"source": pa.array(self._sources, pa.int32()), "doc_id": ids})
+        order = pc.sort_indices(table, sort_keys=[("source", "ascending"), ("doc_id", "ascending")])
+        order = order.to_numpy(zero_copy_only=False).astype(np.int64)
+        if not skip:
+            return order
+        skipped = pc.is_in(ids, value_set=pa.array(sorted(skip), pa.string())).to_numpy(zero_copy_only=False)
+        return order[~skipped[order]]
+
+
+class RowFile:
+    """Fixed-width rows (``width`` values of ``dtype``), appended, read back by dense index."""
+
+    def __init__(self, path: Path, dtype: type[np.generic], width: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.dtype = np.dtype(dtype)
+        self.width = width
+        self.rows = 0
+        path.write_bytes(b"")
+
+    def append(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype).reshape(-1, self.width)
+        with self.path.open("ab") as out:
+            out.write(rows.tobytes())
+        self.rows += len(rows)
+
+    def read_all(self) -> np.ndarray:
+        return np.fromfile(self.path, dtype=self.dtype).reshape(-1, self.width)
+
+    def read(self, indexes: np.ndarray) -> np.ndarray:
+        """The rows of ``indexes``, in that order."""
+        size = self.dtype.itemsize * self.width
+        out = np.empty((len(indexes), self.width), self.dtype)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for row, index in enumerate(indexes.tolist()):
+                out[row] = np.frombuffer(os.pread(fd, size, index * size), self.dtype)
+        finally:
+            os.close(fd)
+        return out
+
+
+class RaggedFile:
+    """Variable-length rows of ``dtype`` values, appended, read back by dense index; only the row offsets
+    (8 bytes a row) stay in memory."""
+
+    def __init__(self, path: Path, dtype: type[np.generic]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.dtype = np.dtype(dtype)
+        self.offsets = array("q", [0])
+        path.write_bytes(b"")
+        self._fd: int | None = None
+
+    def append(self, rows: list[np.ndarray]) -> None:
+        with self.path.open("ab") as out:
+            for row in rows:
+                out.write(np.ascontiguousarray(row, dtype=self.dtype).tobytes())
+                self.offsets.append(self.offsets[-1] + len(row))
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(np.frombuffer(self.offsets, dtype=np.int64))
+
+    def read(self, index: int) -> np.ndarray:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        start, end = self.offsets[index], self.offsets[index + 1]
+        size = self.dtype.itemsize
+        return np.frombuffer(os.pread(self._fd, (end - start) * size, start * size), self.dtype)
+
+    def __del__(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
