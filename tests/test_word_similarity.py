@@ -36,6 +36,19 @@ def test_bit_parallel_lcs_matches_the_dynamic_programme() -> None:
         assert longest_common_subsequence(a, b) == _lcs_table(a, b), (a, b)
 
 
+def test_lcs_that_stops_early_is_exact_when_it_reaches_what_is_needed() -> None:
+    """With ``need`` the LCS stops once it cannot reach it; it is then below ``need``, and exact otherwise.
+    Long sequences, so that the check every 64 words runs several times."""
+    rng = random.Random(12)
+    for _ in range(200):
+        a = [rng.randrange(rng.choice([3, 40, 400])) for _ in range(rng.randint(0, 400))]
+        b = [x if rng.random() < rng.random() else rng.randrange(400) for x in a][rng.randint(0, 20) :]
+        exact = _lcs_table(a, b)
+        need = rng.randint(0, max(len(a), len(b)))
+        found = longest_common_subsequence(a, b, need)
+        assert found == exact if exact >= need else found < need, (exact, need, found)
+
+
 def test_bounds_only_reject_pairs_below_the_threshold() -> None:
     """One query against many others at once, as NearDedup verifies a document's candidates."""
     rng = random.Random(12)

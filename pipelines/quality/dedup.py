@@ -244,23 +244,24 @@ class NearDedup(TwoPassStep):
         self, position: int, index: int, walk: np.ndarray, lsh: BandedBuckets, counts: np.ndarray, lengths: np.ndarray
     ) -> bool:
         """Verify the document at ``position`` against the plausible ones of its LSH candidates (earlier walk
-        positions, so earlier in dedup order); record its kept twin, the earliest that shares enough words."""
+        positions, so earlier in dedup order); record its kept twin, the earliest that shares enough words.
+        Candidates come sorted by walk position, so they are verified in that order and the first that shares
+        enough is the twin: the later ones need not be read."""
         candidates = lsh.query(position)
         self.candidates_proposed += len(candidates)
         threshold = self.config.near_threshold
         others = walk[candidates]
         plausible = may_reach(lengths[index], counts[index], lengths[others], counts[others], threshold)
-        candidates, others = candidates[plausible], others[plausible]
-        self.candidates_checked += len(candidates)
-        shares = shared_in_order(self.sequence(index), [self.sequence(o) for o in others.tolist()], threshold)
-        shared = [(c, s) for c, s in zip(candidates.tolist(), shares, strict=True) if s is not None]
-        if not shared:
-            return False
-        twin_position, share = min(shared)
-        doc_id, twin = self.register.doc_id(index), self.register.doc_id(walk[twin_position])
-        self.twin_of[doc_id] = twin
-        self.details[doc_id] = f"kept twin {twin} ({share:.2f} of words shared in order)"
-        return True
+        query = self.sequence(index)
+        for twin_position, other in zip(candidates[plausible].tolist(), others[plausible].tolist(), strict=True):
+            self.candidates_checked += 1
+            share = shared_in_order(query, [self.sequence(other)], threshold)[0]
+            if share is not None:
+                doc_id, twin = self.register.doc_id(index), self.register.doc_id(walk[twin_position])
+                self.twin_of[doc_id] = twin
+                self.details[doc_id] = f"kept twin {twin} ({share:.2f} of words shared in order)"
+                return True
+        return False
 
     def published(self, doc_ids: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
         """The MinHash values (as the index stores them) and word hashes of observed documents."""

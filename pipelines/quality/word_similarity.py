@@ -18,6 +18,7 @@ word-size chunks of the other), about 10 ms for two 5,000-word documents.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -82,17 +83,29 @@ def may_reach(length: int, counts: np.ndarray, lengths: np.ndarray, others: np.n
     return possible & (common / np.maximum(longer, 1) >= threshold)
 
 
-def longest_common_subsequence(a: list[int], b: list[int]) -> int:
+# Words of ``b`` between two checks of whether the LCS can still reach what is needed.
+_LCS_CHECK_EVERY = 64
+
+
+def longest_common_subsequence(a: list[int], b: list[int], need: int = 0) -> int:
     """Length of the LCS of ``a`` and ``b`` (Hyyrö 2004, bit-parallel): ``v`` holds one bit per position of
-    ``a``; each element of ``b`` updates all of them at once with integer arithmetic."""
+    ``a``; each element of ``b`` updates all of them at once with integer arithmetic.
+
+    With ``need``, it stops as soon as the LCS cannot reach it (what is matched so far plus every word of ``b``
+    left is below ``need``) and returns that bound instead, which is below ``need``: most verified pairs of
+    templated text share too few words, and this tells so part-way through."""
     positions: dict[int, int] = {}
     for i, word in enumerate(a):
         positions[word] = positions.get(word, 0) | (1 << i)
     all_ones = (1 << len(a)) - 1
     v = all_ones
-    for word in b:
-        u = v & positions.get(word, 0)
-        v = (v + u) | (v - u)
+    for start in range(0, len(b), _LCS_CHECK_EVERY):
+        for word in b[start : start + _LCS_CHECK_EVERY]:
+            u = v & positions.get(word, 0)
+            v = (v + u) | (v - u)
+        reachable = len(a) - (v & all_ones).bit_count() + max(len(b) - start - _LCS_CHECK_EVERY, 0)
+        if reachable < need:
+            return reachable
     return len(a) - (v & all_ones).bit_count()
 
 
@@ -108,6 +121,7 @@ def shared_in_order(query: WordSequence, others: list[WordSequence], threshold: 
     query_ids = query.ids.tolist()
     for i in np.flatnonzero(may_reach(len(query), query.counts, lengths, counts, threshold)).tolist():
         if len(np.intersect1d(query.bag, others[i].bag, assume_unique=True)) / longer[i] >= threshold:
-            share = longest_common_subsequence(query_ids, others[i].ids.tolist()) / longer[i]
+            need = math.ceil(threshold * longer[i] - 1e-9)
+            share = longest_common_subsequence(query_ids, others[i].ids.tolist(), need) / longer[i]
             shares[i] = float(share) if share >= threshold else None
     return shares
