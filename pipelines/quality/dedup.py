@@ -38,7 +38,7 @@ from pipelines.quality.dedup_store import DocRegister, RaggedFile, Rank, RowFile
 from pipelines.quality.lsh_buckets import BandedBuckets, band_groups
 from pipelines.quality.steps import Doc, Ledger, TwoPassStep, drop_decided
 from pipelines.quality.text_norm import exact_key, mask_numbers, words
-from pipelines.quality.word_similarity import BUCKETS, WordSequence, may_reach, shared_in_order, word_counts
+from pipelines.quality.word_similarity import BUCKETS, InOrder, WordSequence, may_reach, word_counts
 
 OrderKey = Callable[[Doc], Rank]
 # Band weights (false positive, false negative) for the LSH parameters.  Every candidate is verified on its
@@ -252,10 +252,10 @@ class NearDedup(TwoPassStep):
         threshold = self.config.near_threshold
         others = walk[candidates]
         plausible = may_reach(lengths[index], counts[index], lengths[others], counts[others], threshold)
-        query = self.sequence(index)
+        matcher = InOrder(self.sequence(index))
         for twin_position, other in zip(candidates[plausible].tolist(), others[plausible].tolist(), strict=True):
             self.candidates_checked += 1
-            share = shared_in_order(query, [self.sequence(other)], threshold)[0]
+            share = matcher.share(self.sequence(other), threshold)
             if share is not None:
                 doc_id, twin = self.register.doc_id(index), self.register.doc_id(walk[twin_position])
                 self.twin_of[doc_id] = twin

@@ -109,7 +109,7 @@ class NearEmptyFilter(_Filter):
     def reason(self, doc: Doc, limits: FilterThresholds) -> tuple[str, str] | None:
         text = doc["text"]
         tagged = sum(len(m) for m in PLACEHOLDER.findall(text))
-        letters = sum(c.isalpha() for c in PLACEHOLDER.sub("", text))
+        letters = sum(map(str.isalpha, PLACEHOLDER.sub("", text)))
         if letters < limits.min_content_chars:
             return "near_empty_after_deid", f"{letters} letters outside placeholders"
         if text and tagged / len(text) > limits.max_placeholder_fraction:
@@ -133,14 +133,17 @@ class CharacterRatioFilter(_Filter):
     name = "character_ratios"
 
     def reason(self, doc: Doc, limits: FilterThresholds) -> tuple[str, str] | None:
-        chars = [c for c in doc["text"] if not c.isspace()]
-        if not chars:
+        # Counted with map over the text (each pass in C, not a Python loop per character); letters, digits and
+        # alphanumerics are never whitespace, so their counts over the text are their counts over its non-space
+        # characters.
+        text = doc["text"]
+        n = len(text) - sum(map(str.isspace, text))
+        if not n:
             return None  # nothing to measure; the length filter decides
-        n = len(chars)
         ratios = (
-            ("symbol_ratio", sum(not c.isalnum() for c in chars) / n, limits.max_symbol_ratio),
-            ("digit_ratio", sum(c.isdigit() for c in chars) / n, limits.max_digit_ratio),
-            ("non_letter_ratio", sum(not c.isalpha() for c in chars) / n, limits.max_non_letter_ratio),
+            ("symbol_ratio", (n - sum(map(str.isalnum, text))) / n, limits.max_symbol_ratio),
+            ("digit_ratio", sum(map(str.isdigit, text)) / n, limits.max_digit_ratio),
+            ("non_letter_ratio", (n - sum(map(str.isalpha, text))) / n, limits.max_non_letter_ratio),
         )
         for code, value, limit in ratios:
             if value > limit:

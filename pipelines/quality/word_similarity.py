@@ -94,34 +94,46 @@ def longest_common_subsequence(a: list[int], b: list[int], need: int = 0) -> int
     With ``need``, it stops as soon as the LCS cannot reach it (what is matched so far plus every word of ``b``
     left is below ``need``) and returns that bound instead, which is below ``need``: most verified pairs of
     templated text share too few words, and this tells so part-way through."""
-    positions: dict[int, int] = {}
+    return _lcs(_bit_masks(a), len(a), b, need)
+
+
+def _bit_masks(a: list[int]) -> dict[int, int]:
+    """Per word of ``a``, the bits of its positions: what the bit-parallel LCS matches the other side against."""
+    masks: dict[int, int] = {}
     for i, word in enumerate(a):
-        positions[word] = positions.get(word, 0) | (1 << i)
-    all_ones = (1 << len(a)) - 1
+        masks[word] = masks.get(word, 0) | (1 << i)
+    return masks
+
+
+def _lcs(masks: dict[int, int], length: int, b: list[int], need: int) -> int:
+    all_ones = (1 << length) - 1
     v = all_ones
     for start in range(0, len(b), _LCS_CHECK_EVERY):
         for word in b[start : start + _LCS_CHECK_EVERY]:
-            u = v & positions.get(word, 0)
+            u = v & masks.get(word, 0)
             v = (v + u) | (v - u)
-        reachable = len(a) - (v & all_ones).bit_count() + max(len(b) - start - _LCS_CHECK_EVERY, 0)
+        reachable = length - (v & all_ones).bit_count() + max(len(b) - start - _LCS_CHECK_EVERY, 0)
         if reachable < need:
             return reachable
-    return len(a) - (v & all_ones).bit_count()
+    return length - (v & all_ones).bit_count()
 
 
-def shared_in_order(query: WordSequence, others: list[WordSequence], threshold: float) -> list[float | None]:
-    """For each of ``others``, the share of the longer document's words matched in order by the other, when at
-    least ``threshold``; None when a bound shows it cannot reach it (or a document has no words)."""
-    shares: list[float | None] = [None] * len(others)
-    if len(query) == 0 or not others:
-        return shares
-    lengths = np.array([len(o) for o in others], dtype=np.int64)
-    counts = np.stack([o.counts for o in others])
-    longer = np.maximum(lengths, len(query))
-    query_ids = query.ids.tolist()
-    for i in np.flatnonzero(may_reach(len(query), query.counts, lengths, counts, threshold)).tolist():
-        if len(np.intersect1d(query.bag, others[i].bag, assume_unique=True)) / longer[i] >= threshold:
-            need = math.ceil(threshold * longer[i] - 1e-9)
-            share = longest_common_subsequence(query_ids, others[i].ids.tolist(), need) / longer[i]
-            shares[i] = float(share) if share >= threshold else None
-    return shares
+class InOrder:
+    """One document ready to be compared with many others: its word masks for the LCS are built once, not once
+    per pair (as long as the LCS itself on short documents)."""
+
+    def __init__(self, query: WordSequence) -> None:
+        self.query = query
+        self.masks = _bit_masks(query.ids.tolist())
+
+    def share(self, other: WordSequence, threshold: float) -> float | None:
+        """The share of the longer document's words matched in order, when at least ``threshold``; None below.
+        For a pair that ``may_reach`` let through: the exact word-multiset bound first, then the LCS."""
+        longer = max(len(self.query), len(other))
+        if not len(self.query) or not len(other):
+            return None
+        if len(np.intersect1d(self.query.bag, other.bag, assume_unique=True)) < threshold * longer:
+            return None
+        need = math.ceil(threshold * longer - 1e-9)
+        share = _lcs(self.masks, len(self.query), other.ids.tolist(), need) / longer
+        return share if share >= threshold else None
