@@ -323,17 +323,24 @@ def _templated_note(assessment: str) -> str:
     )
 
 
+def _two_patients_one_template() -> tuple[str, str]:
+    """Two notes of one template about different patients: they share far fewer than 80% of their words."""
+    return (
+        _templated_note(
+            "community acquired pneumonia improving on ceftriaxone and azithromycin, afebrile for two days, "
+            "transition to oral antibiotics tomorrow if still afebrile and discharge home once ambulating."
+        ),
+        _templated_note(
+            "alcohol withdrawal on symptom triggered lorazepam, last dose overnight, thiamine and folate daily, "
+            "social work consulted for outpatient treatment options before discharge."
+        ),
+    )
+
+
 def test_notes_from_one_template_with_different_content_are_not_merged(ledger: Ledger, zones: Zones) -> None:
     """Same template, other patients: their shingle sets overlap enough for LSH to propose the pair, but they
     share fewer than 80% of their words, so the word-count screen keeps both without reading their words."""
-    first = _templated_note(
-        "community acquired pneumonia improving on ceftriaxone and azithromycin, afebrile for two days, "
-        "transition to oral antibiotics tomorrow if still afebrile and discharge home once ambulating."
-    )
-    second = _templated_note(
-        "alcohol withdrawal on symptom triggered lorazepam, last dose overnight, thiamine and folate daily, "
-        "social work consulted for outpatient treatment options before discharge."
-    )
+    first, second = _two_patients_one_template()
     a, b = shingles(first, 5), shingles(second, 5)
     assert len(a & b) / len(a | b) > candidate_threshold(DedupConfig())
     step = NearDedup(DedupConfig(), PublishedIndex(()), _order)
@@ -401,14 +408,7 @@ def test_candidate_screen_keeps_a_pair_sharing_eighty_percent_of_words(ledger: L
     tokens = DISCHARGE.split()
     passage = len(tokens) // 5
     at_threshold = tokens[:passage] + [f"other{i}" for i in range(passage)] + tokens[2 * passage :]
-    first = _templated_note(
-        "community acquired pneumonia improving on ceftriaxone and azithromycin, afebrile for two days, "
-        "transition to oral antibiotics tomorrow if still afebrile and discharge home once ambulating."
-    )
-    second = _templated_note(
-        "alcohol withdrawal on symptom triggered lorazepam, last dose overnight, thiamine and folate daily, "
-        "social work consulted for outpatient treatment options before discharge."
-    )
+    first, second = _two_patients_one_template()
     docs = [
         doc("a-original", "notes", DISCHARGE),
         doc("b-copy", "notes", " ".join(at_threshold)),
