@@ -8,7 +8,14 @@ import random
 import numpy as np
 
 from pipelines.quality.dedup import word_sequence
-from pipelines.quality.word_similarity import InOrder, WordSequence, longest_common_subsequence, may_reach
+from pipelines.quality.word_similarity import (
+    BUCKETS,
+    COUNT_DTYPE,
+    InOrder,
+    WordSequence,
+    longest_common_subsequence,
+    may_reach,
+)
 
 
 def _lcs_table(a: list[int], b: list[int]) -> int:
@@ -25,7 +32,7 @@ def shared_in_order(query: WordSequence, others: list[WordSequence], threshold: 
     """What NearDedup does with a document's candidates: screen them all at once with ``may_reach``, then
     verify the ones it lets through with ``InOrder``."""
     lengths = np.array([len(o) for o in others], dtype=np.int64)
-    counts = np.stack([o.counts for o in others]) if others else np.zeros((0, 64), np.uint16)
+    counts = np.stack([o.counts for o in others]) if others else np.zeros((0, BUCKETS), COUNT_DTYPE)
     reach = may_reach(len(query), query.counts, lengths, counts, threshold)
     matcher = InOrder(query)
     return [matcher.share(o, threshold) if ok else None for o, ok in zip(others, reach.tolist(), strict=True)]

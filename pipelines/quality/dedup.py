@@ -38,7 +38,7 @@ from pipelines.quality.dedup_store import DocRegister, RaggedFile, Rank, RowFile
 from pipelines.quality.lsh_buckets import BandedBuckets, band_groups
 from pipelines.quality.steps import Doc, Ledger, TwoPassStep, drop_decided
 from pipelines.quality.text_norm import exact_key, mask_numbers, words
-from pipelines.quality.word_similarity import BUCKETS, InOrder, WordSequence, may_reach, word_counts
+from pipelines.quality.word_similarity import BUCKETS, COUNT_DTYPE, InOrder, WordSequence, may_reach, word_counts
 
 OrderKey = Callable[[Doc], Rank]
 # Band weights (false positive, false negative) for the LSH parameters.  Every candidate is verified on its
@@ -172,7 +172,7 @@ class ExactDedup(TwoPassStep):
 
 class NearDedup(TwoPassStep):
     """Observing appends each document's word hashes, MinHash values and band keys to files (what the cross-run
-    index stores, never the text) and keeps its word counts by hash bucket in memory (128 bytes); deciding walks the
+    index stores, never the text) and keeps its word counts by hash bucket in memory (256 bytes); deciding walks the
     documents in dedup order through the capped LSH buckets (lsh_buckets.py)."""
 
     name = "near_dedup"
@@ -217,7 +217,7 @@ class NearDedup(TwoPassStep):
         self.signatures.append(signatures)
         for band, keys in enumerate(self.band_keys):
             keys.append(signatures[:, band * self.rows : (band + 1) * self.rows])
-        self.counts.append(np.array([word_counts(ids) for ids in word_ids], np.uint16).reshape(-1, BUCKETS))
+        self.counts.append(np.array([word_counts(ids) for ids in word_ids], COUNT_DTYPE).reshape(-1, BUCKETS))
 
     def _decide(self, skip: Set[str]) -> None:
         observed = len(self.register)
