@@ -15,6 +15,7 @@ from pipelines.quality.word_similarity import (
     WordSequence,
     longest_common_subsequence,
     may_reach,
+    word_counts,
 )
 
 
@@ -32,8 +33,8 @@ def shared_in_order(query: WordSequence, others: list[WordSequence], threshold: 
     """What NearDedup does with a document's candidates: screen them all at once with ``may_reach``, then
     verify the ones it lets through with ``InOrder``."""
     lengths = np.array([len(o) for o in others], dtype=np.int64)
-    counts = np.stack([o.counts for o in others]) if others else np.zeros((0, BUCKETS), COUNT_DTYPE)
-    reach = may_reach(len(query), query.counts, lengths, counts, threshold)
+    counts = np.stack([word_counts(o.ids) for o in others]) if others else np.zeros((0, BUCKETS), COUNT_DTYPE)
+    reach = may_reach(len(query), word_counts(query.ids), lengths, counts, threshold)
     matcher = InOrder(query)
     return [matcher.share(o, threshold) if ok else None for o, ok in zip(others, reach.tolist(), strict=True)]
 

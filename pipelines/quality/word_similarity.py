@@ -51,10 +51,6 @@ class WordSequence:
         return len(self.ids)
 
     @cached_property
-    def counts(self) -> np.ndarray:
-        return word_counts(self.ids)
-
-    @cached_property
     def bag(self) -> np.ndarray:
         """The word multiset as distinct keys (hash << 32 | occurrence number), so set intersection counts
         each word as often as both documents have it."""
