@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,13 +103,25 @@ def write_parquet(table: pa.Table, path: Path, zones: Zones | None = None) -> Pa
 
     A stage that dies half-way never leaves a truncated Parquet file that a later stage would read.
     """
+    return write_parquet_groups([table], table.schema, path, zones)
+
+
+def write_parquet_groups(groups: Iterable[pa.Table], schema: pa.Schema, path: Path, zones: Zones | None = None) -> Path:
+    """``write_parquet`` for a part streamed in: each table becomes its own row group(s), and only one is held
+    at a time, so a part larger than memory can be written."""
     phi = zones is not None and zones.is_phi_path(path)
     if phi:
         make_private_dir(path.parent)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
-    pq.write_table(table, tmp, compression="zstd")
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        empty = True
+        for group in groups:
+            writer.write_table(group)
+            empty = False
+        if empty:
+            writer.write_table(schema.empty_table())  # one empty row group, as ``pq.write_table`` writes
     if phi:
         os.chmod(tmp, 0o600)
     os.replace(tmp, path)

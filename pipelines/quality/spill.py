@@ -1,10 +1,13 @@
 """Curate's documents between its passes, on disk (Arrow IPC files), so the driver holds one batch at a time.
 
-A spill is also how a curated part is written byte-for-byte as a whole-table write would write it:
-``pq.write_table`` cuts each column into 1,024-value pieces from the start of every array chunk, and the page
-and dictionary decisions follow those pieces, so a table in other chunks gives other bytes.  A spill therefore
-stores its rows in chunks of exactly ``CHUNK_ROWS`` (the last one shorter), whatever batches were written to it,
-and ``table`` reads it back memory-mapped: the Parquet writer then sees the same pieces as for one chunk.
+A spill is also how a curated part gets the same bytes whatever batches curate worked in: the Parquet writer
+cuts each column into 1,024-value pieces from the start of every array chunk, and the page and dictionary
+decisions follow those pieces, so a table in other chunks gives other bytes.  A spill therefore stores its rows
+in chunks of exactly ``CHUNK_ROWS`` (the last one shorter), whatever batches were written to it, and ``groups``
+hands them back as row groups of a fixed number of rows, made of those chunks.
+
+Reads go through ordinary file reads, not a memory map: a mapped file's pages stay resident (and count in the
+process's RSS) until the map closes, so one pass over a large spill would hold all of it.
 """
 
 from __future__ import annotations
@@ -54,13 +57,17 @@ class Spill:
 
     def batches(self) -> Iterator[pa.Table]:
         """The rows back, one chunk at a time, in the order written."""
-        self.close()
-        with pa.memory_map(str(self.path)) as source:
-            reader = pa.ipc.open_file(source)
-            for index in range(reader.num_record_batches):
-                yield pa.Table.from_batches([reader.get_batch(index)])
+        return self.groups(CHUNK_ROWS)
 
-    def table(self) -> pa.Table:
-        """Every row as one table backed by the memory-mapped file (no copy into the driver's heap)."""
+    def groups(self, rows: int) -> Iterator[pa.Table]:
+        """The rows back in tables of ``rows`` rows (a multiple of ``CHUNK_ROWS``; the last one shorter), each
+        in ``CHUNK_ROWS`` chunks, in the order written."""
+        if rows % CHUNK_ROWS:
+            raise ValueError(f"a group of {rows} rows is not a whole number of {CHUNK_ROWS}-row chunks")
         self.close()
-        return pa.ipc.open_file(pa.memory_map(str(self.path))).read_all()
+        per_group = rows // CHUNK_ROWS
+        with pa.OSFile(str(self.path)) as source:
+            reader = pa.ipc.open_file(source)
+            for first in range(0, reader.num_record_batches, per_group):
+                last = min(first + per_group, reader.num_record_batches)
+                yield pa.Table.from_batches([reader.get_batch(i) for i in range(first, last)], self.schema)

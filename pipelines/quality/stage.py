@@ -29,7 +29,7 @@ from medcurate.core.listing import list_inputs
 from medcurate.core.names import SOURCE_KINDS
 from medcurate.core.quarantine import QuarantineWriter, quarantined_upstream
 from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, LEGAL_BASES, RAW_DOCUMENT_SCHEMA
-from medcurate.core.zones import publish_dir, write_parquet
+from medcurate.core.zones import publish_dir, write_parquet_groups
 from pipelines.quality.curate_pipeline import build_pipeline, minimum_rows, previous_counts, save_counts
 from pipelines.quality.curation_config import curation_config
 from pipelines.quality.dedup import published_entries
@@ -51,6 +51,9 @@ BATCH_DOCS = 2048
 OBSERVED_COLUMNS = ["doc_id", "source", "source_file", "source_sha256", "position", "metadata"]
 # What a quarantine record of a raw row needs: no text.
 QUARANTINE_COLUMNS = ["doc_id", "source_file", "source_sha256", "position"]
+# Rows per row group of a curated part: a fixed number (whatever the batch size), so the bytes do not depend on
+# how curate batched, and small enough that writing a part, or reading a row group of it, holds a few MB.
+CURATED_ROW_GROUP_ROWS = 65_536
 
 
 def _document_parameters(ctx: RunContext) -> dict[str, Any]:
@@ -327,7 +330,9 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
         _fail_if(stage, problems)
     for name, final in finals.items():
         report.counts(name).output = final.rows
-        write_parquet(final.table(), staging / name / "part-00000.parquet")
+        write_parquet_groups(
+            final.groups(CURATED_ROW_GROUP_ROWS), DEID_DOCUMENT_SCHEMA, staging / name / "part-00000.parquet"
+        )
     publish_dir(staging, ctx.zones.curated)
     entries = (
         entry
