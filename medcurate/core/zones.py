@@ -128,6 +128,52 @@ def write_parquet_groups(groups: Iterable[pa.Table], schema: pa.Schema, path: Pa
     return path
 
 
+class RowGroupWriter:
+    """A Parquet file written as its rows arrive, ``group_rows`` rows to a row group (the last one shorter), under
+    its temporary name until ``commit``.
+
+    For a record that grows with the run (one row per document and kind): the writer holds at most one row
+    group of rows, and the bytes depend only on the rows, not on how they were handed in.  Up to one group, the
+    file is what ``write_parquet`` writes for the same rows.  Not for PHI zones (no owner-only mode).
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema, group_rows: int) -> None:
+        self.path = path
+        self.schema = schema
+        self.group_rows = group_rows
+        self._tmp = temporary_path(path)
+        self._rows: list[dict] = []
+        self._writer: pq.ParquetWriter | None = None
+
+    def extend(self, rows: Iterable[dict]) -> None:
+        self._rows.extend(rows)
+        while len(self._rows) >= self.group_rows:
+            self._write(self._rows[: self.group_rows])
+            del self._rows[: self.group_rows]
+
+    def _write(self, rows: list[dict]) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+        self._writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
+
+    def commit(self) -> Path:
+        """Write what is left (an empty row group when there were no rows at all) and put the file in place."""
+        if self._rows or self._writer is None:
+            self._write(self._rows)
+            self._rows = []
+        assert self._writer is not None
+        self._writer.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial file: the previous one, if any, stays as it was."""
+        if self._writer is not None:
+            self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+
+
 def read_zone(directory: Path, schema: pa.Schema | None = None) -> pa.Table:
     """Read every Parquet part below a zone directory (sorted, so row order is deterministic)."""
     parts = zone_parts(directory)

@@ -8,13 +8,16 @@ de-identified a document.  ``finish`` makes the output row of the de-identified 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Any
 
+from governance.catalog import DEID_EVENTS_FILE, DEID_EVENTS_SCHEMA
 from medcurate.core.context import RunContext, StageReport
 from medcurate.core.keys import pseudonym
 from medcurate.core.quarantine import QuarantineWriter
+from medcurate.core.zones import RowGroupWriter
 
 STAGE = "deid"
+# Rows per row group of deid_events.parquet: what the driver holds of it at once (about 25 MB of dicts).
+EVENT_GROUP_ROWS = 65_536
 
 
 class DeidLedger:
@@ -23,8 +26,9 @@ class DeidLedger:
         self.report = StageReport(stage=STAGE, run_id=ctx.run_id)
         self.quarantine = QuarantineWriter(ctx.zones, STAGE, ctx.run_id)
         self.phi_by_source: dict[str, Counter[str]] = defaultdict(Counter)
-        # Per document and entity type, what was replaced and how: the catalog's deid_events (counts only).
-        self.events: list[dict[str, Any]] = []
+        # Per document and entity type, what was replaced and how: the catalog's deid_events (counts only),
+        # written as the documents come (a run of notes has several per document).
+        self.events = RowGroupWriter(ctx.zones.governance / DEID_EVENTS_FILE, DEID_EVENTS_SCHEMA, EVENT_GROUP_ROWS)
 
     def record_events(self, row: dict, counts: dict[str, tuple[int, str]]) -> None:
         self.events.extend(

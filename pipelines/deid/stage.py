@@ -24,7 +24,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from governance.catalog import DEID_EVENTS_FILE, DEID_EVENTS_SCHEMA
 from medcurate.core.context import RunContext, StageFailed, StageReport
 from medcurate.core.quarantine import quarantined_upstream
 from medcurate.core.ray_runtime import ray_session
@@ -83,18 +82,20 @@ class DeidStage:
     def run(self) -> StageReport:
         skip = quarantined_upstream(self.ctx.zones, STAGE)
         written: set[Path] = set()
-        with ray_session():
-            for source_dir, path in _raw_parts(self.ctx):
-                written.add(self.process_part(source_dir, path, skip).resolve())
+        try:
+            with ray_session():
+                for source_dir, path in _raw_parts(self.ctx):
+                    written.add(self.process_part(source_dir, path, skip).resolve())
+        except BaseException:
+            self.ledger.events.abort()
+            raise
         for stale in self.ctx.zones.deid.rglob("*.parquet") if self.ctx.zones.deid.exists() else []:
             if stale.resolve() not in written:
                 stale.unlink()
         ledger = self.ledger
         ledger.quarantine.flush()
         write_review_sample(self.ctx.zones, self.text.review)
-        write_parquet(
-            pa.Table.from_pylist(ledger.events, schema=DEID_EVENTS_SCHEMA), self.ctx.zones.governance / DEID_EVENTS_FILE
-        )
+        ledger.events.commit()
         phi_by_type: Counter[str] = Counter()
         for counts in ledger.phi_by_source.values():
             phi_by_type.update(counts)

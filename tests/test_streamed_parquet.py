@@ -1,5 +1,6 @@
-"""Curate's spills: rows come back in fixed-size pieces whatever batches were written, so a curated part streamed
-from a spill has the same bytes whatever batch size curate ran with, and is never held whole."""
+"""Parquet files that grow with the run, written without holding them: curate's spills come back in fixed-size
+pieces whatever batches were written, so a curated part streamed from a spill has the same bytes whatever batch
+size curate ran with; deid's events go out a row group at a time, with bytes that depend only on the rows."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from medcurate.core.zones import write_parquet, write_parquet_groups
+from medcurate.core.zones import RowGroupWriter, write_parquet, write_parquet_groups
 from pipelines.quality.spill import CHUNK_ROWS, Spill
 
 SCHEMA = pa.schema([("doc_id", pa.string()), ("text", pa.string()), ("position", pa.int64())])
@@ -77,3 +78,38 @@ def test_an_empty_spill_writes_an_empty_part(tmp_path: Path) -> None:
 def test_groups_must_be_whole_chunks(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="whole number"):
         next(_spill(tmp_path / "s.arrow", 10, 10).groups(CHUNK_ROWS + 1))
+
+
+def _dicts(start: int, stop: int) -> list[dict]:
+    return _rows(start, stop).to_pylist()
+
+
+def test_row_group_writer_bytes_depend_only_on_the_rows(tmp_path: Path) -> None:
+    hashes = set()
+    for step in (1, 7, 250):
+        writer = RowGroupWriter(tmp_path / f"events-{step}.parquet", SCHEMA, group_rows=100)
+        for start in range(0, 250, step):
+            writer.extend(_dicts(start, min(250, start + step)))
+        path = writer.commit()
+        assert [pq.ParquetFile(path).metadata.row_group(i).num_rows for i in range(3)] == [100, 100, 50]
+        assert pq.read_table(path).equals(_rows(0, 250))
+        hashes.add(_sha(path))
+    assert len(hashes) == 1
+
+
+def test_row_group_writer_up_to_one_group_is_the_whole_table_write(tmp_path: Path) -> None:
+    for rows in (0, 40):
+        writer = RowGroupWriter(tmp_path / f"streamed-{rows}.parquet", SCHEMA, group_rows=100)
+        writer.extend(_dicts(0, rows))
+        whole = write_parquet(pa.Table.from_pylist(_dicts(0, rows), schema=SCHEMA), tmp_path / f"whole-{rows}.parquet")
+        assert _sha(writer.commit()) == _sha(whole)
+
+
+def test_an_aborted_row_group_writer_leaves_the_previous_file(tmp_path: Path) -> None:
+    path = write_parquet(_rows(0, 3), tmp_path / "events.parquet")
+    before = _sha(path)
+    writer = RowGroupWriter(path, SCHEMA, group_rows=10)
+    writer.extend(_dicts(0, 25))
+    writer.abort()
+    assert _sha(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.parquet"]
