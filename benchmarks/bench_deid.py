@@ -82,7 +82,7 @@ def ray_rows(texts: list[str], chars: int) -> list[tuple[str, float, float, int]
         for workers in (1, 2):
             analyzer = RayTextAnalyzer(workers=workers)
             analyzer.ensure_actors(workers)  # the pool grows with the work; here all of it from the start
-            ray.get([actor.analyze.remote(["warm-up"]) for actor in analyzer.actors])
+            ray.get([actor.analyze.remote(0, ["warm-up"]) for actor in analyzer.actors])
             wall, _ = timed(lambda a=analyzer: a.analyze(texts))
             rows.append((f"deid stage on Ray, {workers} worker(s)", wall, wall * workers, chars))
             for actor in analyzer.actors:

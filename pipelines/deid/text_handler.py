@@ -40,8 +40,11 @@ class _Analyzer:
     def __init__(self) -> None:
         self.engine = DeidEngine()
 
-    def analyze(self, texts: list[str]) -> list[list[tuple[int, int, str, float]]]:
-        return [[(s.start, s.end, s.label, s.score) for s in spans] for spans in self.engine.analyze_batch(texts)]
+    def analyze(self, index: int, texts: list[str]) -> tuple[int, list[list[tuple[int, int, str, float]]]]:
+        """The spans of batch ``index``, which comes back with them (batches finish out of order)."""
+        return index, [
+            [(s.start, s.end, s.label, s.score) for s in spans] for spans in self.engine.analyze_batch(texts)
+        ]
 
 
 class RayTextAnalyzer:
@@ -80,10 +83,12 @@ class RayTextAnalyzer:
         size = self.batch_docs
         batches = [texts[i : i + size] for i in range(0, len(texts), size)]
         self.ensure_actors(self.max_actors if self.fixed else -(-len(batches) // BATCHES_PER_ACTOR))
-        out: list[list[PhiSpan]] = []
-        for result in self.pool.map(lambda a, batch: a.analyze.remote(batch), batches):
-            out.extend([PhiSpan(*s) for s in spans] for spans in result)
-        return out
+        # Unordered, then put back in order: ``ActorPool.map`` gives an actor its next batch only once every
+        # batch before its own is back, so a fast batch's actor would sit idle behind a slow one.
+        results: list[list[list[tuple[int, int, str, float]]]] = [[] for _ in batches]
+        for index, spans in self.pool.map_unordered(lambda a, item: a.analyze.remote(*item), list(enumerate(batches))):
+            results[index] = spans
+        return [[PhiSpan(*s) for s in spans] for result in results for spans in result]
 
 
 class TextHandler:
