@@ -429,6 +429,7 @@ def test_names_after_wrapped_titles_and_before_reporting_verbs(engine, text, nam
         "MoCA 12/30. Sputum gram stain with GPCs. Procalcitonin 2. FeNa under 1%.",
         "will rush reports to the floor. Nursing staff reports good UOP.",
         "CC: Weakness and fatigue x3 days.\nCC: SOB\ncc: chest pain, Nausea",  # chief complaint, not carbon copy
+        "HOB 30'. AMBULATED 40' WITH PT. DANGLED X 20'. WALKED 50' TWICE.",  # degrees, feet and minutes
     ],
 )
 def test_clinical_devices_abbreviations_and_sentence_ends_are_no_phi(engine, text):
@@ -595,6 +596,8 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("MET W/ SOCIAL WORKER ANNA KOWALCZYK TODAY.", "ANNA KOWALCZYK"),  # a role word before a name
         ("Coping: has one nephew Drew who calls daily.", "Drew"),  # an ordinary word as a relative's name
         ("Vent settings unchanged.\nMarta Hickman CRT", "Marta Hickman"),  # a device word between a name and a degree
+        ("PMH: HTN. \n MI 88'. \n APPY IN 02', WOUND INFECTION", "02"),  # a two-digit year closed by an apostrophe
+        ("Last echo 3/14.97, EF 40%.", "3/14.97"),  # a period for the slash before the year
     ],
 )
 def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, phi):
