@@ -171,9 +171,10 @@ class ExactDedup(TwoPassStep):
 
 
 class NearDedup(TwoPassStep):
-    """Observing appends each document's word hashes, MinHash values and band keys to files (what the cross-run
-    index stores, never the text) and keeps its word counts by hash bucket in memory (256 bytes); deciding walks the
-    documents in dedup order through the capped LSH buckets (lsh_buckets.py)."""
+    """Observing appends each document's word hashes, MinHash values, band keys (what the cross-run index stores,
+    never the text) and word counts by hash bucket (256 bytes) to files; deciding reads the counts back as one
+    array, the in-memory screen, and walks the documents in dedup order through the capped LSH buckets
+    (lsh_buckets.py)."""
 
     name = "near_dedup"
 
@@ -196,7 +197,7 @@ class NearDedup(TwoPassStep):
         self.words = RaggedFile(root / "words.u32", np.uint32)
         self.signatures = RowFile(root / "minhash.u32", np.uint32, config.num_perm)
         self.band_keys = [RowFile(root / f"band-{b:03d}.u32", np.uint32, self.rows) for b in range(self.bands)]
-        self.counts: list[np.ndarray] = []
+        self.counts = RowFile(root / "counts.u8", COUNT_DTYPE, BUCKETS)
         self.sequence = lru_cache(maxsize=SEQUENCE_CACHE)(self._read_sequence)
         self.twin_of: dict[str, str] = {}
         self.details: dict[str, str] = {}
@@ -228,8 +229,7 @@ class NearDedup(TwoPassStep):
         walk = self.register.in_rank_order(skip)
         lsh = BandedBuckets(band_groups(keys.read_all()[walk] for keys in self.band_keys), len(walk), self.bucket_cap)
         self.shared_bucket_memberships = lsh.shared_memberships
-        counts = np.concatenate(self.counts)
-        self.counts = [counts]
+        counts = self.counts.read_all()  # one array: concatenating batches held them twice at the peak
         lengths = self.words.lengths()
         for position, index in enumerate(walk.tolist()):
             if index >= observed or not self._has_twin(position, index, walk, lsh, counts, lengths):
