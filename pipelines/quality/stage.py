@@ -164,8 +164,10 @@ def _live_batches(
 
 
 def _numbered(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Batch frames as one source frame, ``row`` renumbered to each row's position in the source."""
+    """Batch frames as one source frame, ``row`` renumbered to each row's position in the source.  The list is
+    emptied: the caller's batch frames would otherwise live on beside their copy while the suite runs."""
     frame = pd.concat(frames, ignore_index=True)
+    frames.clear()
     frame["row"] = range(len(frame))
     return frame
 
