@@ -430,6 +430,7 @@ def test_names_after_wrapped_titles_and_before_reporting_verbs(engine, text, nam
         "will rush reports to the floor. Nursing staff reports good UOP.",
         "CC: Weakness and fatigue x3 days.\nCC: SOB\ncc: chest pain, Nausea",  # chief complaint, not carbon copy
         "HOB 30'. AMBULATED 40' WITH PT. DANGLED X 20'. WALKED 50' TWICE.",  # degrees, feet and minutes
+        "ECHO: MILD MR, MR I-II. NEURO: A&O X3, MAE.",  # a valve grade after MR
     ],
 )
 def test_clinical_devices_abbreviations_and_sentence_ends_are_no_phi(engine, text):
@@ -598,6 +599,7 @@ def test_ordinary_words_after_a_weak_person_context_stay(engine, text):
         ("Vent settings unchanged.\nMarta Hickman CRT", "Marta Hickman"),  # a device word between a name and a degree
         ("PMH: HTN. \n MI 88'. \n APPY IN 02', WOUND INFECTION", "02"),  # a two-digit year closed by an apostrophe
         ("Last echo 3/14.97, EF 40%.", "3/14.97"),  # a period for the slash before the year
+        ("ICU nursing progress\nmr J remained on same doses of pressors", "J"),  # an initial after a title
     ],
 )
 def test_real_note_evidence_finds_places_names_dates_and_pagers(engine, text, phi):
