@@ -9,15 +9,17 @@ code, never copied from the input, so the quarantine index itself is safe to cou
 from __future__ import annotations
 
 import shutil
-from collections import defaultdict
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medcurate.core.names import STAGE_NAMES
 from medcurate.core.schema import QUARANTINE_SCHEMA
-from medcurate.core.zones import Zones, make_private_dir, write_parquet
+from medcurate.core.zones import RowGroupWriter, Zones, make_private_dir
+
+# Records per row group of a stage's quarantine file: what a writer holds at once (a few MB of dicts), so a run
+# that drops a third of a million documents as duplicates does not hold a record of each until the end.
+QUARANTINE_GROUP_ROWS = 8192
 
 
 class Rejected(Exception):
@@ -34,8 +36,10 @@ class Rejected(Exception):
 
 
 class QuarantineWriter:
-    """Collects one stage's quarantine records.  Creating it clears that stage's earlier records: a retried
-    stage rewrites its own quarantine, and stale records of a failed attempt must not linger.
+    """Writes one stage's quarantine records as they come, a row group at a time, each source's file under a
+    temporary name until ``flush`` puts it in place.  Creating it clears that stage's earlier records (and a
+    crashed attempt's temporary files): a retried stage rewrites its own quarantine, and stale records of a failed
+    attempt must not linger.
 
     With ``source`` given, the writer belongs to one unit of the stage (ingest runs each source as its own
     task): it clears and writes only that source's records, so units running side by side never erase each
@@ -47,8 +51,9 @@ class QuarantineWriter:
         self.stage = stage
         self.run_id = run_id
         self.source = source
-        self._rows: dict[str, list[dict]] = defaultdict(list)
-        for stale in (zones.quarantine / stage).glob(f"{source}.parquet" if source else "*.parquet"):
+        self._writers: dict[str, RowGroupWriter] = {}
+        names = f"{source}.parquet" if source else "*.parquet"
+        for stale in [*(zones.quarantine / stage).glob(names), *(zones.quarantine / stage).glob(f".{names}.tmp")]:
             stale.unlink()
 
     def add(
@@ -64,7 +69,10 @@ class QuarantineWriter:
     ) -> None:
         if self.source is not None and source != self.source:
             raise ValueError(f"this quarantine writer belongs to source '{self.source}', not '{source}'")
-        self._rows[source].append(
+        if source not in self._writers:
+            path = self.zones.quarantine / self.stage / f"{source}.parquet"
+            self._writers[source] = RowGroupWriter(path, QUARANTINE_SCHEMA, QUARANTINE_GROUP_ROWS, private=True)
+        self._writers[source].add(
             {
                 "run_id": self.run_id,
                 "stage": self.stage,
@@ -94,16 +102,12 @@ class QuarantineWriter:
 
     def count(self, source: str | None = None) -> int:
         if source is not None:
-            return len(self._rows.get(source, []))
-        return sum(len(rows) for rows in self._rows.values())
+            return self._writers[source].rows if source in self._writers else 0
+        return sum(writer.rows for writer in self._writers.values())
 
     def flush(self) -> list[Path]:
-        """Write one Parquet file per source for this stage (replacing an earlier attempt's)."""
-        written = []
-        for source, rows in sorted(self._rows.items()):
-            table = pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
-            written.append(write_parquet(table, self.zones.quarantine / self.stage / f"{source}.parquet", self.zones))
-        return written
+        """Put one Parquet file per source in place for this stage (replacing an earlier attempt's)."""
+        return [self._writers[source].commit() for source in sorted(self._writers)]
 
 
 def quarantined_upstream(zones: Zones, stage: str) -> set[str]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -130,41 +131,70 @@ def write_parquet_groups(groups: Iterable[pa.Table], schema: pa.Schema, path: Pa
 
 class RowGroupWriter:
     """A Parquet file written as its rows arrive, ``group_rows`` rows to a row group (the last one shorter), under
-    its temporary name until ``commit``.
+    its temporary name until ``commit``: a reader never sees half a file, and the writer holds at most one row
+    group of rows whatever the file's size.
 
-    For a record that grows with the run (one row per document and kind): the writer holds at most one row
-    group of rows, and the bytes depend only on the rows, not on how they were handed in.  Up to one group, the
-    file is what ``write_parquet`` writes for the same rows.  Not for PHI zones (no owner-only mode).
+    The one way a record that grows with the run is written: an ingested part (rows are ``Document``s, made a
+    table by ``to_table``), a stage's quarantine records, the deid events.  The bytes depend only on the rows, not
+    on how they were handed in; up to one group, the file is what ``write_parquet`` writes for the same rows.
+    ``private`` files (in a PHI zone) are owner-only from their first byte.
     """
 
-    def __init__(self, path: Path, schema: pa.Schema, group_rows: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        schema: pa.Schema,
+        group_rows: int,
+        *,
+        to_table: Callable[[list[Any]], pa.Table] | None = None,
+        private: bool = False,
+    ) -> None:
         self.path = path
         self.schema = schema
         self.group_rows = group_rows
+        self.to_table = to_table or (lambda rows: pa.Table.from_pylist(rows, schema=schema))
+        self.private = private
+        self.rows = 0
         self._tmp = temporary_path(path)
-        self._rows: list[dict] = []
+        self._buffer: list[Any] = []
         self._writer: pq.ParquetWriter | None = None
+        self._committed = False
 
-    def extend(self, rows: Iterable[dict]) -> None:
-        self._rows.extend(rows)
-        while len(self._rows) >= self.group_rows:
-            self._write(self._rows[: self.group_rows])
-            del self._rows[: self.group_rows]
+    def add(self, row: Any) -> None:
+        if self._committed:
+            raise RuntimeError(f"{self.path.name} is already committed")
+        self._buffer.append(row)
+        self.rows += 1
+        if len(self._buffer) >= self.group_rows:
+            self._flush()
 
-    def _write(self, rows: list[dict]) -> None:
+    def extend(self, rows: Iterable[Any]) -> None:
+        for row in rows:
+            self.add(row)
+
+    def _flush(self) -> None:
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.private:
+                make_private_dir(self.path.parent)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
-        self._writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
+            if self.private:
+                os.chmod(self._tmp, 0o600)
+        self._writer.write_table(self.to_table(self._buffer))
+        self._buffer.clear()
 
     def commit(self) -> Path:
-        """Write what is left (an empty row group when there were no rows at all) and put the file in place."""
-        if self._rows or self._writer is None:
-            self._write(self._rows)
-            self._rows = []
+        """Write what is left (an empty row group when there were no rows at all) and put the file in place.
+        Committing again changes nothing."""
+        if self._committed:
+            return self.path
+        if self._buffer or self._writer is None:
+            self._flush()
         assert self._writer is not None
         self._writer.close()
         os.replace(self._tmp, self.path)
+        self._committed = True
         return self.path
 
     def abort(self) -> None:

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -42,7 +42,7 @@ from medcurate.core.quarantine import QuarantineWriter
 from medcurate.core.schema import RAW_DOCUMENT_SCHEMA, Document, Provenance, documents_to_table, make_doc_id
 from medcurate.core.source_files import SourceFileIndex
 from medcurate.core.spec import SourceSpec
-from medcurate.core.zones import Zones, make_private_dir, temporary_path, write_parquet
+from medcurate.core.zones import RowGroupWriter, Zones, make_private_dir, write_parquet
 from pipelines.ingest.base import BadInput, Deletion, Parser, RejectedRecord, Skipped
 from pipelines.ingest.registry import PARSERS
 
@@ -71,47 +71,6 @@ class _SourceState:
         return self.seq
 
 
-class _PartWriter:
-    """Writes one Parquet part in row groups, under a temporary name until the whole file has parsed."""
-
-    def __init__(self, path: Path, provenance: Provenance) -> None:
-        self.path = path
-        self.tmp = temporary_path(path)
-        self.provenance = provenance
-        self.buffer: list[Document] = []
-        self.writer: pq.ParquetWriter | None = None
-        self.rows = 0
-
-    def add(self, doc: Document) -> None:
-        self.buffer.append(doc)
-        if len(self.buffer) >= ROW_GROUP_DOCS:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self.buffer:
-            return
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.tmp, RAW_DOCUMENT_SCHEMA, compression="zstd")
-            os.chmod(self.tmp, 0o600)
-        self.writer.write_table(documents_to_table(self.buffer, self.provenance))
-        self.rows += len(self.buffer)
-        self.buffer.clear()
-
-    def commit(self) -> bool:
-        """Finish the part; returns False (and writes nothing) when the file yielded no document."""
-        self._flush()
-        if self.writer is None:
-            return False
-        self.writer.close()
-        os.replace(self.tmp, self.path)
-        return True
-
-    def abort(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.tmp.unlink(missing_ok=True)
-
-
 def _ingest_file(
     ctx: RunContext,
     source: SourceSpec,
@@ -130,7 +89,9 @@ def _ingest_file(
 
     The file is named by ``file_id`` in what it writes and logs: its path is PHI."""
     provenance = Provenance(source.name, source.kind, file_id, sha, source.license, source.legal_basis, ctx.run_id)
-    writer = _PartWriter(part, provenance)
+    # A part is written in row groups as the file parses, under a temporary name until the whole file has parsed.
+    to_table = partial(documents_to_table, provenance=provenance)
+    writer = RowGroupWriter(part, RAW_DOCUMENT_SCHEMA, ROW_GROUP_DOCS, to_table=to_table, private=True)
     seqs: list[int] = []
     ids: list[str] = []
     rejected: list[RejectedRecord] = []
@@ -184,7 +145,10 @@ def _ingest_file(
     for doc_id, seq in deletions:
         state.latest_delete[doc_id] = seq
     skipped.update(file_skipped)
-    if writer.commit():
+    if not writer.rows:
+        writer.abort()  # a file that yields no document leaves no part
+    else:
+        writer.commit()
         state.part_seqs[part] = seqs
         state.part_ids[part] = ids
     return "ingested", None, len(ids)
