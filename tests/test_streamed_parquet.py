@@ -1,6 +1,7 @@
 """Parquet files that grow with the run, written without holding them: curate's spills come back in fixed-size
 pieces whatever batches were written, so a curated part streamed from a spill has the same bytes whatever batch
-size curate ran with; deid's events go out a row group at a time, with bytes that depend only on the rows."""
+size curate ran with; deid's events and every stage's quarantine records go out a row group at a time, with bytes
+that depend only on the rows."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from medcurate.core.zones import RowGroupWriter, write_parquet, write_parquet_groups
+from medcurate.core.quarantine import QUARANTINE_GROUP_ROWS, QuarantineWriter
+from medcurate.core.zones import RowGroupWriter, Zones, make_private_dir, write_parquet, write_parquet_groups
 from pipelines.quality.spill import CHUNK_ROWS, Spill
 
 SCHEMA = pa.schema([("doc_id", pa.string()), ("text", pa.string()), ("position", pa.int64())])
@@ -113,3 +115,25 @@ def test_an_aborted_row_group_writer_leaves_the_previous_file(tmp_path: Path) ->
     writer.abort()
     assert _sha(path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["events.parquet"]
+
+
+def test_quarantine_records_stream_to_an_owner_only_file_that_appears_at_flush(tmp_path: Path) -> None:
+    zones = Zones(tmp_path / "data").ensure()
+    stale = zones.quarantine / "curate" / ".notes.parquet.tmp"
+    make_private_dir(stale.parent)
+    stale.write_bytes(b"a crashed attempt")
+    writer = QuarantineWriter(zones, "curate", "run-1")
+    assert not stale.exists()
+    records = QUARANTINE_GROUP_ROWS * 2 + 5
+    for i in range(records):
+        writer.add(source="notes", source_file=f"file-{i % 3}", doc_id=f"doc-{i}", reason="near_duplicate")
+    # Two full row groups are on disk already, under the hidden name readers skip; the file appears whole.
+    assert not (zones.quarantine / "curate" / "notes.parquet").exists()
+    assert stale.stat().st_mode & 0o777 == 0o600  # this attempt's temporary file, owner-only from the start
+    [path] = writer.flush()
+    assert path.stat().st_mode & 0o777 == 0o600
+    groups = pq.ParquetFile(path).metadata
+    assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == [QUARANTINE_GROUP_ROWS] * 2 + [5]
+    assert pq.read_table(path, columns=["doc_id"]).column("doc_id").to_pylist() == [f"doc-{i}" for i in range(records)]
+    assert writer.count("notes") == writer.count() == records and writer.count("pubmed") == 0
+    assert writer.flush() == [path]  # flushing again changes nothing
