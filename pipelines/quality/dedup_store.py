@@ -43,7 +43,8 @@ class DocRegister:
         return np.arange(first, len(self), dtype=np.int64)
 
     def ids(self) -> pa.Array:
-        self._ids = [pa.concat_arrays(self._ids)]
+        if len(self._ids) > 1:  # concatenating even one array copies it: near dedup asks once per twin found
+            self._ids = [pa.concat_arrays(self._ids)]
         return self._ids[0]
 
     def doc_id(self, index: int) -> str:
