@@ -33,6 +33,8 @@ WORD_HASH = "xxh32"
 BUCKETS = 256
 COUNT_DTYPE = np.uint8
 _SATURATED = np.iinfo(COUNT_DTYPE).max
+# The narrowest integer that holds a sum of one document's bucket counts (uint16 for 256 buckets).
+_COUNT_SUM = np.min_scalar_type(BUCKETS * int(_SATURATED))
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,14 +73,20 @@ def may_reach(length: int, counts: np.ndarray, lengths: np.ndarray, others: np.n
     """Per other document (``lengths``, ``others``: one row of ``word_counts`` each), whether its share of
     words in order with a document of ``length`` words and ``counts`` can reach ``threshold``: the length
     ratio (an LCS cannot exceed the shorter document), then the word-count bound.  A bucket saturated in both
-    documents bounds nothing, so it counts as the shorter length."""
+    documents bounds nothing, so it counts as the shorter length.
+
+    This runs on every LSH candidate of every document (up to ``bands * BUCKET_CAP`` each), so the sum stays in
+    the narrowest integer that holds it (16 bits) and the saturated buckets are corrected only when the document has
+    one: widening every count to 64 bits made it the walk's largest cost at a million documents."""
     lengths = np.asarray(lengths, dtype=np.int64)
     longer = np.maximum(lengths, length)
     shorter = np.minimum(lengths, length)
     possible = (shorter > 0) & (shorter / np.maximum(longer, 1) >= threshold)
-    smaller = np.minimum(others, counts).astype(np.int64)
-    both_saturated = (others == _SATURATED) & (counts == _SATURATED)
-    common = np.where(both_saturated, shorter[:, None], smaller).sum(axis=1)
+    common = np.minimum(others, counts).sum(axis=1, dtype=_COUNT_SUM).astype(np.int64)
+    saturated = np.flatnonzero(counts == _SATURATED)
+    if len(saturated):
+        both_saturated = others[:, saturated] == _SATURATED
+        common += (both_saturated * (shorter[:, None] - int(_SATURATED))).sum(axis=1)
     return possible & (common / np.maximum(longer, 1) >= threshold)
 
 
