@@ -366,7 +366,7 @@ def test_near_dedup_against_an_earlier_run_keeps_the_published_document(ledger: 
 def test_banded_buckets_below_their_cap_propose_what_datasketch_proposes() -> None:
     """BandedBuckets replaced datasketch's MinHashLSH only to bound its buckets and lay them out as arrays:
     below the cap, on templated abstracts that share many bands, every query returns exactly datasketch's
-    candidates."""
+    candidates, also when the walk reads the bands' bucket ids back a few positions at a time."""
     config = DedupConfig()
     rng = random.Random(3)
     texts = []
@@ -378,7 +378,7 @@ def test_banded_buckets_below_their_cap_propose_what_datasketch_proposes() -> No
     values = np.array([m.hashvalues for m in signatures])
     bands, rows = theirs.b, theirs.r
     blocks = (values[:, b * rows : (b + 1) * rows] for b in range(bands))
-    ours = BandedBuckets(band_groups(blocks), len(texts), cap=len(texts))
+    ours = BandedBuckets(band_groups(blocks), len(texts), cap=len(texts), chunk=7)
     proposed = 0
     for i, minhash in enumerate(signatures):
         found = {f"d{p}" for p in ours.query(i).tolist()}

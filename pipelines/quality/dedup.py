@@ -227,7 +227,8 @@ class NearDedup(TwoPassStep):
         signatures = signatures.reshape(-1, self.config.num_perm)
         self._record([_earlier_run(e.doc_id) for e in entries], [e.words for e in entries], signatures)
         walk = self.register.in_rank_order(skip)
-        lsh = BandedBuckets(band_groups(keys.read_all()[walk] for keys in self.band_keys), len(walk), self.bucket_cap)
+        groups = band_groups(keys.read_all()[walk] for keys in self.band_keys)
+        lsh = BandedBuckets(groups, len(walk), self.bucket_cap, Path(self._scratch.name) / "lsh")
         self.shared_bucket_memberships = lsh.shared_memberships
         counts = self.counts.read_all()  # one array: concatenating batches held them twice at the peak
         lengths = self.words.lengths()
@@ -252,6 +253,8 @@ class NearDedup(TwoPassStep):
         threshold = self.config.near_threshold
         others = walk[candidates]
         plausible = may_reach(lengths[index], counts[index], lengths[others], counts[others], threshold)
+        if not plausible.any():
+            return False
         matcher = InOrder(self.sequence(index))
         for twin_position, other in zip(candidates[plausible].tolist(), others[plausible].tolist(), strict=True):
             self.candidates_checked += 1
