@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from datasketch import MinHashLSH
@@ -356,7 +357,7 @@ def test_near_dedup_against_an_earlier_run_keeps_the_published_document(ledger: 
     exact, earlier = ExactDedup(PublishedIndex(()), _order), NearDedup(config, PublishedIndex(()), _order)
     published = run_steps([exact, earlier], [doc("old", "notes", DISCHARGE)], ledger)
     save_index(zones.governance, config, PublishedIndex(()), published_entries(published, exact, earlier, "run-1"))
-    later = NearDedup(config, PublishedIndex.load(zones.governance, config, set()), _order)
+    later = NearDedup(config, PublishedIndex.load(zones.governance, config, pa.array([], pa.string())), _order)
     new = _ten_percent_changed(DISCHARGE, "scattered")
     kept = run_steps([later], [doc("new", "notes", new), doc("other", "notes", NOTE)], ledger)
     assert [d["doc_id"] for d in kept] == ["other"]

@@ -75,7 +75,8 @@ class PublishedIndex:
     skipped: int = 0
 
     @classmethod
-    def load(cls, governance: Path, config: DedupConfig, exclude_doc_ids: set[str]) -> PublishedIndex:
+    def load(cls, governance: Path, config: DedupConfig, exclude_doc_ids: pa.Array) -> PublishedIndex:
+        """The index without ``exclude_doc_ids`` (the documents this run curates again: this run decides them)."""
         path = index_path(governance)
         if not path.exists():
             return cls(())
@@ -84,7 +85,7 @@ class PublishedIndex:
         if stored != minhash_params(config):
             return cls((), skipped=table.num_rows)
         table = table.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
-        keep = pc.invert(pc.is_in(table["doc_id"], pa.array(sorted(exclude_doc_ids), pa.string())))
+        keep = pc.invert(pc.is_in(table["doc_id"], exclude_doc_ids))
         table = table.filter(keep)
         minhashes, words = _arrays(table["minhash"], np.uint64), _arrays(table["words"], np.uint32)
         entries = tuple(
