@@ -152,7 +152,7 @@ def _ours(docs: list[dict], zones: Zones) -> dict[str, str]:
     ledger = Ledger(QuarantineWriter(zones, "bench", "bench"), StageReport(stage="bench", run_id="bench"))
     step = NearDedup(DedupConfig(near_threshold=THRESHOLD), PublishedIndex(()), lambda d: (0, d["doc_id"]))
     step.run(docs, ledger)
-    return step.twin_of
+    return step.twins.as_dict()
 
 
 def _baseline(docs: list[dict], config: DedupConfig) -> dict[str, str]:

@@ -348,7 +348,7 @@ def test_notes_from_one_template_with_different_content_are_not_merged(ledger: L
     kept = run_steps([step], [doc("n1", "notes", first), doc("n2", "notes", second)], ledger)
     assert [d["doc_id"] for d in kept] == ["n1", "n2"]
     summary = step.summary()
-    assert (summary["candidate_pairs_proposed"], summary["candidate_pairs_checked"], step.twin_of) == (1, 0, {})
+    assert (summary["candidate_pairs_proposed"], summary["candidate_pairs_checked"], step.twins.as_dict()) == (1, 0, {})
 
 
 def test_near_dedup_against_an_earlier_run_keeps_the_published_document(ledger: Ledger, zones: Zones) -> None:
@@ -361,7 +361,7 @@ def test_near_dedup_against_an_earlier_run_keeps_the_published_document(ledger: 
     new = _ten_percent_changed(DISCHARGE, "scattered")
     kept = run_steps([later], [doc("new", "notes", new), doc("other", "notes", NOTE)], ledger)
     assert [d["doc_id"] for d in kept] == ["other"]
-    assert later.twin_of == {"new": "old"}
+    assert later.twins.as_dict() == {"new": "old"}
 
 
 def test_banded_buckets_below_their_cap_propose_what_datasketch_proposes() -> None:
@@ -419,7 +419,7 @@ def test_candidate_screen_keeps_a_pair_sharing_eighty_percent_of_words(ledger: L
     step = NearDedup(DedupConfig(), PublishedIndex(()), _order)
     kept = run_steps([step], docs, ledger)
     assert [d["doc_id"] for d in kept] == ["a-original", "n1", "n2"]
-    assert step.details["b-copy"] == "kept twin a-original (0.80 of words shared in order)"
+    assert step.twins.details(["b-copy", "n1"]) == ["kept twin a-original (0.80 of words shared in order)", None]
     assert step.candidates_proposed == 2 and step.candidates_checked == 1
 
 
@@ -434,7 +434,7 @@ def test_near_twins_in_different_batches_and_ranks_are_caught_deterministically(
         for batch in batches:
             step.observe([dict(d) for d in batch])
         step.decide()
-        decisions.append(step.twin_of)
+        decisions.append(step.twins.as_dict())
     assert decisions == [{"z-copy": "m-original"}] * 3
 
 
@@ -443,7 +443,7 @@ def test_exact_twins_in_different_batches_keep_the_earlier_source(ledger: Ledger
     step.observe([doc("pubmed-1", "pubmed", ABSTRACT)])
     step.observe([doc("pmc-9", "pmc", ABSTRACT.upper()), doc("pmc-2", "pmc", ABSTRACT)])
     step.decide()
-    assert step.twin_of == {"pmc-9": "pubmed-1", "pmc-2": "pubmed-1"}
+    assert step.twins.as_dict() == {"pmc-9": "pubmed-1", "pmc-2": "pubmed-1"}
     assert step.key_of(["pmc-2"]) == [exact_key(ABSTRACT)]
 
 
@@ -468,8 +468,8 @@ def test_full_lsh_buckets_bound_the_candidates_and_keep_decisions(ledger: Ledger
     assert capped.summary()["candidate_bucket_full_inserts"] > 0
     assert capped.candidates_proposed <= len(docs) * capped.bands * 2
     assert capped.candidates_proposed < uncapped.candidates_proposed
-    assert capped.twin_of["b-copy"] == "a-original"
-    assert capped.twin_of == uncapped.twin_of
+    assert capped.twins.as_dict()["b-copy"] == "a-original"
+    assert capped.twins.as_dict() == uncapped.twins.as_dict()
 
 
 def test_word_shingles_mask_numbers() -> None:

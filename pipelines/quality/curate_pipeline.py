@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from medcurate.core.context import RunContext
 from pipelines.quality.curation_config import CurationConfig
 from pipelines.quality.decontam import BenchmarkNgrams, Decontaminator
@@ -53,8 +55,8 @@ class CuratePipeline:
     def decide(self) -> None:
         """Dedup's decisions over the whole run, each level over what the previous ones kept."""
         self.exact.decide()
-        self.near.decide(skip=self.exact.twin_of.keys())
-        self.copy_forward.decide(skip=self.exact.twin_of.keys() | self.near.twin_of.keys())
+        self.near.decide(skip=self.exact.twins.doc_ids())
+        self.copy_forward.decide(skip=pa.concat_arrays([self.exact.twins.doc_ids(), self.near.twins.doc_ids()]))
 
     def finish(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
         """Curate's second pass over one batch of cleaned documents: dedup's decisions, decontamination."""

@@ -19,8 +19,8 @@ the summaries give cluster sizes (kept document + its duplicates) as {size: numb
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Set
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -28,13 +28,15 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
 from pipelines.quality.curation_config import DedupConfig
 from pipelines.quality.dedup_index import PublishedEntry, PublishedIndex
-from pipelines.quality.dedup_store import DocRegister, RaggedFile, Rank, RowFile
+from pipelines.quality.dedup_store import DocRegister, RaggedFile, Rank, RowFile, Twins
 from pipelines.quality.lsh_buckets import BandedBuckets, band_groups
 from pipelines.quality.steps import Doc, Ledger, TwoPassStep, drop_decided
 from pipelines.quality.text_norm import exact_key, mask_numbers, words
@@ -110,11 +112,6 @@ def scheme_values(values: np.ndarray, config: DedupConfig) -> np.ndarray:
     return MinHash(seed=config.seed, hashvalues=values, scheme="affine32", hashfunc=xxhash.xxh32_intdigest).hashvalues
 
 
-def _clusters(kept_twin_of: dict[str, str]) -> dict[str, int]:
-    sizes = Counter(kept_twin_of.values())
-    return {str(size): n for size, n in sorted(Counter(count + 1 for count in sizes.values()).items())}
-
-
 def _earlier_run(doc_id: str) -> Rank:
     """The rank of a document an earlier run published: before every source of this run, then by doc_id."""
     return -1, doc_id
@@ -133,7 +130,7 @@ class ExactDedup(TwoPassStep):
         self._scratch = TemporaryDirectory(prefix="exact-dedup-", dir=directory)
         self.register = DocRegister()
         self.digests = RowFile(Path(self._scratch.name) / "sha256.u8", np.uint8, 32)
-        self.twin_of: dict[str, str] = {}
+        self.twins = Twins(self.register, "kept twin {twin}")
 
     def observe(self, docs: list[Doc]) -> None:
         self._record([self.order(d) for d in docs], [exact_key(d["text"]) for d in docs])
@@ -142,7 +139,7 @@ class ExactDedup(TwoPassStep):
         self.register.add(ranks)
         self.digests.append(np.frombuffer(b"".join(bytes.fromhex(k) for k in keys), np.uint8))
 
-    def _decide(self, skip: Set[str]) -> None:
+    def _decide(self, skip: pa.Array) -> None:
         observed = len(self.register)
         self._record(
             [_earlier_run(e.doc_id) for e in self.previous.entries], [e.exact_key for e in self.previous.entries]
@@ -152,22 +149,18 @@ class ExactDedup(TwoPassStep):
             return
         _, first, inverse = np.unique(self.digests.read_all()[walk], axis=0, return_index=True, return_inverse=True)
         twins = first[inverse.reshape(-1)]
-        for position in np.flatnonzero((twins != np.arange(len(walk))) & (walk < observed)).tolist():
-            self.twin_of[self.register.doc_id(walk[position])] = self.register.doc_id(walk[twins[position]])
+        dropped = np.flatnonzero((twins != np.arange(len(walk))) & (walk < observed))
+        self.twins.extend(walk[dropped], walk[twins[dropped]])
 
     def key_of(self, doc_ids: list[str]) -> list[str]:
         """The exact keys of observed documents, as the published index stores them."""
         return [row.tobytes().hex() for row in self.digests.read(self.register.indexes_of(doc_ids))]
 
     def apply(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
-        return drop_decided(docs, ledger, self.name, "exact_duplicate", self._detail)
-
-    def _detail(self, doc_id: str) -> str | None:
-        twin = self.twin_of.get(doc_id)
-        return None if twin is None else f"kept twin {twin}"
+        return drop_decided(docs, ledger, self.name, "exact_duplicate", self.twins.details)
 
     def summary(self) -> dict[str, Any]:
-        return {"dropped": len(self.twin_of), "clusters": _clusters(self.twin_of)}
+        return {"dropped": len(self.twins), "clusters": self.twins.clusters()}
 
 
 class NearDedup(TwoPassStep):
@@ -199,8 +192,7 @@ class NearDedup(TwoPassStep):
         self.band_keys = [RowFile(root / f"band-{b:03d}.u32", np.uint32, self.rows) for b in range(self.bands)]
         self.counts = RowFile(root / "counts.u8", COUNT_DTYPE, BUCKETS)
         self.sequence = lru_cache(maxsize=SEQUENCE_CACHE)(self._read_sequence)
-        self.twin_of: dict[str, str] = {}
-        self.details: dict[str, str] = {}
+        self.twins = Twins(self.register, "kept twin {twin} ({share:.2f} of words shared in order)")
         self.full_bucket_inserts = 0
         self.shared_bucket_memberships = 0
         self.candidates_proposed = 0
@@ -220,7 +212,7 @@ class NearDedup(TwoPassStep):
             keys.append(signatures[:, band * self.rows : (band + 1) * self.rows])
         self.counts.append(np.array([word_counts(ids) for ids in word_ids], COUNT_DTYPE).reshape(-1, BUCKETS))
 
-    def _decide(self, skip: Set[str]) -> None:
+    def _decide(self, skip: pa.Array) -> None:
         observed = len(self.register)
         entries = self.previous.entries
         signatures = np.array([scheme_values(e.minhash, self.config) for e in entries], np.uint32)
@@ -260,9 +252,7 @@ class NearDedup(TwoPassStep):
             self.candidates_checked += 1
             share = matcher.share(self.sequence(other), threshold)
             if share is not None:
-                doc_id, twin = self.register.doc_id(index), self.register.doc_id(walk[twin_position])
-                self.twin_of[doc_id] = twin
-                self.details[doc_id] = f"kept twin {twin} ({share:.2f} of words shared in order)"
+                self.twins.add(index, int(walk[twin_position]), share)
                 return True
         return False
 
@@ -272,12 +262,12 @@ class NearDedup(TwoPassStep):
         return self.signatures.read(indexes).astype(np.uint64), [self.words.read(i) for i in indexes.tolist()]
 
     def apply(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
-        return drop_decided(docs, ledger, self.name, "near_duplicate", self.details.get)
+        return drop_decided(docs, ledger, self.name, "near_duplicate", self.twins.details)
 
     def summary(self) -> dict[str, Any]:
         return {
-            "dropped": len(self.twin_of),
-            "clusters": _clusters(self.twin_of),
+            "dropped": len(self.twins),
+            "clusters": self.twins.clusters(),
             "threshold": self.config.near_threshold,
             "candidate_shingle_jaccard": round(candidate_threshold(self.config), 3),
             "candidate_pairs_proposed": self.candidates_proposed,
@@ -316,10 +306,12 @@ class CopyForwardDedup(TwoPassStep):
                     exact_key(p) if len(p.strip()) >= minimum else None for p in _PARAGRAPH_BREAK.split(doc["text"])
                 ]
 
-    def _decide(self, skip: Set[str]) -> None:
+    def _decide(self, skip: pa.Array) -> None:
+        mine = pa.array(list(self.paragraph_keys), pa.string())
+        skipped = set(mine.filter(pc.is_in(mine, value_set=skip)).to_pylist())  # only this step's notes
         for patient_notes in self.notes.values():
             written: dict[str, str] = {}  # paragraph key -> doc_id of the note that first wrote it
-            for _, doc_id in sorted(n for n in patient_notes if n[1] not in skip):
+            for _, doc_id in sorted(n for n in patient_notes if n[1] not in skipped):
                 for index, key in enumerate(self.paragraph_keys[doc_id]):
                     if key is not None and (first := written.setdefault(key, doc_id)) != doc_id:
                         self.copied.setdefault(doc_id, []).append((index, first))

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
@@ -141,7 +141,7 @@ class ResidualPhiGate(TwoPassStep):
             if raw and raw.patient_key and raw.event_time and shifted:
                 self._shifts_seen[raw.patient_key][(raw.event_time.date() - shifted.date()).days] += 1
 
-    def _decide(self, skip: Set[str]) -> None:
+    def _decide(self, skip: pa.Array) -> None:
         self.offsets = {key: counts.most_common(1)[0][0] for key, counts in self._shifts_seen.items()}
         self._shifts_seen.clear()
 

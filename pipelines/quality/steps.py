@@ -15,9 +15,11 @@ ids and codes.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+import pyarrow as pa
 
 from medcurate.core.context import StageReport
 from medcurate.core.quarantine import QuarantineWriter
@@ -50,12 +52,13 @@ class TwoPassStep(Step):
     def observe(self, docs: list[Doc]) -> None:
         raise NotImplementedError
 
-    def decide(self, skip: Set[str] = frozenset()) -> None:
-        """Decide over everything observed except ``skip`` (doc_ids an earlier step dropped)."""
-        self._decide(skip)
+    def decide(self, skip: pa.Array | None = None) -> None:
+        """Decide over everything observed except ``skip`` (doc_ids an earlier step dropped, an Arrow array: at a
+        million documents a third may be skipped)."""
+        self._decide(pa.array([], pa.string()) if skip is None else skip)
         self.decided = True
 
-    def _decide(self, skip: Set[str]) -> None:
+    def _decide(self, skip: pa.Array) -> None:
         raise NotImplementedError
 
     def apply(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
@@ -69,13 +72,13 @@ class TwoPassStep(Step):
 
 
 def drop_decided(
-    docs: list[Doc], ledger: Ledger, step: str, reason: str, detail: Callable[[str], str | None]
+    docs: list[Doc], ledger: Ledger, step: str, reason: str, details: Callable[[list[str]], list[str | None]]
 ) -> list[Doc]:
-    """The documents ``detail`` says nothing of (by doc_id); the others are dropped through the ledger, with
-    what it says as the quarantine detail.  How a two-pass step applies decisions taken over the whole run."""
+    """The documents ``details`` says nothing of (asked for the batch's doc_ids at once); the others are dropped
+    through the ledger, with what it says as the quarantine detail.  How a two-pass step applies decisions taken
+    over the whole run."""
     kept = []
-    for doc in docs:
-        said = detail(doc["doc_id"])
+    for doc, said in zip(docs, details([d["doc_id"] for d in docs]), strict=True):
         if said is None:
             kept.append(doc)
         else:
