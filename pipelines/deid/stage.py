@@ -82,19 +82,19 @@ class DeidStage:
     def run(self) -> StageReport:
         skip = quarantined_upstream(self.ctx.zones, STAGE)
         written: set[Path] = set()
+        ledger = self.ledger
         try:
             with ray_session():
                 for source_dir, path in _raw_parts(self.ctx):
                     written.add(self.process_part(source_dir, path, skip).resolve())
+            for stale in self.ctx.zones.deid.rglob("*.parquet") if self.ctx.zones.deid.exists() else []:
+                if stale.resolve() not in written:
+                    stale.unlink()
+            ledger.quarantine.flush()
+            write_review_sample(self.ctx.zones, self.text.review)
         except BaseException:
-            self.ledger.events.abort()
+            ledger.events.abort()  # the previous run's events stay whole; no temporary file is left behind
             raise
-        for stale in self.ctx.zones.deid.rglob("*.parquet") if self.ctx.zones.deid.exists() else []:
-            if stale.resolve() not in written:
-                stale.unlink()
-        ledger = self.ledger
-        ledger.quarantine.flush()
-        write_review_sample(self.ctx.zones, self.text.review)
         ledger.events.commit()
         phi_by_type: Counter[str] = Counter()
         for counts in ledger.phi_by_source.values():
