@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.quality.id_lookup import IdLookup
+
 # What the dedup order of a document is made of: its source's position in the spec, then its doc_id.
 Rank = tuple[int, str]
 
@@ -28,6 +30,7 @@ class DocRegister:
     def __init__(self) -> None:
         self._ids: list[pa.Array] = [pa.array([], pa.string())]
         self._sources = array("i")
+        self._lookup: IdLookup | None = None
 
     def __len__(self) -> int:
         return len(self._sources)
@@ -51,10 +54,12 @@ class DocRegister:
 
     def indexes_of(self, doc_ids: list[str]) -> np.ndarray:
         """Dense indexes of ``doc_ids`` (each must have been registered)."""
-        found = pc.index_in(pa.array(doc_ids, pa.string()), value_set=self.ids())
-        if found.null_count:
-            raise KeyError(f"{found.null_count} doc_ids were never observed")
-        return found.to_numpy(zero_copy_only=False).astype(np.int64)
+        if self._lookup is None or len(self._lookup) != len(self):
+            self._lookup = IdLookup(self.ids())
+        found = self._lookup.positions(doc_ids)
+        if (found < 0).any():
+            raise KeyError(f"{int((found < 0).sum())} doc_ids were never observed")
+        return found
 
     def in_rank_order(self, skip: pa.Array) -> np.ndarray:
         """Dense indexes of the registered documents not in ``skip``, in dedup order: source position, then
@@ -150,6 +155,7 @@ class Twins:
         self._twins = array("q")
         self._shares = array("d")
         self._ids: pa.Array | None = None
+        self._lookup: IdLookup | None = None
 
     def __len__(self) -> int:
         return len(self._dropped)
@@ -158,13 +164,13 @@ class Twins:
         self._dropped.append(dropped)
         self._twins.append(twin)
         self._shares.append(share)
-        self._ids = None
+        self._ids = self._lookup = None
 
     def extend(self, dropped: np.ndarray, twins: np.ndarray) -> None:
         self._dropped.extend(dropped.tolist())
         self._twins.extend(twins.tolist())
         self._shares.extend([float("nan")] * len(dropped))
-        self._ids = None
+        self._ids = self._lookup = None
 
     def doc_ids(self) -> pa.Array:
         """The dropped documents' doc_ids, in the order they were dropped."""
@@ -174,12 +180,11 @@ class Twins:
 
     def details(self, doc_ids: list[str]) -> list[str | None]:
         """Per doc_id, the quarantine detail naming its kept twin, or None when it was not dropped."""
-        found = pc.index_in(pa.array(doc_ids, pa.string()), value_set=self.doc_ids()).to_pylist()
+        if self._lookup is None:
+            self._lookup = IdLookup(self.doc_ids())
         return [
-            None
-            if at is None
-            else self.detail.format(twin=self.register.doc_id(self._twins[at]), share=self._shares[at])
-            for at in found
+            None if at < 0 else self.detail.format(twin=self.register.doc_id(self._twins[at]), share=self._shares[at])
+            for at in self._lookup.positions(doc_ids).tolist()
         ]
 
     def as_dict(self) -> dict[str, str]:

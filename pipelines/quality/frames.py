@@ -14,6 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.quality.id_lookup import IdLookup
+
 # GX needs to know whether an identifier is set, never its value.
 PRESENT = "<present>"
 INDEX_COLUMNS = ["doc_id", "row"]
@@ -127,11 +129,10 @@ def shard_frame(rows: pa.Table, curated_doc_ids: set[str]) -> pd.DataFrame:
     return frame
 
 
-def curated_frame(table: pa.Table, raw_doc_ids: set[str]) -> pd.DataFrame:
+def curated_frame(table: pa.Table, raw_doc_ids: IdLookup) -> pd.DataFrame:
     """Documents about to be published -> the document frame plus licence, word count and raw-parent flag."""
     frame = document_frame(table)
-    has_parent = pc.fill_null(pc.is_in(table.column("doc_id"), pa.array(sorted(raw_doc_ids), pa.string())), False)
     frame["license"] = table.column("license").to_pandas()
     frame["n_words"] = _nullable_ints(pc.list_value_length(pc.utf8_split_whitespace(table.column("text"))))
-    frame["has_raw_parent"] = has_parent.to_pandas().astype(bool)
+    frame["has_raw_parent"] = raw_doc_ids.contains(table.column("doc_id").to_pylist())
     return frame

@@ -39,7 +39,7 @@ from pipelines.quality.gx_context import ValidationOutcome, open_context, publis
 from pipelines.quality.spill import Spill
 from pipelines.quality.steps import Doc, Ledger
 from pipelines.quality.suites import SuiteConfig, load_suites
-from pipelines.quality.zone_io import part_batches, read_shard_rows, relaxed, zone_doc_ids
+from pipelines.quality.zone_io import part_batches, read_shard_rows, relaxed, zone_doc_ids, zone_id_lookup
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
         licenses = sorted({s.license for s in ctx.spec.sources})
         for source in sources:
             source.curated = Spill(scratch / "curated" / f"{source.name}.arrow", relaxed(DEID_DOCUMENT_SCHEMA))
-            raw_ids = zone_doc_ids(ctx.zones.raw / source.name)
+            raw_ids = zone_id_lookup(ctx.zones.raw / source.name)
             frames = [curated_frame(relaxed(DEID_DOCUMENT_SCHEMA).empty_table(), raw_ids)]
             for batch in source.cleaned.batches():
                 table = _table(pipeline.finish(batch.to_pylist(), ledger))
