@@ -247,7 +247,7 @@ class NearDedup(TwoPassStep):
         plausible = may_reach(lengths[index], counts[index], lengths[others], counts[others], threshold)
         if not plausible.any():
             return False
-        matcher = InOrder(self.sequence(index))
+        matcher = InOrder(self._read_sequence(index))  # read once as a query: kept out of the cache of candidates
         for twin_position, other in zip(candidates[plausible].tolist(), others[plausible].tolist(), strict=True):
             self.candidates_checked += 1
             share = matcher.share(self.sequence(other), threshold)
