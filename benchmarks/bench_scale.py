@@ -11,6 +11,10 @@ stage whose peak grows with N holds the corpus in memory; a stage whose document
 does more than linear work.
 
     nice -n 10 .venv/bin/python benchmarks/bench_scale.py --docs 10000 --out benchmarks/results/scale-10000.md
+
+One stage again on a kept run (``--docs`` must be the kept corpus's size; the table has that stage's row)::
+
+    .venv/bin/python benchmarks/bench_scale.py --docs 1000000 --keep /data/scale-1m --stage curate
 """
 
 from __future__ import annotations
@@ -79,20 +83,23 @@ def _window_stats(timeline: list[tuple[float, int, float, int]], start: float, e
     return max(s[1] for s in inside), last[2] - first[2], max(s[3] for s in inside)
 
 
-def run(docs: int, notes_fraction: float, keep: Path | None) -> tuple[list[dict], dict]:
+def run(docs: int, notes_fraction: float, keep: Path | None, stage: str | None = None) -> tuple[list[dict], dict]:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         base = keep or Path(tmp)
         generated = time.perf_counter()
-        spec = generate(base / "corpus", docs, notes_fraction)
+        if stage:  # the corpus and the earlier stages' zones are those of an earlier run kept in ``keep``
+            spec = base / "corpus" / "scale.yaml"
+        else:
+            spec = generate(base / "corpus", docs, notes_fraction)
         generated = time.perf_counter() - generated
         input_bytes = sum(p.stat().st_size for p in (base / "corpus" / "incoming").rglob("*") if p.is_file())
         data_root = base / "data"
-        memory, wall = measured_run(spec, data_root)
+        memory, wall = measured_run(spec, data_root, stage)
         stage_dir = data_root / "governance" / "stages"
         windows = _stage_windows(data_root / "governance" / "audit.log.jsonl")
         text_mb = {zone: _text_bytes(data_root / zone) / 1e6 for zone in set(READS.values())}
         rows = []
-        for name in STAGE_NAMES:
+        for name in [stage] if stage else STAGE_NAMES:
             report = json.loads((stage_dir / f"{name}.json").read_text())
             n = sum(s["input"] for s in report["sources"].values())
             out = sum(s.get("output", 0) for s in report["sources"].values())
@@ -117,6 +124,7 @@ def run(docs: int, notes_fraction: float, keep: Path | None) -> tuple[list[dict]
             "near_dup_candidate_pairs": near.get("candidate_pairs_checked"),
             "near_dup_proposed_pairs": near.get("candidate_pairs_proposed"),
             "docs": docs,
+            "command": f"stage {stage}" if stage else "run",
             "input_mb": input_bytes / 1e6,
             "generate_s": generated,
             "wall_s": wall,
@@ -129,7 +137,7 @@ def run(docs: int, notes_fraction: float, keep: Path | None) -> tuple[list[dict]
 def table(rows: list[dict], summary: dict) -> str:
     head = (
         f"N={summary['docs']} documents, {summary['input_mb']:.1f} MB of input files; "
-        f"`medcurate run` {summary['wall_s']:.1f} s wall, {summary['cpu_s']:.1f} CPU-s, "
+        f"`medcurate {summary['command']}` {summary['wall_s']:.1f} s wall, {summary['cpu_s']:.1f} CPU-s, "
         f"peak RSS of the process tree {summary['peak'] / 2**20:.0f} MiB; "
         f"near-duplicate candidate pairs verified by curate: {summary['near_dup_candidate_pairs']} "
         f"(LSH proposed {summary['near_dup_proposed_pairs']})"
@@ -157,8 +165,16 @@ def main() -> None:
     parser.add_argument("--notes-fraction", type=float, default=0.1, help="share of clinical notes")
     parser.add_argument("--out", type=Path, help="also write the table (Markdown) and the raw numbers (JSON) here")
     parser.add_argument("--keep", type=Path, help="generate and run in this folder and keep it, not a temp dir")
+    parser.add_argument(
+        "--stage",
+        choices=STAGE_NAMES,
+        help="run only this stage (`medcurate stage`) on the corpus and data root kept in --keep by an earlier run: "
+        "to measure one stage again after a change without the hours of the stages before it",
+    )
     args = parser.parse_args()
-    rows, summary = run(args.docs, args.notes_fraction, args.keep)
+    if args.stage and not (args.keep and (args.keep / "corpus" / "scale.yaml").is_file()):
+        parser.error("--stage needs --keep naming the folder of an earlier run (its corpus/scale.yaml and data/)")
+    rows, summary = run(args.docs, args.notes_fraction, args.keep, args.stage)
     text = table(rows, summary)
     print(text)
     if args.out:

@@ -86,13 +86,15 @@ class PeakTreeRSS:
 BENCHMARK_KEY = "benchmark-key-not-a-secret-0123456789"
 
 
-def measured_run(spec: Path, data_root: Path) -> tuple[PeakTreeRSS, float]:
-    """``medcurate run SPEC`` into ``data_root`` (run id "bench"), sampled: the tree's samples and the wall
-    seconds.  Exits the benchmark when the run fails."""
+def measured_run(spec: Path, data_root: Path, stage: str | None = None) -> tuple[PeakTreeRSS, float]:
+    """``medcurate run SPEC`` into ``data_root`` (run id "bench"), or ``medcurate stage STAGE SPEC`` alone on a data
+    root that the earlier stages filled, sampled: the tree's samples and the wall seconds.  Exits the benchmark
+    when the run fails."""
     medcurate = str(Path(sys.executable).parent / "medcurate")
+    command = ["stage", stage] if stage else ["run"]
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [medcurate, "run", str(spec), "--data-root", str(data_root), "--run-id", "bench"],
+        [medcurate, *command, str(spec), "--data-root", str(data_root), "--run-id", "bench"],
         stdout=subprocess.DEVNULL,
         env={**os.environ, "MEDCURATE_PSEUDONYM_KEY": BENCHMARK_KEY},
     )
@@ -100,5 +102,5 @@ def measured_run(spec: Path, data_root: Path) -> tuple[PeakTreeRSS, float]:
         code = proc.wait()
     wall = time.perf_counter() - started
     if code != 0:
-        sys.exit(f"medcurate run failed with exit code {code} (data root {data_root})")
+        sys.exit(f"medcurate {' '.join(command)} failed with exit code {code} (data root {data_root})")
     return memory, wall
