@@ -71,7 +71,7 @@ class QuarantineWriter:
             raise ValueError(f"this quarantine writer belongs to source '{self.source}', not '{source}'")
         if source not in self._writers:
             path = self.zones.quarantine / self.stage / f"{source}.parquet"
-            self._writers[source] = RowGroupWriter(path, QUARANTINE_SCHEMA, QUARANTINE_GROUP_ROWS, private=True)
+            self._writers[source] = RowGroupWriter(path, QUARANTINE_SCHEMA, QUARANTINE_GROUP_ROWS, zones=self.zones)
         self._writers[source].add(
             {
                 "run_id": self.run_id,

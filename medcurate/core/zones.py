@@ -107,14 +107,20 @@ def write_parquet(table: pa.Table, path: Path, zones: Zones | None = None) -> Pa
     return write_parquet_groups([table], table.schema, path, zones)
 
 
-def write_parquet_groups(groups: Iterable[pa.Table], schema: pa.Schema, path: Path, zones: Zones | None = None) -> Path:
-    """``write_parquet`` for a part streamed in: each table becomes its own row group(s), and only one is held
-    at a time, so a part larger than memory can be written."""
+def _make_parent(path: Path, zones: Zones | None) -> bool:
+    """Create ``path``'s directory, owner-only when it lies in a PHI zone; returns whether it does."""
     phi = zones is not None and zones.is_phi_path(path)
     if phi:
         make_private_dir(path.parent)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
+    return phi
+
+
+def write_parquet_groups(groups: Iterable[pa.Table], schema: pa.Schema, path: Path, zones: Zones | None = None) -> Path:
+    """``write_parquet`` for a part streamed in: each table becomes its own row group(s), and only one is held
+    at a time, so a part larger than memory can be written."""
+    phi = _make_parent(path, zones)
     tmp = temporary_path(path)
     with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
         empty = True
@@ -137,7 +143,7 @@ class RowGroupWriter:
     The one way a record that grows with the run is written: an ingested part (rows are ``Document``s, made a
     table by ``to_table``), a stage's quarantine records, the deid events.  The bytes depend only on the rows, not
     on how they were handed in; up to one group, the file is what ``write_parquet`` writes for the same rows.
-    ``private`` files (in a PHI zone) are owner-only from their first byte.
+    With ``zones``, a file in a PHI zone is owner-only from its first byte, as ``write_parquet`` decides it.
     """
 
     def __init__(
@@ -147,13 +153,13 @@ class RowGroupWriter:
         group_rows: int,
         *,
         to_table: Callable[[list[Any]], pa.Table] | None = None,
-        private: bool = False,
+        zones: Zones | None = None,
     ) -> None:
         self.path = path
         self.schema = schema
         self.group_rows = group_rows
         self.to_table = to_table or (lambda rows: pa.Table.from_pylist(rows, schema=schema))
-        self.private = private
+        self.zones = zones
         self.rows = 0
         self._tmp = temporary_path(path)
         self._buffer: list[Any] = []
@@ -174,12 +180,9 @@ class RowGroupWriter:
 
     def _flush(self) -> None:
         if self._writer is None:
-            if self.private:
-                make_private_dir(self.path.parent)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+            phi = _make_parent(self.path, self.zones)
             self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
-            if self.private:
+            if phi:
                 os.chmod(self._tmp, 0o600)
         self._writer.write_table(self.to_table(self._buffer))
         self._buffer.clear()

@@ -91,7 +91,7 @@ def _ingest_file(
     provenance = Provenance(source.name, source.kind, file_id, sha, source.license, source.legal_basis, ctx.run_id)
     # A part is written in row groups as the file parses, under a temporary name until the whole file has parsed.
     to_table = partial(documents_to_table, provenance=provenance)
-    writer = RowGroupWriter(part, RAW_DOCUMENT_SCHEMA, ROW_GROUP_DOCS, to_table=to_table, private=True)
+    writer = RowGroupWriter(part, RAW_DOCUMENT_SCHEMA, ROW_GROUP_DOCS, to_table=to_table, zones=ctx.zones)
     seqs: list[int] = []
     ids: list[str] = []
     rejected: list[RejectedRecord] = []
