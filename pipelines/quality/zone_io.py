@@ -6,7 +6,7 @@ tell which rows are good, so it refuses the batch (``StageFailed``) instead of g
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -96,22 +96,19 @@ def part_batches(
             )
 
 
-def _doc_ids(paths: Iterable[Path]) -> set[str]:
-    """The doc_id column of Parquet files, read alone: no text is loaded."""
-    found: set[str] = set()
-    for path in paths:
-        found.update(d for d in pq.read_table(path, columns=["doc_id"]).column("doc_id").to_pylist() if d)
-    return found
+def _doc_id_column(directory: Path) -> pa.ChunkedArray:
+    """The doc_id column of a zone directory's Parquet parts, read alone: no text is loaded."""
+    columns = [pq.read_table(p, columns=["doc_id"]).column("doc_id") for p in zone_parts(directory)]
+    return pa.chunked_array([c for column in columns for c in column.chunks], pa.string())
 
 
 def zone_doc_ids(directory: Path) -> set[str]:
-    return _doc_ids(zone_parts(directory))
+    return {d for d in _doc_id_column(directory).to_pylist() if d}
 
 
 def zone_id_lookup(directory: Path) -> IdLookup:
     """The doc_ids of a zone directory (nulls left out) to look batches up in: 16 bytes an id, not a set's ~100."""
-    columns = [pq.read_table(p, columns=["doc_id"]).column("doc_id") for p in zone_parts(directory)]
-    ids = pa.chunked_array([c for column in columns for c in column.chunks], pa.string()).combine_chunks()
+    ids = _doc_id_column(directory).combine_chunks()
     return IdLookup(ids.filter(pc.is_valid(ids)))
 
 
