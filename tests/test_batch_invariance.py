@@ -4,7 +4,8 @@ number of Ray workers (issue 14): the spec's ``parallel`` section cuts the work,
 The session's sample run (``sample_run``: the default batches, 64 texts per de-identification call and 1,024
 rows per tokenization call, on 2 actors) is run again through the content stages, ingest to shard, in a fresh
 data root with the same corpus, key and run id, but 7 documents per Ray call on 1 actor: the scaled-down
-"batch size 10,000 and 2 workers / 1,000 and 1 worker" of the issue (the sample is a few hundred documents).
+"batch size 10,000 and 2 workers / 1,000 and 1 worker" of the issue (the sample is a few hundred documents),
+and Great Expectations validating partitions of 13 rows instead of each source whole.
 Real Ray (the session's), real Presidio, real Great Expectations.  ``test_ray_cluster.py`` compares a third
 cut, 16 documents per call over two Ray nodes, with the same run.
 """
@@ -21,7 +22,7 @@ CONTENT_STAGES = ("ingest", "validate_raw", "deid", "curate", "shard")
 
 
 @pytest.mark.slow
-def test_curated_parquet_and_shards_do_not_depend_on_batch_size_or_workers(sample_run, tmp_path: Path):
+def test_curated_parquet_and_shards_do_not_depend_on_batch_size_or_workers(sample_run, tmp_path: Path, monkeypatch):
     from medcurate.core.spec import load_spec
     from medcurate.core.zones import make_private_dir
     from medcurate.runner import DEMO_KEY_FILE, open_run, run_stage
@@ -30,6 +31,8 @@ def test_curated_parquet_and_shards_do_not_depend_on_batch_size_or_workers(sampl
     spec = sample_run.sample_dir / "sample-batch-7.yaml"
     spec.write_text((sample_run.sample_dir / "sample.yaml").read_text() + "parallel: {batch_docs: 7, workers: 1}\n")
     assert load_spec(spec).parallel.workers == 1
+    # And Great Expectations sees each source in partitions of 13 rows, where the sample run saw one.
+    monkeypatch.setattr("pipelines.quality.frame_partitions.ROWS_PER_PARTITION", 13)
     key_file = tmp_path / "data" / DEMO_KEY_FILE
     make_private_dir(key_file.parent)
     key_file.write_text((sample_run.zones.root / DEMO_KEY_FILE).read_text())

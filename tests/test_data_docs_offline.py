@@ -11,7 +11,8 @@ import pytest
 from browser import dom, screenshot_pixels
 
 from pipelines.quality.data_docs_offline import STATIC, make_offline
-from pipelines.quality.gx_context import open_context, publish_data_docs, validate_frame
+from pipelines.quality.frame_partitions import FramePartitions
+from pipelines.quality.gx_context import open_context, publish_data_docs, validate_partitions
 from pipelines.quality.suites import SuiteConfig
 
 pytestmark = pytest.mark.slow
@@ -33,7 +34,9 @@ def site(tmp_path_factory) -> Path:
     governance = tmp_path_factory.mktemp("governance")
     context = open_context(governance)
     frame = pd.DataFrame({"chars": [10, 20, 90], "doc_id": ["a", "b", "c"], "row": [0, 1, 2]})
-    outcome = validate_frame(context, SUITE, "notes", frame, {}, "run-offline")
+    partitions = FramePartitions(governance / "frames", len(frame), frame.iloc[:0])
+    partitions.add(frame)
+    outcome = validate_partitions(context, SUITE, "notes", partitions, {}, "run-offline")
     assert not outcome.success
     return Path(publish_data_docs(context)).parent
 

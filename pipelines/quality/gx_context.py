@@ -1,7 +1,8 @@
-"""The project's file-backed GX context under ``governance/gx/`` and one way to validate a frame with it.
+"""The project's file-backed GX context under ``governance/gx/`` and one way to validate a source's frame with
+it, a partition at a time (frame_partitions.py), stored as one result (gx_merge.py).
 
 The context is re-opened by every stage and every object in it (data source, asset, batch definition,
-suite, validation definition, checkpoint) is get-or-created / add-or-updated, so a second run, a retried
+suite) is get-or-created / add-or-updated, so a second run, a retried
 Airflow task or a changed ``suites.yaml`` all work against the same directory.  Results and Data Docs
 accumulate there, one validation per (suite, source) per run, named by the medcurate run id.
 """
@@ -11,19 +12,31 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import great_expectations as gx
 import pandas as pd
-from great_expectations.checkpoint import UpdateDataDocsAction
+from great_expectations.core.expectation_validation_result import (
+    ExpectationSuiteValidationResult,
+    ExpectationValidationResult,
+)
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context import FileDataContext, data_context_variables
 from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.data_context.types.resource_identifiers import (
+    ExpectationSuiteIdentifier,
+    ValidationResultIdentifier,
+)
+from great_expectations.validator.v1_validator import Validator
+from great_expectations.validator.validator import calc_validation_statistics
 
 from pipelines.quality.data_docs_offline import make_offline
+from pipelines.quality.frame_partitions import FramePartitions
 from pipelines.quality.frames import INDEX_COLUMNS
+from pipelines.quality.gx_merge import is_row_count, merge_row_wise
 from pipelines.quality.suites import SuiteConfig
 
 # GX names this module's logger by file path, outside the "great_expectations" hierarchy.
@@ -48,9 +61,10 @@ def open_context(governance: Path) -> FileDataContext:
 def publish_data_docs(context: FileDataContext) -> str:
     """Make the local Data Docs site readable offline and return the filesystem path of its index.html.
 
-    Every checkpoint run re-renders the whole site from GX's templates (CDN links included), so this runs
-    once a stage's validations are done, on the site as it finally stands.
+    GX renders the whole site from its templates (CDN links included), so this runs once a stage's
+    validations are stored.
     """
+    context.build_data_docs()
     index = Path(unquote(urlparse(context.get_docs_sites_urls()[0]["site_url"]).path))
     make_offline(index.parent)
     return str(index)
@@ -94,41 +108,90 @@ def _batch_definition(context: FileDataContext, asset_name: str) -> Any:
         return asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION)
 
 
-def validate_frame(
+def validate_partitions(
     context: FileDataContext,
     suite: SuiteConfig,
     source: str,
-    frame: pd.DataFrame,
+    frame: FramePartitions,
     parameters: dict[str, Any],
     run_name: str,
 ) -> ValidationOutcome:
-    """Run ``suite`` over ``frame`` with one checkpoint (results stored, Data Docs rebuilt)."""
+    """Run ``suite`` over a source's frame a partition at a time and store one merged result for it.
+
+    GX validates each partition (its row-wise expectations) and, once, a frame of the source's row count and no
+    columns (its row-count expectations); gx_merge.py turns those into the one result an auditor reads in Data
+    Docs (built once per stage by ``publish_data_docs``)."""
     name = f"{suite.name}-{source}"
-    gx_suite = context.suites.add_or_update(suite.build())
-    validation = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=name, data=_batch_definition(context, name), suite=gx_suite)
+    context.suites.add_or_update(suite.build())
+    definition = _batch_definition(context, name)
+    expectations = suite.expectations_built()
+    counted = [is_row_count(e) for e in expectations]
+    row_wise = gx.ExpectationSuite(name=suite.name, expectations=[e for e in expectations if not is_row_count(e)])
+    row_count = gx.ExpectationSuite(name=suite.name, expectations=[e for e in expectations if is_row_count(e)])
+    result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": INDEX_COLUMNS}
+    per_partition: list[list[ExpectationValidationResult]] = []
+    meta: dict[str, Any] = {}
+    batch_id = name
+    for partition in frame.frames():
+        validator = Validator(definition, result_format, {"dataframe": partition})
+        result = validator.validate_expectation_suite(row_wise, parameters)
+        per_partition.append(result.results)
+        meta, batch_id = meta or dict(result.meta), result.batch_id or batch_id
+    merged = iter([merge_row_wise(list(parts)) for parts in zip(*per_partition, strict=True)])
+    no_columns = pd.DataFrame(index=pd.RangeIndex(frame.rows))
+    counts = iter(
+        Validator(definition, result_format, {"dataframe": no_columns})
+        .validate_expectation_suite(row_count, parameters)
+        .results
     )
-    checkpoint = context.checkpoints.add_or_update(
-        gx.Checkpoint(
-            name=name,
-            validation_definitions=[validation],
-            actions=[UpdateDataDocsAction(name="update_data_docs")],
-            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": INDEX_COLUMNS},
-        )
+    results = [next(counts) if c else next(merged) for c in counted]
+    _store(context, suite.name, batch_id, results, meta, frame, run_name)
+    return _outcome(suite.name, source, frame.rows, results)
+
+
+def _store(
+    context: FileDataContext,
+    suite_name: str,
+    batch_id: str,
+    results: list[ExpectationValidationResult],
+    meta: dict[str, Any],
+    frame: FramePartitions,
+    run_name: str,
+) -> None:
+    """Keep the merged result in the project's validation store, where Data Docs finds it."""
+    run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
+    statistics = calc_validation_statistics(results)
+    merged = ExpectationSuiteValidationResult(
+        results=results,
+        success=statistics.success,
+        suite_name=suite_name,
+        statistics={
+            "evaluated_expectations": statistics.evaluated_expectations,
+            "successful_expectations": statistics.successful_expectations,
+            "unsuccessful_expectations": statistics.unsuccessful_expectations,
+            "success_percent": statistics.success_percent,
+        },
+        meta={
+            **meta,
+            "run_id": run_id,
+            "validation_time": run_id.run_time,
+            "batch_parameters": {"rows": frame.rows, "partitions": frame.count},
+        },
+        batch_id=batch_id,
     )
-    result = checkpoint.run(
-        batch_parameters={"dataframe": frame},
-        expectation_parameters=parameters,
-        run_id=RunIdentifier(run_name=run_name),
+    suite_id = ExpectationSuiteIdentifier(name=suite_name)
+    context.validation_results_store.store_validation_results(
+        suite_validation_result=merged,
+        suite_validation_result_identifier=ValidationResultIdentifier(
+            batch_identifier=batch_id, expectation_suite_identifier=suite_id, run_id=run_id
+        ),
+        expectation_suite_identifier=suite_id,
     )
-    (validation_result,) = result.run_results.values()
-    outcome = ValidationOutcome(
-        suite=suite.name,
-        source=source,
-        success=bool(validation_result.success),
-        evaluated=len(frame),
-    )
-    for expectation_result in validation_result.results:
+
+
+def _outcome(suite: str, source: str, rows: int, results: list[ExpectationValidationResult]) -> ValidationOutcome:
+    outcome = ValidationOutcome(suite=suite, source=source, success=all(r.success for r in results), evaluated=rows)
+    for expectation_result in results:
         if expectation_result.success:
             continue
         config = expectation_result.expectation_config

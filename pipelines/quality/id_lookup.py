@@ -18,7 +18,7 @@ import xxhash
 _HASH_CHUNK = 65_536
 
 
-def _hashes(doc_ids: list[str | None]) -> np.ndarray:
+def id_hashes(doc_ids: list[str | None]) -> np.ndarray:
     """64-bit hashes (a null id hashes to 0, and matches nothing but a null)."""
     return np.fromiter(
         (0 if d is None else xxhash.xxh3_64_intdigest(d.encode()) for d in doc_ids), np.uint64, count=len(doc_ids)
@@ -32,7 +32,7 @@ class IdLookup:
         self.ids = ids
         hashes = np.concatenate(
             [np.zeros(0, np.uint64)]
-            + [_hashes(ids.slice(i, _HASH_CHUNK).to_pylist()) for i in range(0, len(ids), _HASH_CHUNK)]
+            + [id_hashes(ids.slice(i, _HASH_CHUNK).to_pylist()) for i in range(0, len(ids), _HASH_CHUNK)]
         )
         self._order = np.argsort(hashes, kind="stable")
         self._sorted = hashes[self._order]
@@ -45,7 +45,7 @@ class IdLookup:
         found = np.full(len(doc_ids), -1, np.int64)
         if not len(self):
             return found
-        wanted = _hashes(doc_ids)
+        wanted = id_hashes(doc_ids)
         first = np.searchsorted(self._sorted, wanted)
         hit = self._sorted[np.minimum(first, len(self) - 1)] == wanted
         for i in np.flatnonzero(hit).tolist():

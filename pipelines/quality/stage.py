@@ -15,10 +15,12 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,12 +36,20 @@ from pipelines.quality.curate_pipeline import build_pipeline, minimum_rows, prev
 from pipelines.quality.curation_config import curation_config
 from pipelines.quality.dedup import published_entries
 from pipelines.quality.dedup_index import PublishedIndex, index_path, save_index
+from pipelines.quality.frame_partitions import FramePartitions
 from pipelines.quality.frames import curated_frame, document_frame, shard_frame
-from pipelines.quality.gx_context import ValidationOutcome, open_context, publish_data_docs, validate_frame
+from pipelines.quality.gx_context import ValidationOutcome, open_context, publish_data_docs, validate_partitions
 from pipelines.quality.spill import Spill
 from pipelines.quality.steps import Doc, Ledger
 from pipelines.quality.suites import SuiteConfig, load_suites
-from pipelines.quality.zone_io import part_batches, read_shard_rows, relaxed, zone_doc_ids, zone_id_lookup
+from pipelines.quality.zone_io import (
+    part_batches,
+    read_shard_rows,
+    relaxed,
+    zone_doc_ids,
+    zone_id_lookup,
+    zone_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +123,9 @@ def _finish(report: StageReport, context: FileDataContext, outcomes: Iterable[Va
 def validate_raw(ctx: RunContext) -> StageReport:
     """Validate each source's raw parts with the "raw" suite; quarantine failing rows, fail broken batches.
 
-    The documents stream: the suite sees one frame of ids and text facts per source, built ``parallel.batch_docs``
-    documents at a time, and the rows it fails are quarantined in a second pass that reads no text."""
+    The documents stream: each source's frame of ids and text facts is built ``parallel.batch_docs`` documents
+    at a time and validated a partition at a time (frame_partitions.py), and the rows the suite fails are
+    quarantined in a second pass that reads no text."""
     stage = "validate_raw"
     report = StageReport(stage=stage, run_id=ctx.run_id)
     suite = load_suites()["raw"]
@@ -122,30 +133,31 @@ def validate_raw(ctx: RunContext) -> StageReport:
     writer = QuarantineWriter(ctx.zones, stage, ctx.run_id)
     batch_docs = ctx.spec.parallel.batch_docs or BATCH_DOCS
     outcomes, problems = [], {}
-    for source in ctx.spec.sources:
-        directory = ctx.zones.raw / source.name
-        frames = [document_frame(relaxed(RAW_DOCUMENT_SCHEMA).empty_table())]
-        frames.extend(document_frame(t) for t in part_batches(directory, RAW_DOCUMENT_SCHEMA, stage, batch_docs))
-        frame = _numbered(frames)
-        # An empty source is fine only when it has no input; otherwise the suite's row count check fails it.
-        if frame.empty and not list_inputs(source, ctx.spec.base_dir).files:
-            continue
-        outcome = validate_frame(context, suite, source.name, frame, _document_parameters(ctx), ctx.run_id)
-        outcomes.append(outcome)
-        rows, source_problems = _triage(outcome, suite)
-        if source_problems:
-            problems[source.name] = source_problems
-        if rows:
-            first = 0
-            for table in part_batches(directory, RAW_DOCUMENT_SCHEMA, stage, batch_docs, QUARANTINE_COLUMNS):
-                batch = {r - first: v for r, v in rows.items() if first <= r < first + table.num_rows}
-                _quarantine_rows(writer, source.name, table, batch)
-                first += table.num_rows
-        counts = report.counts(source.name)
-        counts.input = len(frame)
-        counts.output = len(frame) - len(rows)
-        for reason, _ in rows.values():
-            counts.remove(reason)
+    with _frames_scratch(ctx, stage) as scratch:
+        for source in ctx.spec.sources:
+            directory = ctx.zones.raw / source.name
+            frame = FramePartitions(scratch / source.name, zone_rows(directory), _empty_frame(RAW_DOCUMENT_SCHEMA))
+            for table in part_batches(directory, RAW_DOCUMENT_SCHEMA, stage, batch_docs):
+                frame.add(document_frame(table))
+            # An empty source is fine only when it has no input; otherwise the suite's row count check fails it.
+            if not frame.rows and not list_inputs(source, ctx.spec.base_dir).files:
+                continue
+            outcome = validate_partitions(context, suite, source.name, frame, _document_parameters(ctx), ctx.run_id)
+            outcomes.append(outcome)
+            rows, source_problems = _triage(outcome, suite)
+            if source_problems:
+                problems[source.name] = source_problems
+            if rows:
+                first = 0
+                for table in part_batches(directory, RAW_DOCUMENT_SCHEMA, stage, batch_docs, QUARANTINE_COLUMNS):
+                    batch = {r - first: v for r, v in rows.items() if first <= r < first + table.num_rows}
+                    _quarantine_rows(writer, source.name, table, batch)
+                    first += table.num_rows
+            counts = report.counts(source.name)
+            counts.input = frame.rows
+            counts.output = frame.rows - len(rows)
+            for reason, _ in rows.values():
+                counts.remove(reason)
     writer.flush()
     _finish(report, context, outcomes)
     log.info("%s: %d documents validated, %d quarantined", stage, report.total_input, writer.count())
@@ -163,13 +175,20 @@ def _live_batches(
         yield table.num_rows, live
 
 
-def _numbered(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Batch frames as one source frame, ``row`` renumbered to each row's position in the source.  The list is
-    emptied: the caller's batch frames would otherwise live on beside their copy while the suite runs."""
-    frame = pd.concat(frames, ignore_index=True)
-    frames.clear()
-    frame["row"] = range(len(frame))
-    return frame
+@contextmanager
+def _frames_scratch(ctx: RunContext, stage: str) -> Iterator[Path]:
+    """A stage's folder for its validation frames' partitions, removed however the stage ends."""
+    scratch = ctx.zones.root / f".{stage}-frames.{ctx.run_id}.tmp"
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _empty_frame(schema: pa.Schema) -> pd.DataFrame:
+    """The document frame of no rows: the columns and types every batch's frame has."""
+    return document_frame(relaxed(schema).empty_table())
 
 
 def _drop_failed(
@@ -210,7 +229,7 @@ def curate(ctx: RunContext) -> StageReport:
 
     The documents stream: each pass reads ``parallel.batch_docs`` of them at a time (default
     ``BATCH_DOCS``) and the passes hand documents to each other through spills on disk (spill.py).
-    The suites see one frame of ids and text facts per source; dedup keeps hashes and signatures only,
+    The suites see frames of ids and text facts, a partition at a time; dedup keeps hashes and signatures only,
     decides once over the whole run in dedup order, and applies its decisions in a second pass, so no
     decision depends on how the documents were batched.
 
@@ -245,24 +264,26 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
     # Pass 1: the "deid" suite on each source's frame of ids and text facts.
     for source in ctx.spec.sources:
         counts = report.counts(source.name)
-        frames = [document_frame(relaxed(DEID_DOCUMENT_SCHEMA).empty_table())]
+        directory = ctx.zones.deid / source.name
+        empty = _empty_frame(DEID_DOCUMENT_SCHEMA)
+        frame = FramePartitions(scratch / "frames-deid" / source.name, zone_rows(directory), empty)
+        live_ids: list[pa.Array] = []
         for read, live in _live_batches(ctx, source.name, skip, batch_docs):
             counts.input += read
             if live.num_rows < read:
                 counts.remove(QUARANTINED_EARLIER, read - live.num_rows)
-            frames.append(document_frame(live))
-        frame = _numbered(frames)
+            frame.add(document_frame(live))
+            live_ids.extend(live.column("doc_id").chunks)
         # Nothing to curate is fine when every raw document of the source is accounted for in quarantine;
         # an empty table while raw documents are still live means they were lost: the suite fails it.
-        if frame.empty and not zone_doc_ids(ctx.zones.raw / source.name) - skipped:
+        if not frame.rows and not zone_doc_ids(ctx.zones.raw / source.name) - skipped:
             continue
-        outcome = validate_frame(context, suites["deid"], source.name, frame, parameters, ctx.run_id)
+        outcome = validate_partitions(context, suites["deid"], source.name, frame, parameters, ctx.run_id)
         outcomes.append(outcome)
         failed, source_problems = _triage(outcome, suites["deid"])
         if source_problems:
             problems[source.name] = source_problems
-        passing = frame["doc_id"][~frame["row"].isin(list(failed))]
-        sources.append(_Source(source.name, failed, pa.chunked_array([pa.array(passing.dropna(), pa.string())])))
+        sources.append(_Source(source.name, failed, _passing_ids(pa.chunked_array(live_ids, pa.string()), failed)))
 
     pipeline, previous = None, PublishedIndex(())
     if not problems:
@@ -297,17 +318,18 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
         for source in sources:
             source.curated = Spill(scratch / "curated" / f"{source.name}.arrow", relaxed(DEID_DOCUMENT_SCHEMA))
             raw_ids = zone_id_lookup(ctx.zones.raw / source.name)
-            frames = [curated_frame(relaxed(DEID_DOCUMENT_SCHEMA).empty_table(), raw_ids)]
+            empty = curated_frame(relaxed(DEID_DOCUMENT_SCHEMA).empty_table(), raw_ids)
+            frame = FramePartitions(scratch / "frames-curated" / source.name, source.cleaned.rows, empty)
             for batch in source.cleaned.batches():
                 table = _table(pipeline.finish(batch.to_pylist(), ledger))
                 source.curated.write(table)
-                frames.append(curated_frame(table, raw_ids))
+                frame.add(curated_frame(table, raw_ids))
             bound = {
                 **parameters,
                 "licenses": licenses,
                 "min_rows": minimum_rows(earlier.get(source.name), config.max_source_drop),
             }
-            outcome = validate_frame(context, suites["curated"], source.name, _numbered(frames), bound, ctx.run_id)
+            outcome = validate_partitions(context, suites["curated"], source.name, frame, bound, ctx.run_id)
             outcomes.append(outcome)
             source.curated_failed, source_problems = _triage(outcome, suites["curated"])
             if source_problems:
@@ -357,6 +379,14 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
     return report
 
 
+def _passing_ids(doc_ids: pa.ChunkedArray, failed: dict[int, tuple[str, str]]) -> pa.ChunkedArray:
+    """The doc_ids of a source's rows (in row order) that the suite did not fail, nulls left out."""
+    keep = np.ones(len(doc_ids), dtype=bool)
+    keep[list(failed)] = False
+    passing = doc_ids.filter(pa.array(keep))
+    return passing.filter(pc.is_valid(passing))
+
+
 def _table(docs: list[Doc]) -> pa.Table:
     return pa.Table.from_pylist(docs, schema=relaxed(DEID_DOCUMENT_SCHEMA))
 
@@ -376,7 +406,10 @@ def validate_shards(ctx: RunContext) -> StageReport:
     rows = read_shard_rows(ctx.zones.shards, mode, stage)
     frame = shard_frame(rows, zone_doc_ids(ctx.zones.curated))
     parameters = {"splits": list(ctx.spec.splits), "max_row_tokens": ctx.spec.seq_len if mode == "packed" else None}
-    outcome = validate_frame(context, suite, "all", frame, parameters, ctx.run_id)
+    with _frames_scratch(ctx, stage) as scratch:
+        partitions = FramePartitions(scratch / "all", len(frame), frame.iloc[:0])
+        partitions.add(frame)
+        outcome = validate_partitions(context, suite, "all", partitions, parameters, ctx.run_id)
     _, problems = _triage(outcome, suite)
     copies = frame[frame["doc_token_start"].eq(0).fillna(False)]
     for source, n in copies["source"].value_counts().sort_index().items():

@@ -13,6 +13,7 @@ from typing import Any
 
 import great_expectations as gx
 import yaml
+from great_expectations.expectations.expectation import Expectation
 from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
 SUITES_FILE = Path(__file__).with_name("suites.yaml")
@@ -30,11 +31,14 @@ class SuiteConfig:
         Each configuration is turned into an Expectation first because that raises on a typo in the YAML,
         where the suite constructor would only log it and drop the expectation.
         """
-        expectations = [
+        return gx.ExpectationSuite(name=self.name, expectations=self.expectations_built())
+
+    def expectations_built(self) -> list[Expectation]:
+        """The expectations as fresh GX objects, in suite order."""
+        return [
             ExpectationConfiguration(type=item["type"], kwargs=dict(item.get("kwargs", {}))).to_domain_obj()
             for item in self.expectations
         ]
-        return gx.ExpectationSuite(name=self.name, expectations=expectations)
 
     def priority(self, expectation_type: str, column: str | None) -> int:
         """Position of an expectation in the suite: the quarantine reason is the first one a row fails."""

@@ -96,6 +96,11 @@ def part_batches(
             )
 
 
+def zone_rows(directory: Path) -> int:
+    """Rows of a zone directory's Parquet parts, from their footers: nothing else is read."""
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in zone_parts(directory))
+
+
 def _doc_id_column(directory: Path) -> pa.ChunkedArray:
     """The doc_id column of a zone directory's Parquet parts, read alone: no text is loaded."""
     columns = [pq.read_table(p, columns=["doc_id"]).column("doc_id") for p in zone_parts(directory)]
