@@ -85,8 +85,11 @@ class DeidStage:
         ledger = self.ledger
         try:
             with ray_session():
-                for source_dir, path in _raw_parts(self.ctx):
-                    written.add(self.process_part(source_dir, path, skip).resolve())
+                try:
+                    for source_dir, path in _raw_parts(self.ctx):
+                        written.add(self.process_part(source_dir, path, skip).resolve())
+                finally:
+                    self.text.close()  # the later stages of a run share this Ray session, not these actors
             for stale in self.ctx.zones.deid.rglob("*.parquet") if self.ctx.zones.deid.exists() else []:
                 if stale.resolve() not in written:
                     stale.unlink()

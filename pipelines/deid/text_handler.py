@@ -79,6 +79,15 @@ class RayTextAnalyzer:
             self.actors += [self.actor_class.remote() for _ in range(wanted - len(self.actors))]
             self.pool = ActorPool(self.actors)
 
+    def close(self) -> None:
+        """Stop the actors.  Dropping the handles is not enough: a reference cycle through the stage can keep
+        them, and with them spaCy and Presidio (~430 MB an actor), alive through the stages after deid."""
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors, self.pool = [], None
+
     def analyze(self, texts: list[str]) -> list[list[PhiSpan]]:
         size = self.batch_docs
         batches = [texts[i : i + size] for i in range(0, len(texts), size)]
@@ -109,6 +118,12 @@ class TextHandler:
         self.extra_dropped: Counter[str] = Counter()
         self.review: list[dict[str, Any]] = []
         self.analyzer: RayTextAnalyzer | None = None
+
+    def close(self) -> None:
+        """Stop the analyzer's Ray actors, if any were started; the next ``handle`` starts new ones."""
+        if self.analyzer is not None:
+            self.analyzer.close()
+            self.analyzer = None
 
     def handle(self, rows: list[dict]) -> list[dict]:
         """Free text, titles and the free-text leaves of structured payloads, analyzed in one Ray batch."""
