@@ -18,7 +18,7 @@ the directory by the stage.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +36,19 @@ ROWS_PER_PARTITION = 65_536
 class FramePartitions:
     """Validation frames written batch by batch into ``directory``, read back one partition at a time."""
 
-    def __init__(self, directory: Path, expected_rows: int, empty: pd.DataFrame, rows_per_partition: int | None = None):
-        """``empty`` is the frame builder's output for no rows: it fixes the columns and their types."""
+    def __init__(
+        self,
+        directory: Path,
+        expected_rows: int,
+        empty: pd.DataFrame,
+        rows_per_partition: int | None = None,
+        finish: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    ):
+        """``empty`` is the frame builder's output for no rows: it fixes the columns and their types.  ``finish``
+        adds the columns that compare a row with the other rows of its doc_id, to each partition as it is read
+        (every row of a doc_id is in that partition, in source order)."""
         self.directory = make_private_dir(directory)
+        self._finish = finish or (lambda frame: frame)
         self.count = max(1, math.ceil(expected_rows / (rows_per_partition or ROWS_PER_PARTITION)))
         self.rows = 0
         self._empty = empty
@@ -51,8 +61,10 @@ class FramePartitions:
         self.rows += len(frame)
         doc_ids = frame["doc_id"].tolist()
         hashes = id_hashes([d if isinstance(d, str) else None for d in doc_ids])
-        # A null doc_id has no duplicates to meet: spread those rows by row number.
-        partition = np.where(hashes == 0, frame["row"].to_numpy(), hashes % np.uint64(self.count)).astype(np.int64)
+        # Null doc_ids all go to the first partition: a check grouping by doc_id sees them together, as it would
+        # in the whole frame.
+        partition = (hashes % np.uint64(self.count)).astype(np.int64)
+        partition[hashes == 0] = 0
         for k in np.unique(partition).tolist():
             part = frame[partition == k]
             table = pa.Table.from_pandas(part, schema=self._schema, preserve_index=False)
@@ -71,12 +83,12 @@ class FramePartitions:
         written = sorted(self._writers)
         self._writers = {}
         if not written:
-            yield self._empty
+            yield self._finish(self._empty.copy())
         for k in written:
             path = self.directory / f"partition-{k:05d}.arrow"
             with pa.OSFile(str(path)) as source:
                 frame = pa.ipc.open_file(source).read_all().to_pandas()
-            yield frame.reset_index(drop=True)
+            yield self._finish(frame.reset_index(drop=True))
 
 
 def _schema(empty: pd.DataFrame) -> pa.Schema:

@@ -86,14 +86,14 @@ def _segment_tokens(rows: pa.Table) -> pd.Series:
     return pd.Series(pd.array(tokens, dtype="Int64"))
 
 
-def shard_frame(rows: pa.Table, curated_doc_ids: set[str]) -> pd.DataFrame:
-    """Shard rows (``zone_io.SHARD_ROWS``) -> one frame row per document segment, with its row's facts.
+def shard_segments(rows: pa.Table, curated: IdLookup) -> pd.DataFrame:
+    """Shard rows (``zone_io.SHARD_ROWS``, one shard file) -> one frame row per document segment, with its row's
+    facts and the facts of the segment alone; ``shard_document_facts`` adds those that compare it with the other
+    segments of its document.
 
     A documents-mode row is one segment; a packed row has one per document piece, and a document copy
-    ``(doc_id, repeat)`` may continue over several rows.  ``starts_where_previous_ended`` checks that each
-    piece begins where the copy's previous piece (in stream order) ended, so a piece lost, doubled or moved
-    shows up; ``splits_of_document`` counts the splits a doc_id was written to.  A row without segments
-    still gets one frame row (doc_id null) so its row facts are validated.
+    ``(doc_id, repeat)`` may continue over several rows.  A row without segments still gets one frame row
+    (doc_id null) so its row facts are validated.
     """
     doc_ids = rows.column("doc_ids").combine_chunks()
     segments = pd.DataFrame(
@@ -119,13 +119,21 @@ def shard_frame(rows: pa.Table, curated_doc_ids: set[str]) -> pd.DataFrame:
     ).join(_row_facts(rows))
     frame = segments.join(per_row, on="shard_row")
     frame.insert(0, "row", range(len(frame)))
+    frame["starts_first_copy"] = frame["repeat"].eq(0).fillna(False) & frame["doc_token_start"].eq(0).fillna(False)
+    frame["has_curated_parent"] = curated.contains([d if isinstance(d, str) else None for d in frame["doc_id"]])
+    return frame
+
+
+def shard_document_facts(frame: pd.DataFrame) -> pd.DataFrame:
+    """The facts of a segment that depend on its document's other segments, in stream order: whether it begins
+    where the copy's previous piece ended (so a piece lost, doubled or moved shows up), and how many splits the
+    document was written to.  Computed on a frame holding every segment of each of its doc_ids (a partition of
+    frame_partitions.py, or all of them)."""
     copy = frame.groupby(["doc_id", "repeat"], dropna=False)["segment_tokens"]
     frame["starts_where_previous_ended"] = (
         (copy.cumsum() - frame["segment_tokens"]).eq(frame["doc_token_start"]).astype("boolean")
     )
-    frame["starts_first_copy"] = frame["repeat"].eq(0).fillna(False) & frame["doc_token_start"].eq(0).fillna(False)
     frame["splits_of_document"] = frame.groupby("doc_id")["split"].transform("nunique").astype("Int64")
-    frame["has_curated_parent"] = frame["doc_id"].isin(curated_doc_ids).astype(bool)
     return frame
 
 

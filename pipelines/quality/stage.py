@@ -12,8 +12,10 @@ Two kinds of failure, handled differently:
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,15 +39,16 @@ from pipelines.quality.curation_config import curation_config
 from pipelines.quality.dedup import published_entries
 from pipelines.quality.dedup_index import PublishedIndex, index_path, save_index
 from pipelines.quality.frame_partitions import FramePartitions
-from pipelines.quality.frames import curated_frame, document_frame, shard_frame
+from pipelines.quality.frames import curated_frame, document_frame, shard_document_facts, shard_segments
 from pipelines.quality.gx_context import ValidationOutcome, open_context, publish_data_docs, validate_partitions
 from pipelines.quality.spill import Spill
 from pipelines.quality.steps import Doc, Ledger
 from pipelines.quality.suites import SuiteConfig, load_suites
 from pipelines.quality.zone_io import (
+    SHARD_ROWS,
     part_batches,
-    read_shard_rows,
     relaxed,
+    shard_row_batches,
     zone_doc_ids,
     zone_id_lookup,
     zone_rows,
@@ -379,6 +382,14 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
     return report
 
 
+def _manifest_documents(ctx: RunContext) -> int:
+    """Documents the shard manifest lists: how many segments validate_shards expects, to size its partitions
+    (only their size depends on it, never a verdict)."""
+    path = ctx.zones.shards / "manifest.json"
+    shards = json.loads(path.read_text()).get("shards", []) if path.is_file() else []
+    return sum(int(s.get("documents") or 0) for s in shards)
+
+
 def _passing_ids(doc_ids: pa.ChunkedArray, failed: dict[int, tuple[str, str]]) -> pa.ChunkedArray:
     """The doc_ids of a source's rows (in row order) that the suite did not fail, nulls left out."""
     keep = np.ones(len(doc_ids), dtype=bool)
@@ -394,30 +405,36 @@ def _table(docs: list[Doc]) -> pa.Table:
 def validate_shards(ctx: RunContext) -> StageReport:
     """Validate every document segment of all shard rows in one checkpoint; any failure is fatal.
 
-    Both shard modes are read as segments (``zone_io.read_shard_rows``), so one suite covers them: a
-    documents-mode row is one segment, a packed row one per document piece.  The report counts document
-    copies by source (a packed continuation is not counted again) and shard rows by split.
+    Both shard modes are read as segments, a shard file at a time (``zone_io.shard_row_batches``), so one
+    suite covers them: a documents-mode row is one segment, a packed row one per document piece.  The report
+    counts document copies by source (a packed continuation is not counted again) and shard rows by split.
     """
     stage = "validate_shards"
     report = StageReport(stage=stage, run_id=ctx.run_id)
     suite = load_suites()["shards"]
     context = open_context(ctx.zones.governance)
     mode = ctx.spec.shard.mode
-    rows = read_shard_rows(ctx.zones.shards, mode, stage)
-    frame = shard_frame(rows, zone_doc_ids(ctx.zones.curated))
+    curated = zone_id_lookup(ctx.zones.curated)
     parameters = {"splits": list(ctx.spec.splits), "max_row_tokens": ctx.spec.seq_len if mode == "packed" else None}
+    copies: Counter[str] = Counter()
+    splits: Counter[str] = Counter()
+    shard_rows = 0
     with _frames_scratch(ctx, stage) as scratch:
-        partitions = FramePartitions(scratch / "all", len(frame), frame.iloc[:0])
-        partitions.add(frame)
-        outcome = validate_partitions(context, suite, "all", partitions, parameters, ctx.run_id)
+        empty = shard_segments(SHARD_ROWS.empty_table(), curated)
+        frame = FramePartitions(scratch / "all", _manifest_documents(ctx), empty, finish=shard_document_facts)
+        for rows in shard_row_batches(ctx.zones.shards, mode, stage):
+            segments = shard_segments(rows, curated)
+            frame.add(segments)
+            copies.update(segments["source"][segments["doc_token_start"].eq(0).fillna(False)].dropna())
+            splits.update(rows.column("split").drop_null().to_pylist())
+            shard_rows += rows.num_rows
+        outcome = validate_partitions(context, suite, "all", frame, parameters, ctx.run_id)
     _, problems = _triage(outcome, suite)
-    copies = frame[frame["doc_token_start"].eq(0).fillna(False)]
-    for source, n in copies["source"].value_counts().sort_index().items():
+    for source, n in sorted(copies.items()):
         counts = report.counts(str(source))
-        counts.input = counts.output = int(n)
-    split_counts = rows.column("split").to_pandas().value_counts().sort_index()
-    report.details["splits"] = {str(k): int(v) for k, v in split_counts.items()}
+        counts.input = counts.output = n
+    report.details["splits"] = dict(sorted(splits.items()))
     _finish(report, context, [outcome])
-    log.info("%s: %d shard rows, %d document segments validated (mode %s)", stage, rows.num_rows, len(frame), mode)
+    log.info("%s: %d shard rows, %d document segments validated (mode %s)", stage, shard_rows, frame.rows, mode)
     _fail_if(stage, {"all": problems} if problems else {})
     return report

@@ -152,13 +152,13 @@ def _segment_lists_agree(table: pa.Table) -> bool:
     return all(pc.all(pc.equal(lengths[0], other)).as_py() is not False for other in lengths[1:])
 
 
-def read_shard_rows(shards: Path, mode: str, stage: str) -> pa.Table:
-    """Rows of every split directory (HF ``save_to_disk`` Arrow stream files) in ``SHARD_ROWS`` layout.
+def shard_row_batches(shards: Path, mode: str, stage: str) -> Iterator[pa.Table]:
+    """The rows of every split directory (HF ``save_to_disk`` Arrow stream files) in ``SHARD_ROWS`` layout, one
+    shard file at a time, split directories and files in name order.
 
     ``mode`` is the spec's ``shard.mode``; a part lacking that mode's columns fails the batch.
     """
     visible = sorted(p for p in shards.iterdir() if not p.name.startswith(".")) if shards.is_dir() else []
-    tables = [SHARD_ROWS.empty_table()]
     for split_dir in (p for p in visible if p.is_dir()):
         for arrow_file in sorted(p for p in split_dir.glob("*.arrow") if not p.name.startswith(".")):
             with pa.ipc.open_stream(arrow_file) as reader:
@@ -174,7 +174,6 @@ def read_shard_rows(shards: Path, mode: str, stage: str) -> pa.Table:
                 "split_directory": pa.array([split_dir.name] * rows.num_rows, pa.string()),
                 "input_ids_length": pc.list_value_length(rows.column("input_ids")).cast(pa.int32()),
             }
-            tables.append(
-                pa.table({f.name: derived[f.name] if f.name in derived else rows.column(f.name) for f in SHARD_ROWS})
-            )
-    return pa.concat_tables(tables, promote_options="permissive").cast(SHARD_ROWS)
+            yield pa.table(
+                {f.name: derived[f.name] if f.name in derived else rows.column(f.name) for f in SHARD_ROWS}
+            ).cast(SHARD_ROWS)
