@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import shutil
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -67,6 +69,21 @@ QUARANTINE_COLUMNS = ["doc_id", "source_file", "source_sha256", "position"]
 # Rows per row group of a curated part: a fixed number (whatever the batch size), so the bytes do not depend on
 # how curate batched, and small enough that writing a part, or reading a row group of it, holds a few MB.
 CURATED_ROW_GROUP_ROWS = 65_536
+
+
+class _PassLog:
+    """Logs the time each of curate's passes took and the driver's peak memory so far: at scale, the first
+    place to look for the pass that grows (docs/operations.md, "Scale")."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.last = time.perf_counter()
+
+    def __call__(self, what: str) -> None:
+        now = time.perf_counter()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
+        log.info("%s: %s done in %.1f s (peak resident memory so far %d MiB)", self.stage, what, now - self.last, peak)
+        self.last = now
 
 
 def _document_parameters(ctx: RunContext) -> dict[str, Any]:
@@ -263,6 +280,7 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
     shutil.rmtree(staging, ignore_errors=True)
     parameters = _document_parameters(ctx)
     outcomes, problems, sources = [], {}, []
+    done = _PassLog(stage)
 
     # Pass 1: the "deid" suite on each source's frame of ids and text facts.
     for source in ctx.spec.sources:
@@ -288,6 +306,7 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
             problems[source.name] = source_problems
         sources.append(_Source(source.name, failed, _passing_ids(pa.chunked_array(live_ids, pa.string()), failed)))
 
+    done("pass 1 (deid suite)")
     pipeline, previous = None, PublishedIndex(())
     if not problems:
         curated_ids = pa.chunked_array([c for s in sources for c in s.passing_ids.chunks], pa.string()).combine_chunks()
@@ -306,6 +325,7 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
     published: list[_Source] = []
     if pipeline is not None:
         pipeline.gate.decide()
+        done("pass 2 (gate observes)")
         # Pass 3: gate and filters; dedup observes the cleaned documents' hashes; the documents are spilled.
         for source in sources:
             source.cleaned = Spill(scratch / "cleaned" / f"{source.name}.arrow", relaxed(DEID_DOCUMENT_SCHEMA))
@@ -314,7 +334,9 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
                 docs = [d for i, d in enumerate(live.to_pylist()) if row + i not in source.deid_failed]
                 row += live.num_rows
                 source.cleaned.write(_table(pipeline.clean(docs, ledger)))
+        done("pass 3 (gate, filters, dedup observes)")
         pipeline.decide()
+        done("dedup decisions")
         # Pass 4: dedup's decisions and decontamination; the "curated" suite on each source's frame.
         earlier = previous_counts(ctx.zones.governance)
         licenses = sorted({s.license for s in ctx.spec.sources})
@@ -338,6 +360,7 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
             if source_problems:
                 problems[source.name] = source_problems
             published.append(source)
+        done("pass 4 (dedup applied, curated suite)")
     # Pass 5: quarantine what the "curated" suite failed; the rest is what would be published.
     finals: dict[str, Spill] = {}
     for source in published:
@@ -361,6 +384,7 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
             final.groups(CURATED_ROW_GROUP_ROWS), DEID_DOCUMENT_SCHEMA, staging / name / "part-00000.parquet"
         )
     publish_dir(staging, ctx.zones.curated)
+    done("pass 5 and publish")
     entries = (
         entry
         for name, final in finals.items()
@@ -376,6 +400,7 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
         "path": str(index_path(ctx.zones.governance)),
         "entries": save_index(ctx.zones.governance, config.dedup, previous, entries),
     }
+    done("dedup index")
     save_counts(ctx.zones.governance, ctx.run_id, {name: final.rows for name, final in finals.items()})
     report.details["curated"] = str(ctx.zones.curated)
     log.info("%s: %d documents in, %d curated", stage, report.total_input, report.total_output)
