@@ -413,7 +413,7 @@ def test_the_phi_gate_blocks_no_timeline_for_what_the_policy_keeps_and_hits_what
         phi = _phi(i, *PATIENTS[i])
         for value in [phi["street"], phi["city"], *(["01945"] if i % 2 else [])]:
             leaked = dict(timeline, text=timeline["text"] + f"\nSeen at {value} today.")
-            assert gate.scan(leaked, {})["address"] == 1
+            assert gate.scan(leaked, gate.index.docs([leaked["doc_id"]])[0], {})["address"] == 1
 
 
 def test_the_curate_stage_blocks_or_filters_no_timeline(synthea_run):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -33,12 +33,15 @@ import yaml
 from medcurate.core.spec import CorpusSpec
 from medcurate.core.zones import Zones, zone_parts
 from medcurate.formats.date_text import shift_date_text
+from pipelines.quality.id_lookup import IdLookup
 from pipelines.quality.raw_identifiers import identifiers, searchable
 from pipelines.quality.steps import Doc, Ledger, TwoPassStep
 
 GATE_FILE = Path(__file__).with_name("phi_gate.yaml")
 RAW_COLUMNS = ["doc_id", "source_kind", "doc_type", "patient_key", "text", "metadata"]
 # Order of precedence when one document has hits of several kinds: its quarantine reason is the first.
+# Patients whose compiled identifier patterns the gate keeps at once.
+PATTERN_CACHE = 4096
 KIND_ORDER = ("name", "identifier", "birth_date", "address", "phone", "email", "ssn", "mrn", "unshifted_date")
 
 
@@ -68,13 +71,32 @@ class RawDoc:
     event_time: datetime | None
 
 
-@dataclass
+# Documents the raw index gathers as Python lists before it turns them into Arrow columns.
+_INDEX_CHUNK = 65_536
+_DOC_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("patient_key", pa.string()),
+        ("dates", pa.list_(pa.string())),
+        ("event_time", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
 class RawPatientIndex:
     """What the gate needs from the raw zone: identifiers per patient key, and per document its patient,
-    its full-date strings and its event time.  No text is kept."""
+    its full-date strings and its event time.  No text is kept.
 
-    identifiers: dict[str, dict[str, set[str]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(set)))
-    docs: dict[str, RawDoc] = field(default_factory=dict)
+    The per-document facts are Arrow columns found by doc_id through ``IdLookup`` (about 100 bytes a document),
+    not a dict of objects (about 900): a corpus of ten million clinical notes would otherwise hold ~9 GB here.
+    """
+
+    def __init__(self) -> None:
+        self.identifiers: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        self._pending: dict[str, list[Any]] = {name: [] for name in _DOC_SCHEMA.names}
+        self._chunks: list[pa.Table] = []
+        self._docs: pa.Table | None = None
+        self._lookup: IdLookup | None = None
 
     def add(self, row: dict[str, Any], full_date: re.Pattern[str]) -> None:
         key = row.get("patient_key")
@@ -83,11 +105,32 @@ class RawPatientIndex:
                 if searchable(value):
                     self.identifiers[key][kind].add(value)
         metadata = row.get("metadata") or {}
-        self.docs[row["doc_id"]] = RawDoc(
-            patient_key=key,
-            dates=frozenset(_matches(full_date, row.get("text") or "")),
-            event_time=metadata.get("event_time"),
-        )
+        self._pending["doc_id"].append(row["doc_id"])
+        self._pending["patient_key"].append(key)
+        self._pending["dates"].append(sorted(set(_matches(full_date, row.get("text") or ""))))
+        self._pending["event_time"].append(metadata.get("event_time"))
+        if len(self._pending["doc_id"]) >= _INDEX_CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending["doc_id"]:
+            self._chunks.append(pa.table(self._pending, schema=_DOC_SCHEMA))
+            self._pending = {name: [] for name in _DOC_SCHEMA.names}
+            self._docs = self._lookup = None
+
+    def docs(self, doc_ids: list[str]) -> list[RawDoc | None]:
+        """Each document's raw facts, or None for a document the raw zone has not (in the order asked)."""
+        self._flush()
+        if self._lookup is None:
+            self._docs = pa.concat_tables([_DOC_SCHEMA.empty_table(), *self._chunks]).combine_chunks()
+            self._chunks = [self._docs]
+            self._lookup = IdLookup(
+                self._docs.column("doc_id").chunk(0) if self._docs.num_rows else pa.array([], pa.string())
+            )
+        positions = self._lookup.positions(doc_ids)
+        found = positions >= 0
+        rows = iter(self._docs.take(pa.array(positions[found])).to_pylist())
+        return [_raw_doc(next(rows)) if hit else None for hit in found.tolist()]
 
     @classmethod
     def from_raw_zone(cls, zones: Zones, spec: CorpusSpec, config: GateConfig) -> RawPatientIndex:
@@ -96,9 +139,14 @@ class RawPatientIndex:
             if source.kind not in config.source_kinds:
                 continue
             for part in zone_parts(zones.raw / source.name):
-                for row in pq.read_table(part, columns=RAW_COLUMNS).to_pylist():
-                    index.add(row, config.full_date)
+                for batch in pq.ParquetFile(part).iter_batches(batch_size=_INDEX_CHUNK, columns=RAW_COLUMNS):
+                    for row in batch.to_pylist():
+                        index.add(row, config.full_date)
         return index
+
+
+def _raw_doc(row: dict[str, Any]) -> RawDoc:
+    return RawDoc(patient_key=row["patient_key"], dates=frozenset(row["dates"]), event_time=row["event_time"])
 
 
 def _matches(pattern: re.Pattern[str], text: str) -> list[str]:
@@ -127,16 +175,20 @@ class ResidualPhiGate(TwoPassStep):
         self.blocked: Counter[str] = Counter()
 
     def _patterns_of(self, patient_key: str) -> dict[str, re.Pattern[str]]:
-        if patient_key not in self._patient_patterns:
+        """The patient's identifier patterns, compiled once; the cache keeps the most recent patients only."""
+        patterns = self._patient_patterns.pop(patient_key, None)
+        if patterns is None:
             found = self.index.identifiers.get(patient_key, {})
-            self._patient_patterns[patient_key] = {kind: _whole_word(values) for kind, values in found.items()}
-        return self._patient_patterns[patient_key]
+            patterns = {kind: _whole_word(values) for kind, values in found.items()}
+            if len(self._patient_patterns) >= PATTERN_CACHE:
+                del self._patient_patterns[next(iter(self._patient_patterns))]
+        self._patient_patterns[patient_key] = patterns  # most recently used last
+        return patterns
 
     def observe(self, docs: list[Doc]) -> None:
         """Count each patient's date shifts in days, raw vs de-identified event time (only ``doc_id`` and
         ``metadata`` are read: observing needs no text)."""
-        for doc in docs:
-            raw = self.index.docs.get(doc["doc_id"])
+        for doc, raw in zip(docs, self.index.docs([d["doc_id"] for d in docs]), strict=True):
             shifted = (doc.get("metadata") or {}).get("event_time")
             if raw and raw.patient_key and raw.event_time and shifted:
                 self._shifts_seen[raw.patient_key][(raw.event_time.date() - shifted.date()).days] += 1
@@ -145,15 +197,15 @@ class ResidualPhiGate(TwoPassStep):
         self.offsets = {key: counts.most_common(1)[0][0] for key, counts in self._shifts_seen.items()}
         self._shifts_seen.clear()
 
-    def scan(self, doc: Doc, offsets: dict[str, int]) -> Counter[str]:
-        """Hit counts by kind in one de-identified document (its text and its structured payloads)."""
+    def scan(self, doc: Doc, raw: RawDoc | None, offsets: dict[str, int]) -> Counter[str]:
+        """Hit counts by kind in one de-identified document (its text and its structured payloads); ``raw`` is
+        its raw zone facts."""
         extra = dict((doc.get("metadata") or {}).get("extra") or [])
         payloads = [extra[key] for key in sorted(self.config.extra_keys) if extra.get(key)]
         text = "\n".join([doc["text"] or "", *payloads])
         hits: Counter[str] = Counter()
         for kind, pattern in self.config.patterns.items():
             hits[kind] += sum(1 for _ in pattern.finditer(text))
-        raw = self.index.docs.get(doc["doc_id"])
         if raw is not None and raw.patient_key:
             for kind, pattern in self._patterns_of(raw.patient_key).items():
                 hits[kind] += sum(1 for _ in pattern.finditer(text))
@@ -168,12 +220,14 @@ class ResidualPhiGate(TwoPassStep):
 
     def apply(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
         kept = []
+        scanned = [d for d in docs if d["source_kind"] in self.config.source_kinds]
+        raws = dict(zip((id(d) for d in scanned), self.index.docs([d["doc_id"] for d in scanned]), strict=True))
         for doc in docs:
             if doc["source_kind"] not in self.config.source_kinds:
                 kept.append(doc)
                 continue
             self.scanned += 1
-            hits = self.scan(doc, self.offsets)
+            hits = self.scan(doc, raws[id(doc)], self.offsets)
             if not hits:
                 kept.append(doc)
                 continue
