@@ -702,3 +702,14 @@ def test_a_dose_after_a_day_and_month_is_no_year(engine):
 
 def test_an_ordinary_word_after_a_hyphen_is_no_second_surname(engine):
     assert "okafor" in found(engine, "per dr okafor-aware of plan")
+
+
+def test_analyzing_leaves_spacys_vocabulary_as_it_was(engine):
+    """spaCy keeps every new word it meets; notes full of names and ids grew a long-running actor without end.
+    The engine analyzes each batch in a memory zone, so the words it added are forgotten afterwards."""
+    strings = engine.nlp_engine.get_nlp("en").vocab.strings
+    before = len(strings)
+    texts = [f"Seen by Dr Qwzvarn{i} at {i} Plmkqet Street; MRN Z{i:07d}, call 617-555-{i:04d}." for i in range(40)]
+    spans = engine.analyze_batch(texts)
+    assert all(spans)  # the batch was analyzed, with spans found in every text
+    assert len(strings) == before
