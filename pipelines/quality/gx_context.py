@@ -173,6 +173,8 @@ def _store(
         },
         meta={
             **meta,
+            # GX fingerprints the data of one batch; here that would be one partition's, which describes nothing.
+            "batch_markers": {k: v for k, v in meta.get("batch_markers", {}).items() if k != "pandas_data_fingerprint"},
             "run_id": run_id,
             "validation_time": run_id.run_time,
             "batch_parameters": {"rows": frame.rows, "partitions": frame.count},
