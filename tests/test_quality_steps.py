@@ -38,6 +38,7 @@ from pipelines.quality.dedup import (
     shingles,
 )
 from pipelines.quality.dedup_index import PublishedIndex, save_index
+from pipelines.quality.dedup_store import DocRegister
 from pipelines.quality.filters import (
     BoilerplateStripper,
     CharacterRatioFilter,
@@ -683,3 +684,38 @@ def test_notes_csv_address_cells_are_searched_for_what_the_policy_removes_only(m
     # One definition: the gate follows the policy's list of what is kept, as de-identification does.
     monkeypatch.setattr(address_policy, "KEPT", frozenset({address_policy.Part.COUNTRY}))
     assert {value for kind, value in identifiers(row) if kind == "address"} == {"Fenwick", "Massachusetts", "02138"}
+
+
+def test_exact_and_near_dedup_sharing_one_register_decide_as_with_their_own(ledger: Ledger, zones: Zones) -> None:
+    """The curate pipeline gives both levels one DocRegister (they observe the same documents); both also add the
+    earlier run's documents when deciding, which the shared register must hold once, at the same indexes."""
+    config = DedupConfig()
+    exact, earlier = ExactDedup(PublishedIndex(()), _order), NearDedup(config, PublishedIndex(()), _order)
+    published = run_steps([exact, earlier], [doc("old", "notes", DISCHARGE)], ledger)
+    save_index(zones.governance, config, PublishedIndex(()), published_entries(published, exact, earlier, "run-1"))
+    previous = PublishedIndex.load(zones.governance, config, pa.array([], pa.string()))
+    docs = [
+        doc("reworded", "notes", _ten_percent_changed(DISCHARGE, "scattered")),
+        doc("copy", "notes", NOTE),
+        doc("again", "notes", NOTE),
+        doc("other", "notes", "Patient ambulating in hall with walker, tolerating diet, pain controlled on oral meds."),
+    ]
+
+    def decisions(register: DocRegister | None) -> tuple[dict[str, str], dict[str, str], list[str]]:
+        exact = ExactDedup(previous, _order, register=register)
+        near = NearDedup(config, previous, _order, register=register)
+        for step in (exact, near):
+            step.observe([dict(d) for d in docs])
+        exact.decide()
+        near.decide(skip=exact.twins.doc_ids())
+        entries = published_entries([{"doc_id": "other", "source": "notes"}], exact, near, "run-2")
+        return exact.twins.as_dict(), near.twins.as_dict(), [e.exact_key for e in entries]
+
+    shared = decisions(DocRegister())
+    assert shared == decisions(None)
+    assert shared[0] == {"copy": "again"} and shared[1] == {"reworded": "old"}  # the smaller doc_id is kept
+
+    register = DocRegister()
+    ExactDedup(previous, _order, register=register).observe([dict(docs[0])])
+    with pytest.raises(ValueError, match="same documents"):
+        NearDedup(config, previous, _order, register=register).observe([dict(d) for d in docs[:2]])

@@ -27,7 +27,7 @@ from pipelines.quality.curation_config import CurationConfig
 from pipelines.quality.decontam import BenchmarkNgrams, Decontaminator
 from pipelines.quality.dedup import CopyForwardDedup, ExactDedup, NearDedup
 from pipelines.quality.dedup_index import PublishedIndex
-from pipelines.quality.dedup_store import Rank
+from pipelines.quality.dedup_store import DocRegister, Rank
 from pipelines.quality.filters import filter_steps
 from pipelines.quality.phi_gate import RawPatientIndex, ResidualPhiGate, load_gate_config
 from pipelines.quality.steps import Doc, Ledger, Step, run_steps
@@ -86,11 +86,12 @@ def build_pipeline(ctx: RunContext, config: CurationConfig, previous: PublishedI
 
     gate_config = load_gate_config()
     n = config.decontamination_ngram
+    register = DocRegister()  # exact and near dedup observe the same documents: one register for both
     return CuratePipeline(
         gate=ResidualPhiGate(RawPatientIndex.from_raw_zone(ctx.zones, ctx.spec, gate_config), gate_config),
         filters=filter_steps(config.filters),
-        exact=ExactDedup(previous, order_key, scratch),
-        near=NearDedup(config.dedup, previous, order_key, directory=scratch),
+        exact=ExactDedup(previous, order_key, scratch, register),
+        near=NearDedup(config.dedup, previous, order_key, directory=scratch, register=register),
         copy_forward=CopyForwardDedup(config.dedup),
         decontamination=Decontaminator([BenchmarkNgrams.load(b, n) for b in config.benchmarks], n),
     )

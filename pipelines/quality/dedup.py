@@ -124,11 +124,18 @@ class ExactDedup(TwoPassStep):
 
     name = "exact_dedup"
 
-    def __init__(self, previous: PublishedIndex, order: OrderKey, directory: Path | None = None) -> None:
+    def __init__(
+        self,
+        previous: PublishedIndex,
+        order: OrderKey,
+        directory: Path | None = None,
+        register: DocRegister | None = None,
+    ) -> None:
         self.previous = previous
         self.order = order
         self._scratch = TemporaryDirectory(prefix="exact-dedup-", dir=directory)
-        self.register = DocRegister()
+        self.register = register or DocRegister()  # shared with near dedup in the curate pipeline
+        self.recorded = 0
         self.digests = RowFile(Path(self._scratch.name) / "sha256.u8", np.uint8, 32)
         self.twins = Twins(self.register, "kept twin {twin}")
 
@@ -136,11 +143,12 @@ class ExactDedup(TwoPassStep):
         self._record([self.order(d) for d in docs], [exact_key(d["text"]) for d in docs])
 
     def _record(self, ranks: list[Rank], keys: list[str]) -> None:
-        self.register.add(ranks)
+        self.register.record(ranks, self.recorded)
+        self.recorded += len(ranks)
         self.digests.append(np.frombuffer(b"".join(bytes.fromhex(k) for k in keys), np.uint8))
 
     def _decide(self, skip: pa.Array) -> None:
-        observed = len(self.register)
+        observed = self.recorded
         self._record(
             [_earlier_run(e.doc_id) for e in self.previous.entries], [e.exact_key for e in self.previous.entries]
         )
@@ -178,6 +186,7 @@ class NearDedup(TwoPassStep):
         order: OrderKey,
         bucket_cap: int = BUCKET_CAP,
         directory: Path | None = None,
+        register: DocRegister | None = None,
     ) -> None:
         self.config = config
         self.previous = previous
@@ -186,7 +195,8 @@ class NearDedup(TwoPassStep):
         self.bands, self.rows = _optimal_param(candidate_threshold(config), config.num_perm, *LSH_WEIGHTS)
         self._scratch = TemporaryDirectory(prefix="near-dedup-", dir=directory)
         root = Path(self._scratch.name)
-        self.register = DocRegister()
+        self.register = register or DocRegister()  # shared with exact dedup in the curate pipeline
+        self.recorded = 0
         self.words = RaggedFile(root / "words.u32", np.uint32)
         self.signatures = RowFile(root / "minhash.u32", np.uint32, config.num_perm)
         self.band_keys = [RowFile(root / f"band-{b:03d}.u32", np.uint32, self.rows) for b in range(self.bands)]
@@ -205,7 +215,8 @@ class NearDedup(TwoPassStep):
         self._record([self.order(d) for d in docs], [WordSequence.of(t).ids for t in tokens], signatures)
 
     def _record(self, ranks: list[Rank], word_ids: list[np.ndarray], signatures: np.ndarray) -> None:
-        self.register.add(ranks)
+        self.register.record(ranks, self.recorded)
+        self.recorded += len(ranks)
         self.words.append(word_ids)
         self.signatures.append(signatures)
         for band, keys in enumerate(self.band_keys):
@@ -213,7 +224,7 @@ class NearDedup(TwoPassStep):
         self.counts.append(np.array([word_counts(ids) for ids in word_ids], COUNT_DTYPE).reshape(-1, BUCKETS))
 
     def _decide(self, skip: pa.Array) -> None:
-        observed = len(self.register)
+        observed = self.recorded
         entries = self.previous.entries
         signatures = np.array([scheme_values(e.minhash, self.config) for e in entries], np.uint32)
         signatures = signatures.reshape(-1, self.config.num_perm)

@@ -44,6 +44,16 @@ class DocRegister:
             self._ids = [pa.concat_arrays(self._ids)]
         return np.arange(first, len(self), dtype=np.int64)
 
+    def record(self, ranks: list[Rank], known: int) -> None:
+        """Register documents observed by one of the steps that share this register (exact and near dedup
+        observe the same documents in the same order), where ``known`` is how many that step registered before:
+        the first step to record a batch adds it, the others find it there.  One register instead of one per step
+        halves the doc_ids (~44 bytes a document) and id lookups (16) the driver holds."""
+        if len(self) == known:
+            self.add(ranks)
+        elif len(self) < known + len(ranks):
+            raise ValueError("steps that share a register must observe the same documents in the same order")
+
     def ids(self) -> pa.Array:
         if len(self._ids) > 1:  # concatenating even one array copies it: near dedup asks once per twin found
             self._ids = [pa.concat_arrays(self._ids)]
