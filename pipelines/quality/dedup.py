@@ -134,7 +134,7 @@ class ExactDedup(TwoPassStep):
         self.previous = previous
         self.order = order
         self._scratch = TemporaryDirectory(prefix="exact-dedup-", dir=directory)
-        self.register = register or DocRegister()  # shared with near dedup in the curate pipeline
+        self.register = DocRegister() if register is None else register  # shared with near dedup in curate
         self.recorded = 0
         self.digests = RowFile(Path(self._scratch.name) / "sha256.u8", np.uint8, 32)
         self.twins = Twins(self.register, "kept twin {twin}")
@@ -195,7 +195,7 @@ class NearDedup(TwoPassStep):
         self.bands, self.rows = _optimal_param(candidate_threshold(config), config.num_perm, *LSH_WEIGHTS)
         self._scratch = TemporaryDirectory(prefix="near-dedup-", dir=directory)
         root = Path(self._scratch.name)
-        self.register = register or DocRegister()  # shared with exact dedup in the curate pipeline
+        self.register = DocRegister() if register is None else register  # shared with exact dedup in curate
         self.recorded = 0
         self.words = RaggedFile(root / "words.u32", np.uint32)
         self.signatures = RowFile(root / "minhash.u32", np.uint32, config.num_perm)
