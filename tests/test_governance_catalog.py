@@ -154,3 +154,20 @@ def test_the_key_appears_in_no_file_under_the_data_root(sample_run):
         if p.is_file() and p != key_file and key in p.read_bytes()
     ]
     assert not holding
+
+
+def test_the_catalog_build_caps_duckdbs_memory_and_leaves_no_spill_behind(sample_run, tmp_path):
+    """DuckDB's default limit is 80% of the machine: a million-document catalog took 1.5 GB.  The build caps it
+    and spills to an owner-only folder beside the zones, gone once the catalog is written."""
+    import duckdb
+
+    from governance.catalog import CATALOG_MEMORY_MB, _bound_memory
+
+    con = duckdb.connect()
+    _bound_memory(con, tmp_path / "spill")
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert limit == f"{CATALOG_MEMORY_MB * 1e6 / 2**20:.1f} MiB"  # DuckDB reads "MB" as 10^6 bytes
+    assert con.execute("SELECT current_setting('temp_directory')").fetchone()[0] == str(tmp_path / "spill")
+    assert stat.S_IMODE((tmp_path / "spill").stat().st_mode) == 0o700
+    con.close()
+    assert not list(sample_run.zones.root.glob(".catalog-spill*"))
