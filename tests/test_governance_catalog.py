@@ -166,7 +166,8 @@ def test_the_catalog_build_caps_duckdbs_memory_and_leaves_no_spill_behind(sample
     con = duckdb.connect()
     _bound_memory(con, tmp_path / "spill")
     limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-    assert limit == f"{CATALOG_MEMORY_MB * 1e6 / 2**20:.1f} MiB"  # DuckDB reads "MB" as 10^6 bytes
+    number, unit = limit.split()
+    assert unit == "MiB" and float(number) == pytest.approx(CATALOG_MEMORY_MB * 1e6 / 2**20, abs=0.1)  # MB: 10^6
     assert con.execute("SELECT current_setting('temp_directory')").fetchone()[0] == str(tmp_path / "spill")
     assert stat.S_IMODE((tmp_path / "spill").stat().st_mode) == 0o700
     con.close()
