@@ -32,6 +32,6 @@ def test_an_empty_array_finds_nothing() -> None:
 
 
 def test_ids_with_one_hash_are_told_apart_by_the_ids_themselves(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(id_lookup, "_hashes", lambda doc_ids: np.zeros(len(doc_ids), np.uint64))
+    monkeypatch.setattr(id_lookup, "id_hashes", lambda doc_ids: np.zeros(len(doc_ids), np.uint64))
     ids = pa.array(["c", "a", "b", "a"])
     assert IdLookup(ids).positions(["a", "b", "z", "c"]).tolist() == [1, 2, -1, 0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
 # Ids hashed at a time while building: what the build holds as Python strings.
@@ -41,16 +42,25 @@ class IdLookup:
         return len(self.ids)
 
     def positions(self, doc_ids: list[str | None]) -> np.ndarray:
-        """Per doc_id, its position in ``ids``, or -1 when it is not there."""
+        """Per doc_id, its position in ``ids``, or -1 when it is not there.
+
+        A hash hit is checked against the id itself, all hits at once; only a hit whose id differs (two ids with
+        one hash, or a hash shared with a repeated id) walks the run of equal hashes."""
         found = np.full(len(doc_ids), -1, np.int64)
         if not len(self):
             return found
         wanted = id_hashes(doc_ids)
         first = np.searchsorted(self._sorted, wanted)
-        hit = self._sorted[np.minimum(first, len(self) - 1)] == wanted
-        for i in np.flatnonzero(hit).tolist():
-            at = int(first[i])
-            while at < len(self) and self._sorted[at] == wanted[i]:  # equal hashes: check each id
+        hit = np.flatnonzero(self._sorted[np.minimum(first, len(self) - 1)] == wanted)
+        if not len(hit):
+            return found
+        candidates = self._order[first[hit]]
+        same = pc.equal(self.ids.take(pa.array(candidates)), pa.array([doc_ids[i] for i in hit.tolist()], pa.string()))
+        same = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+        found[hit[same]] = candidates[same]
+        for i in hit[~same].tolist():  # rare: the first id with this hash is another one
+            at = int(first[i]) + 1
+            while at < len(self) and self._sorted[at] == wanted[i]:
                 if self.ids[int(self._order[at])].as_py() == doc_ids[i]:
                     found[i] = self._order[at]
                     break
