@@ -43,6 +43,8 @@ INDEX_SCHEMA = pa.schema(
 PARAMS_KEY = b"medcurate.minhash"
 # Index rows per write: bounds what saving holds at once.
 WRITE_ROWS = 4096
+# Index rows read at a time when loading (each a kilobyte or so of word hashes), filtered before they are kept.
+LOAD_ROWS = 65_536
 
 
 def index_path(governance: Path) -> Path:
@@ -80,24 +82,27 @@ class PublishedIndex:
         path = index_path(governance)
         if not path.exists():
             return cls(())
-        table = pq.read_table(path)
-        stored = json.loads((table.schema.metadata or {}).get(PARAMS_KEY, b"{}"))
+        parquet = pq.ParquetFile(path)
+        stored = json.loads((parquet.schema_arrow.metadata or {}).get(PARAMS_KEY, b"{}"))
         if stored != minhash_params(config):
-            return cls((), skipped=table.num_rows)
-        table = table.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
-        keep = pc.invert(pc.is_in(table["doc_id"], exclude_doc_ids))
-        table = table.filter(keep)
-        minhashes, words = _arrays(table["minhash"], np.uint64), _arrays(table["words"], np.uint32)
-        entries = tuple(
-            PublishedEntry(doc_id, source, run_id, key, minhash, word_ids)
-            for doc_id, source, run_id, key, minhash, word_ids in zip(
-                *(table[c].to_pylist() for c in ("doc_id", "source", "run_id", "exact_key")),
-                minhashes,
-                words,
-                strict=True,
+            return cls((), skipped=parquet.metadata.num_rows)
+        # Read a slice at a time and drop the excluded rows first: a re-run of a million documents excludes them
+        # all, and reading the whole index before filtering held ~1.5 GB of word hashes at once.
+        entries: list[PublishedEntry] = []
+        for batch in parquet.iter_batches(batch_size=LOAD_ROWS, columns=INDEX_SCHEMA.names):
+            table = pa.Table.from_batches([batch]).cast(INDEX_SCHEMA)
+            table = table.filter(pc.invert(pc.is_in(table["doc_id"], exclude_doc_ids)))
+            minhashes, words = _arrays(table["minhash"], np.uint64), _arrays(table["words"], np.uint32)
+            entries.extend(
+                PublishedEntry(doc_id, source, run_id, key, minhash, word_ids)
+                for doc_id, source, run_id, key, minhash, word_ids in zip(
+                    *(table[c].to_pylist() for c in ("doc_id", "source", "run_id", "exact_key")),
+                    minhashes,
+                    words,
+                    strict=True,
+                )
             )
-        )
-        return cls(entries)
+        return cls(tuple(entries))
 
 
 def save_index(
