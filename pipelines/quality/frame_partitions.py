@@ -72,9 +72,12 @@ class FramePartitions:
             table = pa.Table.from_pandas(part, schema=self._schema, preserve_index=False)
             self._writer(k).write_table(table)
 
+    def _path(self, k: int) -> Path:
+        return self.directory / f"partition-{k:05d}.arrow"
+
     def _writer(self, k: int) -> pa.ipc.RecordBatchFileWriter:
         if k not in self._writers:
-            self._writers[k] = pa.ipc.new_file(str(self.directory / f"partition-{k:05d}.arrow"), self._schema)
+            self._writers[k] = pa.ipc.new_file(str(self._path(k)), self._schema)
         return self._writers[k]
 
     def frames(self) -> Iterator[pd.DataFrame]:
@@ -87,8 +90,7 @@ class FramePartitions:
         if not written:
             yield self._finish(self._empty.copy())
         for k in written:
-            path = self.directory / f"partition-{k:05d}.arrow"
-            with pa.OSFile(str(path)) as source:
+            with pa.OSFile(str(self._path(k))) as source:
                 frame = pa.ipc.open_file(source).read_all().to_pandas()
             yield self._finish(frame.reset_index(drop=True))
 

@@ -126,8 +126,12 @@ def validate_partitions(
     definition = _batch_definition(context, name)
     expectations = suite.expectations_built()
     counted = [is_row_count(e) for e in expectations]
-    row_wise = gx.ExpectationSuite(name=suite.name, expectations=[e for e in expectations if not is_row_count(e)])
-    row_count = gx.ExpectationSuite(name=suite.name, expectations=[e for e in expectations if is_row_count(e)])
+    row_count = gx.ExpectationSuite(
+        name=suite.name, expectations=[e for e, c in zip(expectations, counted, strict=True) if c]
+    )
+    row_wise = gx.ExpectationSuite(
+        name=suite.name, expectations=[e for e, c in zip(expectations, counted, strict=True) if not c]
+    )
     result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": INDEX_COLUMNS}
     per_partition: list[list[ExpectationValidationResult]] = []
     meta: dict[str, Any] = {}

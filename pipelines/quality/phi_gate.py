@@ -39,9 +39,9 @@ from pipelines.quality.steps import Doc, Ledger, TwoPassStep
 
 GATE_FILE = Path(__file__).with_name("phi_gate.yaml")
 RAW_COLUMNS = ["doc_id", "source_kind", "doc_type", "patient_key", "text", "metadata"]
-# Order of precedence when one document has hits of several kinds: its quarantine reason is the first.
 # Patients whose compiled identifier patterns the gate keeps at once.
 PATTERN_CACHE = 4096
+# Order of precedence when one document has hits of several kinds: its quarantine reason is the first.
 KIND_ORDER = ("name", "identifier", "birth_date", "address", "phone", "email", "ssn", "mrn", "unshifted_date")
 
 
@@ -124,9 +124,7 @@ class RawPatientIndex:
         if self._lookup is None:
             self._docs = pa.concat_tables([_DOC_SCHEMA.empty_table(), *self._chunks]).combine_chunks()
             self._chunks = [self._docs]
-            self._lookup = IdLookup(
-                self._docs.column("doc_id").chunk(0) if self._docs.num_rows else pa.array([], pa.string())
-            )
+            self._lookup = IdLookup(self._docs.column("doc_id").combine_chunks())
         positions = self._lookup.positions(doc_ids)
         found = positions >= 0
         rows = iter(self._docs.take(pa.array(positions[found])).to_pylist())
@@ -220,14 +218,14 @@ class ResidualPhiGate(TwoPassStep):
 
     def apply(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
         kept = []
-        scanned = [d for d in docs if d["source_kind"] in self.config.source_kinds]
-        raws = dict(zip((id(d) for d in scanned), self.index.docs([d["doc_id"] for d in scanned]), strict=True))
+        # The raw facts of the scanned documents, looked up as one batch, in the order the loop meets them.
+        raws = iter(self.index.docs([d["doc_id"] for d in docs if d["source_kind"] in self.config.source_kinds]))
         for doc in docs:
             if doc["source_kind"] not in self.config.source_kinds:
                 kept.append(doc)
                 continue
             self.scanned += 1
-            hits = self.scan(doc, raws[id(doc)], self.offsets)
+            hits = self.scan(doc, next(raws), self.offsets)
             if not hits:
                 kept.append(doc)
                 continue

@@ -153,7 +153,7 @@ def validate_raw(ctx: RunContext) -> StageReport:
     writer = QuarantineWriter(ctx.zones, stage, ctx.run_id)
     batch_docs = ctx.spec.parallel.batch_docs or BATCH_DOCS
     outcomes, problems = [], {}
-    with _frames_scratch(ctx, stage) as scratch:
+    with _scratch(ctx, f"{stage}-frames") as scratch:
         for source in ctx.spec.sources:
             directory = ctx.zones.raw / source.name
             frame = FramePartitions(scratch / source.name, zone_rows(directory), _empty_frame(RAW_DOCUMENT_SCHEMA))
@@ -196,9 +196,10 @@ def _live_batches(
 
 
 @contextmanager
-def _frames_scratch(ctx: RunContext, stage: str) -> Iterator[Path]:
-    """A stage's folder for its validation frames' partitions, removed however the stage ends."""
-    scratch = ctx.zones.root / f".{stage}-frames.{ctx.run_id}.tmp"
+def _scratch(ctx: RunContext, name: str) -> Iterator[Path]:
+    """A stage's working folder beside the zones (spills, validation frames' partitions): emptied first, in case
+    a killed attempt left it, and removed however the stage ends."""
+    scratch = ctx.zones.root / f".{name}.{ctx.run_id}.tmp"
     shutil.rmtree(scratch, ignore_errors=True)
     try:
         yield scratch
@@ -258,12 +259,8 @@ def curate(ctx: RunContext) -> StageReport:
     per-source counts under ``governance/`` are updated only after publishing.
     """
     stage = "curate"
-    scratch = ctx.zones.root / f".curate-spill.{ctx.run_id}.tmp"
-    shutil.rmtree(scratch, ignore_errors=True)
-    try:
+    with _scratch(ctx, "curate-spill") as scratch:
         return _curate(ctx, stage, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
@@ -428,7 +425,7 @@ def _table(docs: list[Doc]) -> pa.Table:
 
 
 def validate_shards(ctx: RunContext) -> StageReport:
-    """Validate every document segment of all shard rows in one checkpoint; any failure is fatal.
+    """Validate every document segment of all shard rows with the "shards" suite; any failure is fatal.
 
     Both shard modes are read as segments, a shard file at a time (``zone_io.shard_row_batches``), so one
     suite covers them: a documents-mode row is one segment, a packed row one per document piece.  The report
@@ -444,7 +441,7 @@ def validate_shards(ctx: RunContext) -> StageReport:
     copies: Counter[str] = Counter()
     splits: Counter[str] = Counter()
     shard_rows = 0
-    with _frames_scratch(ctx, stage) as scratch:
+    with _scratch(ctx, f"{stage}-frames") as scratch:
         empty = shard_segments(SHARD_ROWS.empty_table(), curated)
         frame = FramePartitions(scratch / "all", _manifest_documents(ctx), empty, finish=shard_document_facts)
         for rows in shard_row_batches(ctx.zones.shards, mode, stage):
