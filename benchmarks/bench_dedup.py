@@ -150,7 +150,7 @@ def _corpus(n: int, planted: int, edit: Callable | None, seed: int, words: int) 
 
 def _ours(docs: list[dict], zones: Zones) -> dict[str, str]:
     ledger = Ledger(QuarantineWriter(zones, "bench", "bench"), StageReport(stage="bench", run_id="bench"))
-    step = NearDedup(DedupConfig(near_threshold=THRESHOLD), PublishedIndex(()), lambda d: (0, d["doc_id"]))
+    step = NearDedup(DedupConfig(near_threshold=THRESHOLD), PublishedIndex(), lambda d: (0, d["doc_id"]))
     step.run(docs, ledger)
     return step.twins.as_dict()
 

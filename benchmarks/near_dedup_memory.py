@@ -38,7 +38,7 @@ def main(n: int, bucket_cap: int) -> None:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
-    step = NearDedup(DedupConfig(), PublishedIndex(()), lambda d: (0, d["doc_id"]), bucket_cap=bucket_cap or n)
+    step = NearDedup(DedupConfig(), PublishedIndex(), lambda d: (0, d["doc_id"]), bucket_cap=bucket_cap or n)
     kept = step.run(docs, _NoLedger())
     gc.collect()
     peak = tracemalloc.get_traced_memory()[1]

@@ -14,9 +14,11 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def ray_local():
-    """The session's Ray instance; ``medcurate.core.ray_runtime.ray_session`` reuses it instead of starting its own."""
+    """The session's Ray instance; ``medcurate.core.ray_runtime.ray_session`` reuses it instead of starting its own.
+    Every test has it: the stages that spread work over Ray actors (deid, curate, shard) would otherwise start
+    and stop a Ray instance of their own on each call."""
     import ray
 
     if not ray.is_initialized():

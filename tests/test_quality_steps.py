@@ -18,13 +18,15 @@ from pydicom.dataset import Dataset
 from medcurate.core import address_policy
 from medcurate.core.context import StageReport
 from medcurate.core.quarantine import QuarantineWriter
-from medcurate.core.schema import CSV_ROW_KEY, FHIR_JSON_KEY, HL7_MESSAGE_KEY
+from medcurate.core.schema import CSV_ROW_KEY, DEID_DOCUMENT_SCHEMA, FHIR_JSON_KEY, HL7_MESSAGE_KEY
 from medcurate.core.spec import SpecError, parse_spec
 from medcurate.core.zones import Zones
 from medcurate.sample import literature
 from pipelines.deid.dicom import DicomDeidentifier, _check_address_rules
 from pipelines.deid.dicom_profile import Profile, ProfileRule, load_profile
 from pipelines.ingest.dicom import instance_document
+from pipelines.quality import dedup_index
+from pipelines.quality.clean_pass import cleaned_batches
 from pipelines.quality.curation_config import Benchmark, DedupConfig, curation_config
 from pipelines.quality.decontam import BenchmarkNgrams, Decontaminator
 from pipelines.quality.dedup import (
@@ -47,6 +49,7 @@ from pipelines.quality.filters import (
     MojibakeRepair,
     NearEmptyFilter,
     RepeatedLinesFilter,
+    filter_steps,
 )
 from pipelines.quality.lsh_buckets import BandedBuckets, band_groups
 from pipelines.quality.phi_gate import RawPatientIndex, ResidualPhiGate, load_gate_config
@@ -54,6 +57,7 @@ from pipelines.quality.raw_identifiers import dicom_identifiers, identifiers
 from pipelines.quality.steps import Ledger, run_steps
 from pipelines.quality.text_norm import exact_key, mask_numbers, words
 from pipelines.quality.word_similarity import WordSequence
+from pipelines.quality.zone_io import relaxed
 
 SOURCES = {"notes": "notes_csv", "ehr": "fhir", "lab": "hl7v2", "pubmed": "pubmed", "pmc": "pmc"}
 
@@ -214,7 +218,7 @@ def test_exact_duplicate_across_two_sources_keeps_the_earlier_source(ledger: Led
         doc("pubmed-9", "pubmed", ABSTRACT),
         doc("pubmed-2", "pubmed", ABSTRACT.replace("sepsis", "septic shock")),
     ]
-    step = ExactDedup(PublishedIndex(()), _order)
+    step = ExactDedup(PublishedIndex(), _order)
     kept = run_steps([step], docs, ledger)
     assert [d["doc_id"] for d in kept] == ["pubmed-9", "pubmed-2"]
     assert quarantined(ledger, zones) == [("pmc-1", "exact_duplicate", "exact_dedup: kept twin pubmed-9")]
@@ -257,7 +261,7 @@ def test_near_duplicate_with_ten_percent_of_words_changed_is_caught(ledger: Ledg
         doc("a-original", "notes", original),
         doc("c-other", "notes", NOTE),
     ]
-    step = NearDedup(DedupConfig(), PublishedIndex(()), _order)
+    step = NearDedup(DedupConfig(), PublishedIndex(), _order)
     kept = run_steps([step], docs, ledger)
     assert [d["doc_id"] for d in kept] == ["a-original", "c-other"]
     ((doc_id, reason, detail),) = quarantined(ledger, zones)
@@ -306,7 +310,7 @@ def test_near_duplicate_with_ten_percent_of_words_changed_anywhere_is_caught(
     a, b = shingles(DISCHARGE, 5), shingles(copy, 5)
     assert len(a & b) / len(a | b) < (0.6 if how == "scattered" else 0.85)
     docs = [doc("b-copy", "notes", copy), doc("a-original", "notes", DISCHARGE), doc("c-other", "notes", NOTE)]
-    step = NearDedup(DedupConfig(), PublishedIndex(()), _order)
+    step = NearDedup(DedupConfig(), PublishedIndex(), _order)
     kept = run_steps([step], docs, ledger)
     assert [d["doc_id"] for d in kept] == ["a-original", "c-other"]
     ((doc_id, reason, detail),) = quarantined(ledger, zones)
@@ -345,7 +349,7 @@ def test_notes_from_one_template_with_different_content_are_not_merged(ledger: L
     first, second = _two_patients_one_template()
     a, b = shingles(first, 5), shingles(second, 5)
     assert len(a & b) / len(a | b) > candidate_threshold(DedupConfig())
-    step = NearDedup(DedupConfig(), PublishedIndex(()), _order)
+    step = NearDedup(DedupConfig(), PublishedIndex(), _order)
     kept = run_steps([step], [doc("n1", "notes", first), doc("n2", "notes", second)], ledger)
     assert [d["doc_id"] for d in kept] == ["n1", "n2"]
     summary = step.summary()
@@ -355,14 +359,63 @@ def test_notes_from_one_template_with_different_content_are_not_merged(ledger: L
 def test_near_dedup_against_an_earlier_run_keeps_the_published_document(ledger: Ledger, zones: Zones) -> None:
     """The earlier run's words come back from the saved index, so a scattered rewording is verified across runs."""
     config = DedupConfig()
-    exact, earlier = ExactDedup(PublishedIndex(()), _order), NearDedup(config, PublishedIndex(()), _order)
+    exact, earlier = ExactDedup(PublishedIndex(), _order), NearDedup(config, PublishedIndex(), _order)
     published = run_steps([exact, earlier], [doc("old", "notes", DISCHARGE)], ledger)
-    save_index(zones.governance, config, PublishedIndex(()), published_entries(published, exact, earlier, "run-1"))
+    save_index(zones.governance, config, PublishedIndex(), published_entries(published, exact, earlier, "run-1"))
     later = NearDedup(config, PublishedIndex.load(zones.governance, config, pa.array([], pa.string())), _order)
     new = _ten_percent_changed(DISCHARGE, "scattered")
     kept = run_steps([later], [doc("new", "notes", new), doc("other", "notes", NOTE)], ledger)
     assert [d["doc_id"] for d in kept] == ["other"]
     assert later.twins.as_dict() == {"new": "old"}
+
+
+def test_the_earlier_runs_index_is_read_a_slice_at_a_time_with_the_same_decisions(
+    ledger: Ledger, zones: Zones, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cross-run index is never held whole: each dedup step and the save read it again a slice at a time.
+    Slices of two rows must give the decisions and the saved index that one slice gives, with the documents
+    this run curates again left out of both."""
+    config = DedupConfig()
+    others = [
+        "Ambulating in the hall with a walker, tolerating a regular diet.",
+        "Wound dressing changed, no drainage, edges well approximated.",
+        "Afebrile overnight, blood cultures pending, continue antibiotics.",
+        "Family meeting held, goals of care discussed with the daughter.",
+        "Physical therapy recommends discharge to a rehabilitation facility.",
+    ]
+    first = [doc("old", "notes", DISCHARGE), doc("copied", "notes", NOTE)]
+    first += [doc(f"other-{i}", "notes", text) for i, text in enumerate(others)]
+    exact, near = ExactDedup(PublishedIndex(), _order), NearDedup(config, PublishedIndex(), _order)
+    published = run_steps([exact, near], first, ledger)
+    assert len(published) == len(first)
+    path = dedup_index.index_path(zones.governance)
+    save_index(zones.governance, config, PublishedIndex(), published_entries(published, exact, near, "run-1"))
+    first_index = path.read_bytes()
+    later_docs = [
+        doc("new", "notes", _ten_percent_changed(DISCHARGE, "scattered")),
+        doc("again", "notes", NOTE),
+        doc("other-0", "notes", "A corrected record replaces its own earlier version in the index."),
+    ]
+
+    def later_run(load_rows: int) -> tuple[int, dict[str, str], dict[str, str], list[str]]:
+        monkeypatch.setattr(dedup_index, "LOAD_ROWS", load_rows)
+        path.write_bytes(first_index)
+        previous = PublishedIndex.load(zones.governance, config, pa.array(["other-0"], pa.string()))
+        exact, near = ExactDedup(previous, _order), NearDedup(config, previous, _order)
+        kept = run_steps([exact, near], [dict(d) for d in later_docs], ledger)
+        save_index(zones.governance, config, previous, published_entries(kept, exact, near, "run-2"))
+        index = pq.read_table(path)
+        return previous.rows, exact.twins.as_dict(), near.twins.as_dict(), index.column("run_id").to_pylist()
+
+    whole, sliced = later_run(1_000), later_run(2)
+    assert whole == sliced
+    assert whole == (6, {"again": "copied"}, {"new": "old"}, ["run-1"] * 6 + ["run-2"])
+    assert pq.read_table(path).column("doc_id").to_pylist() == [
+        "old",
+        "copied",
+        *(f"other-{i}" for i in range(1, 5)),
+        "other-0",
+    ]
 
 
 def test_banded_buckets_below_their_cap_propose_what_datasketch_proposes() -> None:
@@ -388,7 +441,7 @@ def test_banded_buckets_below_their_cap_propose_what_datasketch_proposes() -> No
         proposed += len(found)
         ours.insert(i)
         theirs.insert(f"d{i}", minhash)
-    assert proposed > len(texts) and NearDedup(config, PublishedIndex(()), _order).bands == bands
+    assert proposed > len(texts) and NearDedup(config, PublishedIndex(), _order).bands == bands
 
 
 def test_banded_buckets_keep_the_first_documents_inserted_up_to_the_cap() -> None:
@@ -417,7 +470,7 @@ def test_candidate_screen_keeps_a_pair_sharing_eighty_percent_of_words(ledger: L
         doc("n1", "notes", first),
         doc("n2", "notes", second),
     ]
-    step = NearDedup(DedupConfig(), PublishedIndex(()), _order)
+    step = NearDedup(DedupConfig(), PublishedIndex(), _order)
     kept = run_steps([step], docs, ledger)
     assert [d["doc_id"] for d in kept] == ["a-original", "n1", "n2"]
     assert step.twins.details(["b-copy", "n1"]) == ["kept twin a-original (0.80 of words shared in order)", None]
@@ -431,7 +484,7 @@ def test_near_twins_in_different_batches_and_ranks_are_caught_deterministically(
     docs = [doc("z-copy", "notes", copy), doc("c-other", "notes", NOTE), doc("m-original", "notes", DISCHARGE)]
     decisions = []
     for batches in ([docs[:1], docs[1:]], [docs[2:], docs[:2]], [docs]):
-        step = NearDedup(DedupConfig(), PublishedIndex(()), _order)
+        step = NearDedup(DedupConfig(), PublishedIndex(), _order)
         for batch in batches:
             step.observe([dict(d) for d in batch])
         step.decide()
@@ -440,7 +493,7 @@ def test_near_twins_in_different_batches_and_ranks_are_caught_deterministically(
 
 
 def test_exact_twins_in_different_batches_keep_the_earlier_source(ledger: Ledger, zones: Zones) -> None:
-    step = ExactDedup(PublishedIndex(()), _order)
+    step = ExactDedup(PublishedIndex(), _order)
     step.observe([doc("pubmed-1", "pubmed", ABSTRACT)])
     step.observe([doc("pmc-9", "pmc", ABSTRACT.upper()), doc("pmc-2", "pmc", ABSTRACT)])
     step.decide()
@@ -462,9 +515,9 @@ def test_full_lsh_buckets_bound_the_candidates_and_keep_decisions(ledger: Ledger
         doc("b-copy", "notes", _ten_percent_changed(DISCHARGE, "scattered")),
         doc("a-original", "notes", DISCHARGE),
     ]
-    uncapped = NearDedup(DedupConfig(), PublishedIndex(()), _order, bucket_cap=len(docs))
+    uncapped = NearDedup(DedupConfig(), PublishedIndex(), _order, bucket_cap=len(docs))
     run_steps([uncapped], [dict(d) for d in docs], ledger)
-    capped = NearDedup(DedupConfig(), PublishedIndex(()), _order, bucket_cap=2)
+    capped = NearDedup(DedupConfig(), PublishedIndex(), _order, bucket_cap=2)
     run_steps([capped], [dict(d) for d in reversed(docs)], ledger)
     assert capped.summary()["candidate_bucket_full_inserts"] > 0
     assert capped.candidates_proposed <= len(docs) * capped.bands * 2
@@ -633,6 +686,59 @@ def test_patient_name_left_in_a_deidentified_note_blocks_that_note(ledger: Ledge
     assert "Quorvik" not in details and "quorvik" not in details and "123-45" not in details
 
 
+def test_the_cleaning_pass_on_ray_actors_accounts_for_every_document_as_the_driver_does(tmp_path: Path) -> None:
+    """Curate's cleaning pass runs the gate and the filters on Ray actors; the driver replays what they told
+    their ledgers and takes their counts.  Two actors and two batches must leave the quarantine records, the
+    step tallies and summaries, the survivors and their dedup fingerprints that the driver alone leaves."""
+    config = load_gate_config()
+    index = RawPatientIndex()
+    raw_note = "Zelda Quorvik seen today for CHF follow up. BP 142/88, seen 03/14/2023, labs reviewed."
+    index.add(_raw_row("lab-1", "hl7v2", HL7_RAW, when=datetime(2023, 3, 14, 8, tzinfo=UTC)), config.full_date)
+    for doc_id in ("leak", "clean"):
+        index.add(_raw_row(doc_id, "notes_csv", raw_note, when=datetime(2023, 3, 14, tzinfo=UTC)), config.full_date)
+    shifted = {"event_time": datetime(2023, 1, 3, tzinfo=UTC)}
+    signed = NOTE + "\nElectronically signed by Dr. [NAME] on 06/01/2019 16:42\nPage 1 of 1"
+    first = [
+        doc("leak", "notes", "quorvik seen today for CHF follow up. BP 142/88, seen 01/03/2023.", metadata=shifted),
+        doc("clean", "notes", signed, metadata=shifted, patient_pseudonym="p1"),
+        doc("short", "pubmed", "Too short."),
+    ]
+    second = [doc("abstract", "pubmed", ABSTRACT), doc("ssn", "notes", NOTE + " SSN 123-45-6789 on file.")]
+    tables = [pa.Table.from_pylist(batch, schema=relaxed(DEID_DOCUMENT_SCHEMA)) for batch in (first, second)]
+
+    def clean(workers: int, run: str) -> tuple:
+        zones = Zones(tmp_path / run).ensure()
+        ledger = Ledger(QuarantineWriter(zones, "curate", run), StageReport(stage="curate", run_id=run))
+        gate = ResidualPhiGate(index, config)
+        gate.observe(first + second)
+        gate.decide()
+        steps = [gate, *filter_steps(thresholds(tmp_path))]
+        survivors, fingerprints = [], []
+        for batch in cleaned_batches(tables, steps, DedupConfig(), workers):
+            ledger.replay(batch.ledger)
+            survivors.append(batch.table)
+            fingerprints.append((batch.exact, batch.near.signatures.tolist(), batch.notes))
+        return (
+            pa.concat_tables(survivors).to_pylist(),
+            fingerprints,
+            quarantined(ledger, zones),
+            ledger.steps_summary(),
+            ledger.report.sources,
+            [step.summary() for step in steps],
+        )
+
+    alone, on_actors = clean(1, "driver"), clean(2, "actors")
+    assert on_actors == alone
+    survivors, _, records, _, _, summaries = alone
+    assert [d["doc_id"] for d in survivors] == ["clean", "abstract"]
+    assert [(d, r) for d, r, _ in records] == [
+        ("leak", "residual_phi:name"),
+        ("short", "near_empty_after_deid"),
+        ("ssn", "residual_phi:ssn"),
+    ]
+    assert summaries[0]["blocked_by_kind"] == {"name": 1, "ssn": 1} and summaries[2] == {"lines_removed": 2}
+
+
 DICOM_ADDRESS = "12 Larkspur Lane, Fenwick, Massachusetts, 02138"
 
 
@@ -690,9 +796,9 @@ def test_exact_and_near_dedup_sharing_one_register_decide_as_with_their_own(ledg
     """The curate pipeline gives both levels one DocRegister (they observe the same documents); both also add the
     earlier run's documents when deciding, which the shared register must hold once, at the same indexes."""
     config = DedupConfig()
-    exact, earlier = ExactDedup(PublishedIndex(()), _order), NearDedup(config, PublishedIndex(()), _order)
+    exact, earlier = ExactDedup(PublishedIndex(), _order), NearDedup(config, PublishedIndex(), _order)
     published = run_steps([exact, earlier], [doc("old", "notes", DISCHARGE)], ledger)
-    save_index(zones.governance, config, PublishedIndex(()), published_entries(published, exact, earlier, "run-1"))
+    save_index(zones.governance, config, PublishedIndex(), published_entries(published, exact, earlier, "run-1"))
     previous = PublishedIndex.load(zones.governance, config, pa.array([], pa.string()))
     docs = [
         doc("reworded", "notes", _ten_percent_changed(DISCHARGE, "scattered")),

@@ -7,7 +7,7 @@ enables it by itself whenever ~/.ray/auth_token exists, so a cluster client must
 
 The two-node test adds a second raylet (``ray start --address=HEAD``, its own ports, temp dir and one CPU) and
 reads back from the cluster's own records (GCS job, actor and task tables) on which node each
-de-identification and tokenization call ran.
+de-identification, cleaning (curate) and tokenization call ran.
 """
 
 from __future__ import annotations
@@ -233,11 +233,11 @@ print(json.dumps({"jobs": jobs, "calls": list(calls.values()), "nodes": nodes}))
 
 
 @pytest.mark.slow
-def test_deid_and_tokenization_run_on_both_nodes_of_a_cluster(sample_run, ray_two_nodes, tmp_path: Path):
+def test_deid_curation_and_tokenization_run_on_both_nodes_of_a_cluster(sample_run, ray_two_nodes, tmp_path: Path):
     head, _ = ray_two_nodes
     data_root = tmp_path / "data"
     shutil.copytree(sample_run.zones.root, data_root, symlinks=True)
-    for zone in ("deid", "shards"):
+    for zone in ("deid", "curated", "shards"):
         shutil.rmtree(data_root / zone)
     # Small batches and two workers (one per node), so that the sample's few hundred documents make several
     # calls for each actor.
@@ -247,7 +247,7 @@ def test_deid_and_tokenization_run_on_both_nodes_of_a_cluster(sample_run, ray_tw
     spec.write_text(spec.read_text() + "parallel: {batch_docs: 16, workers: 2}\n")
     env = {**head.env, "RAY_ADDRESS": head.address}
     drivers = {}
-    for stage in ("deid", "shard"):
+    for stage in ("deid", "curate", "shard"):
         command = [str(BIN / "medcurate"), "stage", stage, str(spec), "--run-id", sample_run.ctx.run_id]
         command += ["--data-root", str(data_root), "--demo"]
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -256,7 +256,7 @@ def test_deid_and_tokenization_run_on_both_nodes_of_a_cluster(sample_run, ray_tw
         drivers[stage] = proc.pid
 
     # The same bytes as the in-process run of the session's sample.
-    for zone in ("deid", "shards"):
+    for zone in ("deid", "curated", "shards"):
         assert zone_digests(data_root, zone) == zone_digests(sample_run.zones.root, zone), f"{zone} differs"
 
     records = subprocess.run(
@@ -266,7 +266,8 @@ def test_deid_and_tokenization_run_on_both_nodes_of_a_cluster(sample_run, ray_tw
     cluster = json.loads(records.stdout.strip().splitlines()[-1])
     assert len(cluster["nodes"]) == 2
     job_of = {pid: job for job, pid in cluster["jobs"].items()}
-    for stage, method in (("deid", "_Analyzer.analyze"), ("shard", "TokenizeDocuments.tokenize")):
+    methods = {"deid": "_Analyzer.analyze", "curate": "CleanDocuments.clean", "shard": "TokenizeDocuments.tokenize"}
+    for stage, method in methods.items():
         job = job_of[drivers[stage]]
         ran_on = {c["node"] for c in cluster["calls"] if c["job"] == job and c["name"] == method and c["node"]}
         print(f"\n{stage}: {method} calls on nodes {sorted(n[:8] for n in ran_on)}")

@@ -147,7 +147,7 @@ class ShardSpec(_Section):
 
 
 class ParallelSpec(_Section):
-    """How the Ray stages (deid, shard) and curate's batches cut their work, never what they write.
+    """How the Ray stages (deid, curate's cleaning pass, shard) cut their work, never what they write.
 
     The output is the same for any value (``tests/test_batch_invariance.py``), so ``config_hash()`` leaves
     this section out: raising ``workers`` on a bigger cluster neither changes a manifest nor restarts a
@@ -157,8 +157,8 @@ class ParallelSpec(_Section):
     # Documents per Ray call: texts per de-identification call, curated rows per tokenization call; and the
     # documents curate holds at a time. null: each stage's default (64 texts, 1024 rows, 2048 documents).
     batch_docs: int | None = Field(None, ge=1)
-    # Actors per stage; null: one per CPU of the Ray cluster.  A shard build with one tokenizer runs it in the
-    # driver instead, without Ray (``pipelines/shard/ray_tokenize.py``).
+    # Actors per stage; null: one per CPU of the Ray cluster.  With one, curate's cleaning pass and the shard
+    # build run their work in the driver instead, without Ray (``medcurate/core/actor_pool.py``).
     workers: int | None = Field(None, ge=1)
 
 

@@ -6,16 +6,18 @@ exact before near dedup (cheap first), copy-forward on the survivors, decontamin
 would be published).  The GX "curated" suite then checks the result (stage.py).
 
 The stage streams its documents in batches, so a step whose verdict depends on the whole run (the gate's
-date shifts, the three dedup levels) is a ``TwoPassStep``: ``clean`` runs the per-document steps on a batch
-and lets dedup observe the survivors' hashes, ``decide`` settles dedup once over the whole run in dedup order
-(earlier runs, spec source order, doc_id), and ``finish`` applies those decisions batch by batch.  Which
-batch a document and its twin fall in therefore changes nothing.
+date shifts, the three dedup levels) is a ``TwoPassStep``: ``clean`` runs the per-document steps on each batch
+(on Ray actors, clean_pass.py) and records the survivors' dedup fingerprints, ``decide`` settles dedup once
+over the whole run in dedup order (earlier runs, spec source order, doc_id), and ``finish`` applies those
+decisions batch by batch.  Which batch a document and its twin fall in, and which actor cleaned them,
+therefore changes nothing.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from medcurate.core.context import RunContext
+from pipelines.quality.clean_pass import cleaned_batches
 from pipelines.quality.curation_config import CurationConfig
 from pipelines.quality.decontam import BenchmarkNgrams, Decontaminator
 from pipelines.quality.dedup import CopyForwardDedup, ExactDedup, NearDedup
@@ -44,13 +47,18 @@ class CuratePipeline:
     copy_forward: CopyForwardDedup
     decontamination: Decontaminator
 
-    def clean(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
-        """Curate's first pass over one batch (the gate decided): gate and filters, then dedup observes the
-        cleaned survivors (their hashes only)."""
-        docs = run_steps([self.gate, *self.filters], docs, ledger)
-        for step in (self.exact, self.near, self.copy_forward):
-            step.observe(docs)
-        return docs
+    def clean(self, tables: Iterable[pa.Table], ledger: Ledger, workers: int | None) -> Iterator[pa.Table]:
+        """Curate's cleaning pass (the gate decided): the gate and the filters on each batch, on ``workers``
+        Ray actors or in the driver (clean_pass.py); then, in batch order, the ledger takes what they dropped
+        and dedup records the survivors' fingerprints.  Yields the survivors, batch by batch."""
+        for batch in cleaned_batches(tables, [self.gate, *self.filters], self.near.config, workers):
+            ledger.replay(batch.ledger)
+            sources, doc_ids = batch.table.column("source").to_pylist(), batch.table.column("doc_id").to_pylist()
+            ranks = [self.exact.order({"source": s, "doc_id": d}) for s, d in zip(sources, doc_ids, strict=True)]
+            self.exact.record(ranks, batch.exact)
+            self.near.record(ranks, batch.near)
+            self.copy_forward.record(batch.notes)
+            yield batch.table
 
     def decide(self) -> None:
         """Dedup's decisions over the whole run, each level over what the previous ones kept."""

@@ -69,6 +69,7 @@ class Decontaminator(Step):
     name = "decontamination"
 
     def __init__(self, benchmarks: list[BenchmarkNgrams], n: int) -> None:
+        super().__init__()
         self.benchmarks = benchmarks
         self.n = n
         self.removed: Counter[str] = Counter()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -106,10 +107,58 @@ def minhash_signatures(sequences: Iterable[WordSequence], config: DedupConfig) -
     )
 
 
-def scheme_values(values: np.ndarray, config: DedupConfig) -> np.ndarray:
-    """Stored hash values (uint64 in the index) in the scheme's dtype, as a new document's signature has them:
-    the LSH's band keys are the values' bytes."""
-    return MinHash(seed=config.seed, hashvalues=values, scheme="affine32", hashfunc=xxhash.xxh32_intdigest).hashvalues
+def scheme_values(values: np.ndarray) -> np.ndarray:
+    """Stored hash values (uint64 in the index) in the dtype of datasketch's default "affine32" scheme, as a new
+    document's signature has them: the LSH's band keys are the values' bytes.  A value that does not fit 32 bits
+    was not made by that scheme, so it is refused as datasketch refuses it, not truncated into a false match."""
+    if values.size and int(values.max()) > np.iinfo(np.uint32).max:
+        raise ValueError("dedup index: MinHash values out of range for the affine32 scheme")
+    return values.astype(np.uint32)
+
+
+def exact_fingerprints(docs: list[Doc]) -> list[str]:
+    """What exact dedup records of each document: its exact key."""
+    return [exact_key(d["text"]) for d in docs]
+
+
+@dataclass(frozen=True)
+class NearFingerprints:
+    """What near dedup records of a batch: each document's word hashes and MinHash signature (one row each)."""
+
+    word_ids: list[np.ndarray]
+    signatures: np.ndarray
+
+
+def near_fingerprints(docs: list[Doc], config: DedupConfig) -> NearFingerprints:
+    tokens = [words(doc["text"]) for doc in docs]
+    masked = minhash_signatures((WordSequence.of(mask_numbers(t)) for t in tokens), config)
+    signatures = np.array([m.hashvalues for m in masked], np.uint32).reshape(-1, config.num_perm)
+    return NearFingerprints([WordSequence.of(t).ids for t in tokens], signatures)
+
+
+@dataclass(frozen=True)
+class NoteParagraphs:
+    """What copy-forward dedup records of a note in its scope: patient, time, and each paragraph's exact key
+    (None for a paragraph too short to count as copied)."""
+
+    patient: str
+    when: datetime
+    doc_id: str
+    keys: list[str | None]
+
+
+def copy_forward_fingerprints(docs: list[Doc], config: DedupConfig) -> list[NoteParagraphs]:
+    minimum = config.copy_forward_min_paragraph_chars
+    return [
+        NoteParagraphs(
+            patient=doc["patient_pseudonym"],
+            when=(doc.get("metadata") or {}).get("event_time") or _LATEST,
+            doc_id=doc["doc_id"],
+            keys=[exact_key(p) if len(p.strip()) >= minimum else None for p in _PARAGRAPH_BREAK.split(doc["text"])],
+        )
+        for doc in docs
+        if doc["doc_type"] in config.copy_forward_doc_types and doc.get("patient_pseudonym")
+    ]
 
 
 def _earlier_run(doc_id: str) -> Rank:
@@ -131,6 +180,7 @@ class ExactDedup(TwoPassStep):
         directory: Path | None = None,
         register: DocRegister | None = None,
     ) -> None:
+        super().__init__()
         self.previous = previous
         self.order = order
         self._scratch = TemporaryDirectory(prefix="exact-dedup-", dir=directory)
@@ -140,18 +190,18 @@ class ExactDedup(TwoPassStep):
         self.twins = Twins(self.register, "kept twin {twin}")
 
     def observe(self, docs: list[Doc]) -> None:
-        self._record([self.order(d) for d in docs], [exact_key(d["text"]) for d in docs])
+        self.record([self.order(d) for d in docs], exact_fingerprints(docs))
 
-    def _record(self, ranks: list[Rank], keys: list[str]) -> None:
+    def record(self, ranks: list[Rank], keys: list[str]) -> None:
+        """Register documents in observation order (their fingerprints may come from a Ray worker)."""
         self.register.record(ranks, self.recorded)
         self.recorded += len(ranks)
         self.digests.append(np.frombuffer(b"".join(bytes.fromhex(k) for k in keys), np.uint8))
 
     def _decide(self, skip: pa.Array) -> None:
         observed = self.recorded
-        self._record(
-            [_earlier_run(e.doc_id) for e in self.previous.entries], [e.exact_key for e in self.previous.entries]
-        )
+        for earlier in self.previous.slices():
+            self.record([_earlier_run(d) for d in earlier.doc_ids], earlier.exact_keys)
         walk = self.register.in_rank_order(skip)
         if not len(walk):
             return
@@ -188,6 +238,7 @@ class NearDedup(TwoPassStep):
         directory: Path | None = None,
         register: DocRegister | None = None,
     ) -> None:
+        super().__init__()
         self.config = config
         self.previous = previous
         self.order = order
@@ -209,12 +260,11 @@ class NearDedup(TwoPassStep):
         self.candidates_checked = 0
 
     def observe(self, docs: list[Doc]) -> None:
-        tokens = [words(doc["text"]) for doc in docs]
-        masked = minhash_signatures((WordSequence.of(mask_numbers(t)) for t in tokens), self.config)
-        signatures = np.array([m.hashvalues for m in masked], np.uint32).reshape(-1, self.config.num_perm)
-        self._record([self.order(d) for d in docs], [WordSequence.of(t).ids for t in tokens], signatures)
+        self.record([self.order(d) for d in docs], near_fingerprints(docs, self.config))
 
-    def _record(self, ranks: list[Rank], word_ids: list[np.ndarray], signatures: np.ndarray) -> None:
+    def record(self, ranks: list[Rank], fingerprints: NearFingerprints) -> None:
+        """Register documents in observation order (their fingerprints may come from a Ray worker)."""
+        word_ids, signatures = fingerprints.word_ids, fingerprints.signatures
         self.register.record(ranks, self.recorded)
         self.recorded += len(ranks)
         self.words.append(word_ids)
@@ -225,10 +275,9 @@ class NearDedup(TwoPassStep):
 
     def _decide(self, skip: pa.Array) -> None:
         observed = self.recorded
-        entries = self.previous.entries
-        signatures = np.array([scheme_values(e.minhash, self.config) for e in entries], np.uint32)
-        signatures = signatures.reshape(-1, self.config.num_perm)
-        self._record([_earlier_run(e.doc_id) for e in entries], [e.words for e in entries], signatures)
+        for earlier in self.previous.slices():
+            fingerprints = NearFingerprints(earlier.words, scheme_values(earlier.minhashes))
+            self.record([_earlier_run(d) for d in earlier.doc_ids], fingerprints)
         walk = self.register.in_rank_order(skip)
         groups = band_groups(keys.read_all()[walk] for keys in self.band_keys)
         lsh = BandedBuckets(groups, len(walk), self.bucket_cap, Path(self._scratch.name) / "lsh")
@@ -286,7 +335,7 @@ class NearDedup(TwoPassStep):
             "candidate_bucket_cap": self.bucket_cap,
             "candidate_bucket_full_inserts": self.full_bucket_inserts,
             "shared_bucket_memberships": self.shared_bucket_memberships,
-            "earlier_runs_compared": len(self.previous.entries),
+            "earlier_runs_compared": self.previous.rows,
             "earlier_runs_skipped_incompatible": self.previous.skipped,
         }
 
@@ -299,6 +348,7 @@ class CopyForwardDedup(TwoPassStep):
     name = "copy_forward"
 
     def __init__(self, config: DedupConfig) -> None:
+        super().__init__()
         self.config = config
         self.notes: dict[str, list[tuple[datetime, str]]] = defaultdict(list)  # patient -> (time, doc_id)
         self.paragraph_keys: dict[str, list[str | None]] = {}
@@ -308,14 +358,13 @@ class CopyForwardDedup(TwoPassStep):
         self.dropped = 0
 
     def observe(self, docs: list[Doc]) -> None:
-        minimum = self.config.copy_forward_min_paragraph_chars
-        for doc in docs:
-            if doc["doc_type"] in self.config.copy_forward_doc_types and doc.get("patient_pseudonym"):
-                when = (doc.get("metadata") or {}).get("event_time") or _LATEST
-                self.notes[doc["patient_pseudonym"]].append((when, doc["doc_id"]))
-                self.paragraph_keys[doc["doc_id"]] = [
-                    exact_key(p) if len(p.strip()) >= minimum else None for p in _PARAGRAPH_BREAK.split(doc["text"])
-                ]
+        self.record(copy_forward_fingerprints(docs, self.config))
+
+    def record(self, notes: list[NoteParagraphs]) -> None:
+        """Register notes in observation order (their fingerprints may come from a Ray worker)."""
+        for note in notes:
+            self.notes[note.patient].append((note.when, note.doc_id))
+            self.paragraph_keys[note.doc_id] = note.keys
 
     def _decide(self, skip: pa.Array) -> None:
         mine = pa.array(list(self.paragraph_keys), pa.string())

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
-from itertools import chain, islice
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +71,27 @@ class PublishedEntry:
 
 
 @dataclass(frozen=True)
+class PublishedSlice:
+    """Up to ``LOAD_ROWS`` kept index rows, as the dedup steps record them."""
+
+    doc_ids: list[str]
+    exact_keys: list[str]
+    minhashes: np.ndarray  # one row of ``num_perm`` stored (uint64) values per document
+    words: list[np.ndarray]
+
+
+@dataclass(frozen=True)
 class PublishedIndex:
-    entries: tuple[PublishedEntry, ...]
+    """The earlier runs' entries this run compares with: the index file less ``exclude_doc_ids``.
+
+    Never held whole: ``slices`` reads the file again, ``LOAD_ROWS`` rows at a time, for each dedup step and for
+    saving.  At a kilobyte of word hashes per entry, a million earlier documents held as objects took 1.8 GB.
+    """
+
+    path: Path | None = None
+    exclude_doc_ids: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    # Entries compared (kept after the exclusion).
+    rows: int = 0
     # Entries of an index built with other MinHash parameters, set aside.
     skipped: int = 0
 
@@ -81,28 +100,38 @@ class PublishedIndex:
         """The index without ``exclude_doc_ids`` (the documents this run curates again: this run decides them)."""
         path = index_path(governance)
         if not path.exists():
-            return cls(())
+            return cls()
         parquet = pq.ParquetFile(path)
         stored = json.loads((parquet.schema_arrow.metadata or {}).get(PARAMS_KEY, b"{}"))
         if stored != minhash_params(config):
-            return cls((), skipped=parquet.metadata.num_rows)
-        # Read a slice at a time and drop the excluded rows first: a re-run of a million documents excludes them
-        # all, and reading the whole index before filtering held ~1.5 GB of word hashes at once.
-        entries: list[PublishedEntry] = []
-        for batch in parquet.iter_batches(batch_size=LOAD_ROWS, columns=INDEX_SCHEMA.names):
-            table = pa.Table.from_batches([batch]).cast(INDEX_SCHEMA)
-            table = table.filter(pc.invert(pc.is_in(table["doc_id"], exclude_doc_ids)))
-            minhashes, words = _arrays(table["minhash"], np.uint64), _arrays(table["words"], np.uint32)
-            entries.extend(
-                PublishedEntry(doc_id, source, run_id, key, minhash, word_ids)
-                for doc_id, source, run_id, key, minhash, word_ids in zip(
-                    *(table[c].to_pylist() for c in ("doc_id", "source", "run_id", "exact_key")),
-                    minhashes,
-                    words,
-                    strict=True,
-                )
+            return cls(skipped=parquet.metadata.num_rows)
+        index = cls(path, exclude_doc_ids)
+        rows = sum(len(kept) for kept in index._kept(["doc_id"]))
+        return replace(index, rows=rows)
+
+    def tables(self) -> Iterator[pa.Table]:
+        """The kept rows as index tables, ``LOAD_ROWS`` rows (less the excluded) at a time."""
+        for table in self._kept(INDEX_SCHEMA.names):
+            yield table.cast(INDEX_SCHEMA)
+
+    def slices(self) -> Iterator[PublishedSlice]:
+        for table in self.tables():
+            minhashes = pc.list_flatten(table["minhash"]).to_numpy(zero_copy_only=False)
+            yield PublishedSlice(
+                doc_ids=table["doc_id"].to_pylist(),
+                exact_keys=table["exact_key"].to_pylist(),
+                minhashes=minhashes.astype(np.uint64).reshape(table.num_rows, -1),
+                words=_arrays(table["words"], np.uint32),
             )
-        return cls(tuple(entries))
+
+    def _kept(self, columns: list[str]) -> Iterator[pa.Table]:
+        if self.path is None:
+            return
+        for batch in pq.ParquetFile(self.path).iter_batches(batch_size=LOAD_ROWS, columns=columns):
+            table = pa.Table.from_batches([batch])
+            table = table.filter(pc.invert(pc.is_in(table["doc_id"], self.exclude_doc_ids)))
+            if table.num_rows:
+                yield table
 
 
 def save_index(
@@ -117,10 +146,13 @@ def save_index(
     path = index_path(governance)
     path.parent.mkdir(parents=True, exist_ok=True)
     schema = INDEX_SCHEMA.with_metadata({PARAMS_KEY: json.dumps(minhash_params(config), sort_keys=True).encode()})
-    entries = chain(previous.entries, published)
+    entries = iter(published)
     tmp = temporary_path(path)
     rows = 0
     with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        for table in previous.tables():
+            writer.write_table(table.replace_schema_metadata(schema.metadata))
+            rows += table.num_rows
         while chunk := list(islice(entries, WRITE_ROWS)):
             writer.write_table(pa.Table.from_pylist([_row(e) for e in chunk], schema=schema))
             rows += len(chunk)

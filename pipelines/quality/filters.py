@@ -42,6 +42,7 @@ class _ByKind(Step):
     """A filter configured per source kind."""
 
     def __init__(self, thresholds: dict[str, FilterThresholds]) -> None:
+        super().__init__()
         self.thresholds = thresholds
 
     def for_doc(self, doc: Doc) -> FilterThresholds:
@@ -85,7 +86,6 @@ class BoilerplateStripper(_ByKind):
     def __init__(self, thresholds: dict[str, FilterThresholds]) -> None:
         super().__init__(thresholds)
         self.pattern = re.compile("|".join(f"(?:{p})" for p in boilerplate_patterns()), re.IGNORECASE)
-        self.lines_removed = 0
 
     def run(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
         for doc in docs:
@@ -95,12 +95,12 @@ class BoilerplateStripper(_ByKind):
             kept = [line for line in lines if not self.pattern.fullmatch(line.strip())]
             if len(kept) < len(lines):
                 doc["text"] = "\n".join(kept).strip()
-                self.lines_removed += len(lines) - len(kept)
+                self.facts["lines_removed"] += len(lines) - len(kept)
                 ledger.modify(doc, self.name, "boilerplate_stripped")
         return docs
 
     def summary(self) -> dict[str, Any]:
-        return {"lines_removed": self.lines_removed}
+        return {"lines_removed": self.facts["lines_removed"]}
 
 
 class NearEmptyFilter(_Filter):

@@ -163,14 +163,12 @@ class ResidualPhiGate(TwoPassStep):
     name = "residual_phi_gate"
 
     def __init__(self, index: RawPatientIndex, config: GateConfig) -> None:
+        super().__init__()
         self.index = index
         self.config = config
         self._patient_patterns: dict[str, dict[str, re.Pattern[str]]] = {}
         self._shifts_seen: dict[str, Counter[int]] = defaultdict(Counter)
         self.offsets: dict[str, int] = {}
-        self.scanned = 0
-        self.hits: Counter[str] = Counter()
-        self.blocked: Counter[str] = Counter()
 
     def _patterns_of(self, patient_key: str) -> dict[str, re.Pattern[str]]:
         """The patient's identifier patterns, compiled once; the cache keeps the most recent patients only."""
@@ -224,22 +222,26 @@ class ResidualPhiGate(TwoPassStep):
             if doc["source_kind"] not in self.config.source_kinds:
                 kept.append(doc)
                 continue
-            self.scanned += 1
+            self.facts["documents_scanned"] += 1
             hits = self.scan(doc, next(raws), self.offsets)
             if not hits:
                 kept.append(doc)
                 continue
-            self.hits.update(hits)
+            self.facts.update({f"hits:{kind}": n for kind, n in hits.items()})
             first = min(hits, key=lambda kind: KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER))
-            self.blocked[first] += 1
+            self.facts[f"blocked:{first}"] += 1
             detail = "hits " + ", ".join(f"{kind}={n}" for kind, n in sorted(hits.items()))
             ledger.drop(doc, self.name, f"residual_phi:{first}", detail)
         return kept
 
     def summary(self) -> dict[str, Any]:
+        blocked, hits = self._by_kind("blocked:"), self._by_kind("hits:")
         return {
-            "documents_scanned": self.scanned,
-            "documents_blocked": sum(self.blocked.values()),
-            "blocked_by_kind": dict(sorted(self.blocked.items())),
-            "hits_by_kind": dict(sorted(self.hits.items())),
+            "documents_scanned": self.facts["documents_scanned"],
+            "documents_blocked": sum(blocked.values()),
+            "blocked_by_kind": blocked,
+            "hits_by_kind": hits,
         }
+
+    def _by_kind(self, prefix: str) -> dict[str, int]:
+        return {fact.removeprefix(prefix): n for fact, n in sorted(self.facts.items()) if fact.startswith(prefix)}

@@ -19,7 +19,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from great_expectations.data_context import FileDataContext
 
+from medcurate.core.actor_pool import actor_count
 from medcurate.core.context import RunContext, StageFailed, StageReport
 from medcurate.core.listing import list_inputs
 from medcurate.core.names import SOURCE_KINDS
 from medcurate.core.quarantine import QuarantineWriter, quarantined_upstream
+from medcurate.core.ray_runtime import ray_session
 from medcurate.core.schema import DEID_DOCUMENT_SCHEMA, LEGAL_BASES, RAW_DOCUMENT_SCHEMA
 from medcurate.core.zones import publish_dir, write_parquet_groups
 from pipelines.quality.curate_pipeline import build_pipeline, minimum_rows, previous_counts, save_counts
@@ -195,6 +197,15 @@ def _live_batches(
         yield table.num_rows, live
 
 
+def _passing_batches(ctx: RunContext, source: _Source, skip: pa.Array, batch_docs: int) -> Iterator[pa.Table]:
+    """A source's live documents without the rows its "deid" suite failed, a batch at a time."""
+    row = 0
+    for _, live in _live_batches(ctx, source.name, skip, batch_docs):
+        keep = [row + i not in source.deid_failed for i in range(live.num_rows)]
+        row += live.num_rows
+        yield live if all(keep) else live.filter(pa.array(keep))
+
+
 @contextmanager
 def _scratch(ctx: RunContext, name: str) -> Iterator[Path]:
     """A stage's working folder beside the zones (spills, validation frames' partitions): emptied first, in case
@@ -304,7 +315,7 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
         sources.append(_Source(source.name, failed, _passing_ids(pa.chunked_array(live_ids, pa.string()), failed)))
 
     done("pass 1 (deid suite)")
-    pipeline, previous = None, PublishedIndex(())
+    pipeline, previous = None, PublishedIndex()
     if not problems:
         curated_ids = pa.chunked_array([c for s in sources for c in s.passing_ids.chunks], pa.string()).combine_chunks()
         previous = PublishedIndex.load(ctx.zones.governance, config.dedup, curated_ids)
@@ -323,15 +334,15 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
     if pipeline is not None:
         pipeline.gate.decide()
         done("pass 2 (gate observes)")
-        # Pass 3: gate and filters; dedup observes the cleaned documents' hashes; the documents are spilled.
-        for source in sources:
-            source.cleaned = Spill(scratch / "cleaned" / f"{source.name}.arrow", relaxed(DEID_DOCUMENT_SCHEMA))
-            row = 0
-            for _, live in _live_batches(ctx, source.name, skip, batch_docs):
-                docs = [d for i, d in enumerate(live.to_pylist()) if row + i not in source.deid_failed]
-                row += live.num_rows
-                source.cleaned.write(_table(pipeline.clean(docs, ledger)))
-        done("pass 3 (gate, filters, dedup observes)")
+        # Pass 3: gate and filters (on Ray); dedup records the cleaned documents' fingerprints; they are spilled.
+        workers = ctx.spec.parallel.workers
+        with ray_session() if actor_count(workers) != 1 else nullcontext():
+            for source in sources:
+                source.cleaned = Spill(scratch / "cleaned" / f"{source.name}.arrow", relaxed(DEID_DOCUMENT_SCHEMA))
+                passing = _passing_batches(ctx, source, skip, batch_docs)
+                for table in pipeline.clean(passing, ledger, workers):
+                    source.cleaned.write(table)
+        done("pass 3 (gate, filters, dedup fingerprints)")
         pipeline.decide()
         done("dedup decisions")
         # Pass 4: dedup's decisions and decontamination; the "curated" suite on each source's frame.

@@ -25,12 +25,24 @@ from medcurate.core.context import StageReport
 from medcurate.core.quarantine import QuarantineWriter
 
 Doc = dict[str, Any]
+# What ``Ledger.drop`` reads of a document.
+QUARANTINE_FIELDS = ("source", "source_file", "source_sha256", "position", "doc_id")
 
 
 class Step:
     """One curate step.  Subclasses set ``name`` and implement ``run``; ``summary`` adds step facts."""
 
     name: str = "step"
+
+    def __init__(self) -> None:
+        # Additive counts behind ``summary`` (documents scanned, lines removed): a copy of the step in a Ray
+        # worker hands them to the driver's step batch by batch (``take_facts``), so the report counts once.
+        self.facts: Counter[str] = Counter()
+
+    def take_facts(self) -> Counter[str]:
+        """The counts since the last call, cleared."""
+        facts, self.facts = self.facts, Counter()
+        return facts
 
     def run(self, docs: list[Doc], ledger: Ledger) -> list[Doc]:
         raise NotImplementedError
@@ -133,15 +145,43 @@ class Ledger:
         self.tally(step).modified[doc["source"]][change] += 1
 
     def count(self, step: str, before: Iterable[Doc], after: Iterable[Doc]) -> None:
+        self.counted(step, Counter(d["source"] for d in before), Counter(d["source"] for d in after))
+
+    def counted(self, step: str, before: Counter[str], after: Counter[str]) -> None:
+        """``count`` with documents per source already counted."""
         tally = self.tally(step)
-        tally.input.update(d["source"] for d in before)
-        tally.kept.update(d["source"] for d in after)
+        tally.input.update(before)
+        tally.kept.update(after)
+
+    def replay(self, record: LedgerRecord) -> None:
+        """What the steps told a worker's ``LedgerRecord``, in the order they told it."""
+        for method, args in record.events:
+            getattr(self, method)(*args)
 
     def steps_summary(self) -> list[dict[str, Any]]:
         return [tally.to_dict(step) for step, tally in self.tallies.items()]
 
 
-def run_steps(steps: Iterable[Step], docs: list[Doc], ledger: Ledger) -> list[Doc]:
+class LedgerRecord:
+    """The ledger of steps that run in a Ray worker: it records what they say, in order, for the driver's
+    ``Ledger.replay``, which writes the quarantine records and counts as if the steps had run in the driver.
+    Of a dropped document it keeps only what a quarantine record names (no text)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, tuple[Any, ...]]] = []
+
+    def drop(self, doc: Doc, step: str, reason: str, detail: str = "") -> None:
+        self.events.append(("drop", ({key: doc.get(key) for key in QUARANTINE_FIELDS}, step, reason, detail)))
+
+    def modify(self, doc: Doc, step: str, change: str) -> None:
+        self.events.append(("modify", ({"source": doc["source"]}, step, change)))
+
+    def count(self, step: str, before: Iterable[Doc], after: Iterable[Doc]) -> None:
+        counts = Counter(d["source"] for d in before), Counter(d["source"] for d in after)
+        self.events.append(("counted", (step, *counts)))
+
+
+def run_steps(steps: Iterable[Step], docs: list[Doc], ledger: Ledger | LedgerRecord) -> list[Doc]:
     """Pass the documents through every step in order, counting what each kept."""
     for step in steps:
         kept = step.run(docs, ledger)

@@ -10,12 +10,7 @@ and why (``drop_reason``) without a second pass.
 The driver reads the curated files itself (sorted by path, rows in file order; decoding Parquet costs a few
 percent of tokenizing it) and ``tokenized_batches`` gives back the tokenized batches in that same order, so
 everything downstream (shard contents, boundaries, digests) is a function of the input alone, whatever the
-number of tokenizers.  It keeps a few batches queued per actor, so no actor waits for the driver, and no more,
-so the object store holds a bounded window of the corpus, never all of it.
-
-Why not Ray Data: its streaming executor (read and footer tasks, stats and autoscaling actors, a scheduling
-loop in the driver, a copy of every block through the object store) took 40% of the stage's time, kept a
-second worker from helping, and added 1.3 GB of processes to the demo's peak (``benchmarks/bench_shard.py``).
+number of tokenizers (the actor pool is ``medcurate.core.actor_pool``, which also says why not Ray Data).
 """
 
 from __future__ import annotations
@@ -32,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
+from medcurate.core.actor_pool import actor_count, ordered_actor_map
 from pipelines.shard.mixing import batch_copies
 from pipelines.shard.splits import SPLIT_KEY_COLUMNS, batch_splits
 
@@ -159,21 +155,6 @@ def curated_batches(parquet_files: list[Path], batch_rows: int | None = None) ->
         yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows or BATCH_ROWS, columns=INPUT_COLUMNS)
 
 
-def tokenizer_workers(requested: int | None) -> int | None:
-    """How many tokenizers a build runs: ``requested`` (the spec's ``parallel.workers``), else one per CPU of
-    the Ray runtime it runs on: the open session's, or this machine's (what ``ray_session()`` would start);
-    None for a cluster named by ``RAY_ADDRESS`` not joined yet (only the cluster knows its CPUs)."""
-    import ray
-
-    if requested:
-        return requested
-    if ray.is_initialized():
-        return max(1, int(ray.cluster_resources().get("CPU", 1)))
-    if os.environ.get("RAY_ADDRESS"):
-        return None
-    return os.cpu_count() or 1
-
-
 def tokenized_batches(
     batches: Iterable[pa.RecordBatch],
     tokenizer_json: str,
@@ -185,27 +166,27 @@ def tokenized_batches(
     mixing: Mapping[str, float],
     workers: int | None = None,
 ) -> Iterator[pa.Table]:
-    """Each batch tokenized, in input order, by ``tokenizer_workers(workers)`` tokenizers; call inside
+    """Each batch tokenized, in input order, by ``actor_count(workers)`` tokenizers; call inside
     ``ray_session()`` unless that is 1.
 
     One tokenizer is the driver itself: an actor would only add a worker process to start (1.5-3 s), a copy
     of every batch into the object store and back, and Ray's services running beside it, for no parallelism.
 
-    More: a pool of actors.  A batch goes to the actor with the fewest calls queued; the driver waits only for
-    the oldest call, so the output order is the input order however the actors are scheduled.  Each actor
-    tokenizes on one thread: it holds one CPU, and the tokenizer's own thread pool would make N actors fight
-    over N cores.  Until the first actor is up (a new Ray worker process imports Ray, pyarrow and the
-    tokenizer: 1.5-3 s), the driver tokenizes the batches itself with the same ``TokenizeDocuments`` body,
-    instead of waiting; the rows are the same whoever made them.  A set number of ``workers`` (the spec's
-    ``parallel.workers``) is a request to run the work on that many actors (on a cluster, spread over its
-    nodes), so then the driver only feeds them.
+    More: a pool of actors (``ordered_actor_map``).  Each actor tokenizes on one thread: it holds one CPU, and
+    the tokenizer's own thread pool would make N actors fight over N cores.  Until the first actor is up, the
+    driver tokenizes batches itself with the same ``TokenizeDocuments`` body.  A set number of ``workers`` (the
+    spec's ``parallel.workers``) is a request to run the work on that many actors (on a cluster, spread over
+    its nodes), so then the driver only feeds them.
     """
     arguments = (tokenizer_json, bos_id, eos_id, vocab_size, dict(splits), dict(mixing))
-    count = tokenizer_workers(workers)
+    count = actor_count(workers)
     if count == 1:
         yield from _driver_batches(batches, arguments)
     else:
-        yield from _actor_batches(batches, arguments, count, driver_helps=workers is None)
+        local = _DriverTokenizer(arguments).tokenize if workers is None else None
+        yield from ordered_actor_map(
+            batches, TokenizeDocuments, arguments, "tokenize", count, queued_per_actor=QUEUED_PER_TOKENIZER, local=local
+        )
 
 
 def _driver_batches(batches: Iterable[pa.RecordBatch], arguments: tuple) -> Iterator[pa.Table]:
@@ -221,38 +202,6 @@ def _driver_batches(batches: Iterable[pa.RecordBatch], arguments: tuple) -> Iter
             calls.append(tokenizer.submit(driver.tokenize, batch))
         while calls:
             yield calls.popleft().result()
-
-
-def _actor_batches(
-    batches: Iterable[pa.RecordBatch], arguments: tuple, count: int | None, *, driver_helps: bool
-) -> Iterator[pa.Table]:
-    """``tokenized_batches`` on a pool of ``count`` actors (None: one per CPU of the cluster)."""
-    import ray
-
-    local = _DriverTokenizer(arguments) if driver_helps else None
-    workers = count or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    actor_class = ray.remote(num_cpus=1)(TokenizeDocuments)
-    actors = [actor_class.remote(*arguments) for _ in range(workers)]
-    starting = [actor.__ray_ready__.remote() for actor in actors]
-    queued = [0] * workers
-    calls: deque = deque()  # (result ref, actor index) or (table, None), oldest first
-    try:
-        for batch in batches:
-            if len(calls) == workers * QUEUED_PER_TOKENIZER:
-                yield _collect(calls, queued)
-            if local is not None and ray.wait(starting, num_returns=1, timeout=0)[0]:
-                local = None  # an actor is up: the driver goes back to feeding and writing
-            if local is not None:
-                calls.append((local.tokenize(batch), None))
-                continue
-            actor = queued.index(min(queued))
-            calls.append((actors[actor].tokenize.remote(batch), actor))
-            queued[actor] += 1
-        while calls:
-            yield _collect(calls, queued)
-    finally:
-        for actor in actors:
-            ray.kill(actor)
 
 
 class _DriverTokenizer:
@@ -279,13 +228,3 @@ def _single_threaded_tokenizers() -> Iterator[None]:
             os.environ.pop("TOKENIZERS_PARALLELISM", None)
         else:
             os.environ["TOKENIZERS_PARALLELISM"] = previous
-
-
-def _collect(calls: deque, queued: list[int]) -> pa.Table:
-    import ray
-
-    result, actor = calls.popleft()
-    if actor is None:  # tokenized by the driver
-        return result
-    queued[actor] -= 1
-    return ray.get(result)

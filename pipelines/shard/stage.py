@@ -30,6 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from medcurate.core.actor_pool import actor_count
 from medcurate.core.context import RunContext, StageFailed, StageReport
 from medcurate.core.hashing import sha256_file
 from medcurate.core.ray_runtime import ray_session
@@ -43,7 +44,6 @@ from pipelines.shard.ray_tokenize import (
     document_schema,
     token_id_type,
     tokenized_batches,
-    tokenizer_workers,
 )
 from pipelines.shard.tokenizer import TokenizerInfo, describe_tokenizer, prepare_tokenizer
 from pipelines.shard.trainer_files import dataset_citation, dataset_license, split_warnings, write_trainer_files
@@ -194,7 +194,7 @@ def run(ctx: RunContext) -> StageReport:
     tokenizer = _tokenizer(ctx, files, progress)
     log.info("shard: tokenizer ready (vocab %d, sha256 %s)", tokenizer.vocab_size, tokenizer.sha256[:12])
     # Ray only for more than one tokenizer: one runs in the driver (``tokenized_batches``).
-    with ray_session() if tokenizer_workers(spec.parallel.workers) != 1 else nullcontext():
+    with ray_session() if actor_count(spec.parallel.workers) != 1 else nullcontext():
         shards, id_type = write_shards(ctx, files, tokenizer, progress, report)
     progress.finish()
     manifest = build_manifest(

@@ -1,0 +1,94 @@
+"""Batches through a pool of Ray actors, results in input order: how tokenization and curate's cleaning pass
+spread per-document work over a machine's cores or a cluster's nodes.
+
+Each actor is one instance of a body class (built once: a tokenizer parsed, a language model loaded) and a
+batch goes to the actor with the fewest calls queued.  The driver waits only for the oldest call, so the
+output order is the input order however the actors are scheduled, and everything downstream is a function of
+the input alone, whatever the number of workers.  At most ``queued_per_actor`` calls wait per actor (one
+running, one queued, so no actor idles while the driver catches up), which bounds what the object store holds
+to a window of the corpus, never all of it.
+
+A new Ray worker process imports Ray, pyarrow and the body's libraries (1.5-3 s).  Given ``local``, the
+driver runs batches itself with the same body until the first actor is up instead of waiting; the results are
+the same whoever made them.
+
+Why not Ray Data: its streaming executor (read and footer tasks, stats and autoscaling actors, a scheduling
+loop in the driver, a copy of every block through the object store) took 40% of the shard stage's time,
+kept a second worker from helping, and added 1.3 GB of processes to the demo's peak
+(``benchmarks/bench_shard.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+Batch = TypeVar("Batch")
+
+
+def actor_count(requested: int | None) -> int | None:
+    """How many workers a stage runs: ``requested`` (the spec's ``parallel.workers``), else one per CPU of the
+    Ray runtime it runs on: the open session's, or this machine's (what ``ray_session()`` would start); None for
+    a cluster named by ``RAY_ADDRESS`` not joined yet (only the cluster knows its CPUs).  One worker is the
+    driver itself, without Ray."""
+    import ray
+
+    if requested:
+        return requested
+    if ray.is_initialized():
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    if os.environ.get("RAY_ADDRESS"):
+        return None
+    return os.cpu_count() or 1
+
+
+def ordered_actor_map(
+    batches: Iterable[Batch],
+    body: type,
+    arguments: tuple[Any, ...],
+    method: str,
+    count: int | None,
+    *,
+    queued_per_actor: int = 2,
+    local: Callable[[Batch], Any] | None = None,
+) -> Iterator[Any]:
+    """``body(*arguments).<method>(batch)`` for each batch, on ``count`` actors of one CPU each (None: one per
+    CPU of the cluster), results in input order; call inside ``ray_session()``.  The actors are killed when
+    the iteration ends, however it ends."""
+    import ray
+
+    workers = count or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    actor_class = ray.remote(num_cpus=1)(body)
+    actors = [actor_class.remote(*arguments) for _ in range(workers)]
+    starting = [actor.__ray_ready__.remote() for actor in actors]
+    queued = [0] * workers
+    calls: deque[tuple[Any, int | None]] = deque()  # (result ref, actor index) or (result, None), oldest first
+    try:
+        for batch in batches:
+            if len(calls) == workers * queued_per_actor:
+                yield _collect(calls, queued)
+            if local is not None and ray.wait(starting, num_returns=1, timeout=0)[0]:
+                local = None  # an actor is up: the driver goes back to feeding and collecting
+            if local is not None:
+                calls.append((local(batch), None))
+                continue
+            actor = queued.index(min(queued))
+            calls.append((getattr(actors[actor], method).remote(batch), actor))
+            queued[actor] += 1
+        while calls:
+            yield _collect(calls, queued)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+
+
+def _collect(calls: deque[tuple[Any, int | None]], queued: list[int]) -> Any:
+    import ray
+
+    result, actor = calls.popleft()
+    if actor is None:  # made by the driver
+        return result
+    queued[actor] -= 1
+    return ray.get(result)
