@@ -64,6 +64,29 @@ def test_ingest_writes_provenance_and_keeps_the_latest_version(corpus: Path, tmp
     assert (counts.input, counts.output, dict(counts.removed)) == (4, 3, {"superseded": 1})
 
 
+def test_files_parsed_on_ray_actors_give_what_the_driver_alone_gives(corpus: Path, tmp_path: Path):
+    """With a Ray runtime up (the session's), ingest parses a kind's files on actors; two actors and the driver
+    alone must write the same parts and report the same supersession, quarantine and counts."""
+
+    def ingest(workers: int) -> tuple:
+        spec = tmp_path / f"spec-{workers}.yaml"
+        spec.write_text(corpus.read_text() + f"parallel: {{workers: {workers}}}\n")
+        ctx = open_run(spec, data_root=tmp_path / f"data-{workers}", run_id="run-ingest")
+        report = run_stage(ctx, "ingest").to_dict()
+        parts = {p.name: p.read_bytes() for p in sorted((ctx.zones.raw / "notes").glob("*.parquet"))}
+        index = pq.read_table(ctx.zones.quarantine / "ingest" / "notes.parquet")
+        report["details"].pop("seconds", None)
+        return parts, report["sources"], report["details"]["input_files"], index.to_pylist()
+
+    alone, on_actors = ingest(1), ingest(2)
+    assert on_actors == alone
+    parts, sources, files, quarantined = alone
+    assert sorted(parts) == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert sources["notes"]["removed"] == {"superseded": 1}
+    assert [f["status"] for f in files] == ["ingested", "ingested", "ingested", "quarantined"]
+    assert [r["reason"] for r in quarantined] == ["truncated_gzip"]
+
+
 def test_a_truncated_file_is_quarantined_whole_and_the_run_goes_on(corpus: Path, tmp_path: Path):
     ctx = open_run(corpus, data_root=tmp_path / "data")
     report = run_stage(ctx, "ingest")

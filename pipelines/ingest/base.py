@@ -77,3 +77,9 @@ class Parser:
     def finalize(self) -> Iterator[tuple[Path, Document]]:
         """Source-level documents, each with the input file it is attributed to.  Default: none."""
         return iter(())
+
+    @property
+    def whole_source(self) -> bool:
+        """Whether this parser must see every file of its source (it has a ``finalize``): then one parser
+        reads them all, in the driver, instead of one per Ray actor (pipelines/ingest/parse_files.py)."""
+        return type(self).finalize is not Parser.finalize

@@ -1,7 +1,9 @@
 """The ingest stage: every source's input files -> raw zone Parquet in the shared document schema.
 
 Per source, files are read in sorted order by that kind's parser.  Each input file becomes one Parquet part
-(``raw/<source>/part-NNNNN.parquet``), written in row groups so a 2 GB PubMed file streams through.  A file
+(``raw/<source>/part-NNNNN.parquet``), written in row groups so a 2 GB PubMed file streams through; within
+a ``medcurate run`` (or on a cluster) files are parsed on Ray actors, one per CPU, and accounted for in
+listing order (parse_files.py).  A file
 the parser cannot read is quarantined whole (copied, with its reason) and the run goes on; a bad record
 inside a readable file is quarantined alone.  The files come from ``medcurate.core.listing.list_inputs``: a
 match it refuses (a dangling symlink, one leading outside the spec's folder) and a file that vanishes between
@@ -23,37 +25,38 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from governance import audit
+from medcurate.core.actor_pool import actor_count, ordered_actor_map
 from medcurate.core.context import RunContext, SourceCounts, StageFailed, StageReport
 from medcurate.core.hashing import sha256_file
 from medcurate.core.listing import Listing, list_inputs
-from medcurate.core.log_text import describe_exception, quote_name
+from medcurate.core.log_text import quote_name
 from medcurate.core.quarantine import QuarantineWriter
-from medcurate.core.schema import RAW_DOCUMENT_SCHEMA, Document, Provenance, documents_to_table, make_doc_id
+from medcurate.core.ray_runtime import ray_session
+from medcurate.core.schema import Document, Provenance, documents_to_table, make_doc_id
 from medcurate.core.source_files import SourceFileIndex
 from medcurate.core.spec import SourceSpec
-from medcurate.core.zones import RowGroupWriter, Zones, make_private_dir, write_parquet
-from pipelines.ingest.base import BadInput, Deletion, Parser, RejectedRecord, Skipped
+from medcurate.core.zones import Zones, make_private_dir, write_parquet
+from pipelines.ingest.base import Parser
+from pipelines.ingest.parse_files import BAD_INPUT, PARSER_ERROR, VANISHED, FileJob, ParsedFile, ParseFiles
 from pipelines.ingest.registry import PARSERS
 
 log = logging.getLogger(__name__)
 
 STAGE = "ingest"
-ROW_GROUP_DOCS = 2000
 # A listed file (or its directory) that is gone when its turn to be read comes.
 FILE_VANISHED = "file_vanished"
-# What a file can raise when it, or a directory above it, disappears after it was listed.
-VANISHING = (FileNotFoundError, NotADirectoryError)
 
 
 @dataclass
@@ -71,87 +74,60 @@ class _SourceState:
         return self.seq
 
 
-def _ingest_file(
-    ctx: RunContext,
-    source: SourceSpec,
-    parser: Parser,
-    path: Path,
-    file_id: str,
-    part: Path,
-    sha: str,
+def _account(
+    source: str,
+    job: FileJob,
+    parsed: ParsedFile,
     state: _SourceState,
     counts: SourceCounts,
     skipped: Counter[str],
     quarantine: QuarantineWriter,
-) -> tuple[str, str | None, int]:
-    """Parse one file into one part.  Returns (status, reason, documents written); policy skips go to
-    ``skipped`` by reason.
-
-    The file is named by ``file_id`` in what it writes and logs: its path is PHI."""
-    provenance = Provenance(source.name, source.kind, file_id, sha, source.license, source.legal_basis, ctx.run_id)
-    # A part is written in row groups as the file parses, under a temporary name until the whole file has parsed.
-    to_table = partial(documents_to_table, provenance=provenance)
-    writer = RowGroupWriter(part, RAW_DOCUMENT_SCHEMA, ROW_GROUP_DOCS, to_table=to_table, zones=ctx.zones)
-    seqs: list[int] = []
-    ids: list[str] = []
-    rejected: list[RejectedRecord] = []
-    deletions: list[tuple[str, int]] = []
-    file_skipped: Counter[str] = Counter()
-    try:
-        for item in parser.parse_file(path):
-            if isinstance(item, Document):
-                writer.add(item)
-                ids.append(make_doc_id(source.name, item.natural_key))
-                seqs.append(state.next_seq())
-            elif isinstance(item, RejectedRecord):
-                rejected.append(item)
-            elif isinstance(item, Deletion):
-                deletions.append((make_doc_id(source.name, item.natural_key), state.next_seq()))
-            elif isinstance(item, Skipped):
-                file_skipped[item.reason] += 1
-    except VANISHING:
-        writer.abort()
-        _quarantine_vanished(quarantine, source.name, file_id, sha)
-        return "quarantined", FILE_VANISHED, 0
-    except BadInput as exc:
-        writer.abort()
+) -> dict:
+    """Record what parsing one file found, in listing order; returns the file's ``input_files`` entry."""
+    facts = {"sha256": parsed.sha256, "size": parsed.size}
+    if parsed.outcome == VANISHED:
+        _quarantine_vanished(quarantine, source, job.file_id, parsed.sha256)
+        return _file_record(source, job.file_id, "quarantined", FILE_VANISHED, **facts)
+    if parsed.outcome in (BAD_INPUT, PARSER_ERROR):
+        reason = parsed.reason if parsed.outcome == BAD_INPUT else PARSER_ERROR
         quarantine.add_file(
-            source=source.name, path=path, source_file=file_id, sha256=sha, reason=exc.reason, detail=exc.detail
+            source=source,
+            path=job.path,
+            source_file=job.file_id,
+            sha256=parsed.sha256,
+            reason=reason,
+            detail=parsed.detail,
         )
-        log.warning("quarantined file %s of source %s: %s", file_id, quote_name(source.name), exc.reason)
-        return "quarantined", exc.reason, 0
-    except Exception as exc:  # a parser bug must not take the whole run down, nor pass silently
-        writer.abort()
-        reason = "parser_error"
-        quarantine.add_file(
-            source=source.name, path=path, source_file=file_id, sha256=sha, reason=reason, detail=type(exc).__name__
-        )
-        log.error("parser error on file %s of source %s: %s", file_id, quote_name(source.name), describe_exception(exc))
-        return "quarantined", reason, 0
-
-    for record in rejected:
+        if parsed.outcome == BAD_INPUT:
+            log.warning("quarantined file %s of source %s: %s", job.file_id, quote_name(source), reason)
+        else:
+            log.error("parser error on file %s of source %s: %s", job.file_id, quote_name(source), parsed.error)
+        return _file_record(source, job.file_id, "quarantined", reason, **facts)
+    for record in parsed.rejected:
         quarantine.add(
-            source=source.name,
-            source_file=file_id,
-            source_sha256=sha,
+            source=source,
+            source_file=job.file_id,
+            source_sha256=parsed.sha256,
             position=record.position,
             reason=record.reason,
             detail=record.detail,
         )
         counts.remove(record.reason)
-    counts.input += len(ids) + len(rejected)
-    for doc_id, seq in zip(ids, seqs, strict=True):
-        state.latest_add[doc_id] = seq
-    for doc_id, seq in deletions:
-        state.latest_delete[doc_id] = seq
-    skipped.update(file_skipped)
-    if not writer.rows:
-        writer.abort()  # a file that yields no document leaves no part
-    else:
-        writer.commit()
-        state.part_seqs[part] = seqs
-        state.part_ids[part] = ids
-    return "ingested", None, len(ids)
+    counts.input += parsed.documents + len(parsed.rejected)
+    seqs, ids = [], []
+    for kind, doc_id in parsed.items:
+        seq = state.next_seq()
+        if kind == "add":
+            state.latest_add[doc_id] = seq
+            seqs.append(seq)
+            ids.append(doc_id)
+        else:
+            state.latest_delete[doc_id] = seq
+    skipped.update(parsed.skipped)
+    if ids:
+        state.part_seqs[job.part] = seqs
+        state.part_ids[job.part] = ids
+    return _file_record(source, job.file_id, "ingested", None, **facts, documents=len(ids))
 
 
 def _settle(state: _SourceState, counts: SourceCounts, zones: Zones) -> int:
@@ -226,22 +202,15 @@ def ingest_source(
         quarantine.add(source=source.name, source_file=file_id, reason=refused.reason, detail=refused.detail)
         log.warning("refused input %s of source %s: %s", file_id, quote_name(source.name), refused.reason)
         files.append(_file_record(source.name, file_id, "quarantined", refused.reason))
-    for index, path in enumerate(listing.files):
-        try:
-            size = path.stat().st_size
-            sha = sha256_file(path)
-        except VANISHING:
-            file_id = file_ids.id_of(path)
-            _quarantine_vanished(quarantine, source.name, file_id, None)
-            files.append(_file_record(source.name, file_id, "quarantined", FILE_VANISHED))
-            continue
-        shas[path] = sha
-        part = out_dir / f"part-{index:05d}.parquet"
-        file_id = file_ids.id_of(path)
-        status, reason, n_docs = _ingest_file(
-            ctx, source, parser, path, file_id, part, sha, state, counts, skipped, quarantine
-        )
-        files.append(_file_record(source.name, file_id, status, reason, sha256=sha, size=size, documents=n_docs))
+    jobs = [
+        FileJob(path, file_ids.id_of(path), out_dir / f"part-{index:05d}.parquet")
+        for index, path in enumerate(listing.files)
+    ]
+    provenance = Provenance(source.name, source.kind, "", "", source.license, source.legal_basis, ctx.run_id)
+    for job, parsed in zip(jobs, _parsed(ctx, parser, provenance, jobs), strict=True):
+        files.append(_account(source.name, job, parsed, state, counts, skipped, quarantine))
+        if parsed.sha256:
+            shas[job.path] = parsed.sha256
     report.details["skipped"] = {source.name: dict(sorted(skipped.items()))}
     if not files:
         # The patterns are not logged: they may hold an input folder's path or a patient's file name.
@@ -284,6 +253,25 @@ def ingest_source(
     counts.output = _settle(state, counts, ctx.zones)
     file_ids.save(ctx.zones, source.name)
     return files
+
+
+def _parsed(ctx: RunContext, parser: Parser, provenance: Provenance, jobs: list[FileJob]) -> Iterator[ParsedFile]:
+    """Each file parsed into its part, in listing order.  On Ray actors (``parallel.workers``, default one per
+    CPU) when a Ray runtime is there to use (``medcurate run`` starts one; ``RAY_ADDRESS`` names a cluster), the
+    kind parses file by file and there are files to share; else in the driver, with ``parser`` itself.  Ingest
+    never starts a local Ray of its own: a source ingested alone (an Airflow task per source, which already
+    parallelizes across sources) would pay seconds of start-up for what is mostly a few files."""
+    import ray
+
+    local = ParseFiles(parser, ctx.zones, provenance)
+    shared = ray.is_initialized() or bool(os.environ.get("RAY_ADDRESS"))
+    count = actor_count(ctx.spec.parallel.workers) if shared and len(jobs) > 1 and not parser.whole_source else 1
+    if count == 1:
+        yield from map(local.parse, jobs)
+        return
+    helper = local.parse if ctx.spec.parallel.workers is None else None
+    with ray_session():
+        yield from ordered_actor_map(jobs, ParseFiles, (parser, ctx.zones, provenance), "parse", count, local=helper)
 
 
 def fragment_path(zones: Zones, source: str) -> Path:
