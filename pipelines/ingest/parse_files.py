@@ -8,9 +8,9 @@ keyed hash of the path: the key never leaves the driver), quarantine records and
 
 A kind whose parser needs the whole source (``Parser.whole_source``: FHIR timelines, DICOM studies) keeps one
 parser in the driver for every file, so its ``finalize`` sees them all.  The others run on one actor per CPU
-(``ingest_source`` decides); files come back in listing order, so parts, ids and supersession are the same
-whatever the number of actors.  A worker reads input files and writes the raw zone, so on a cluster of several
-machines both must be on storage every node mounts, as the data root already is for the other stages.
+of the run's own local Ray (``stage._parsed`` decides; never on a cluster named by ``RAY_ADDRESS``, whose nodes
+need not see the input files); files come back in listing order, so parts, ids and supersession are the same
+whatever the number of actors.
 """
 
 from __future__ import annotations

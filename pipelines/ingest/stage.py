@@ -2,7 +2,7 @@
 
 Per source, files are read in sorted order by that kind's parser.  Each input file becomes one Parquet part
 (``raw/<source>/part-NNNNN.parquet``), written in row groups so a 2 GB PubMed file streams through; within
-a ``medcurate run`` (or on a cluster) files are parsed on Ray actors, one per CPU, and accounted for in
+a ``medcurate run`` on one machine, files are parsed on Ray actors, one per CPU, and accounted for in
 listing order (parse_files.py).  A file
 the parser cannot read is quarantined whole (copied, with its reason) and the run goes on; a bad record
 inside a readable file is quarantined alone.  The files come from ``medcurate.core.listing.list_inputs``: a
@@ -43,7 +43,6 @@ from medcurate.core.hashing import sha256_file
 from medcurate.core.listing import Listing, list_inputs
 from medcurate.core.log_text import quote_name
 from medcurate.core.quarantine import QuarantineWriter
-from medcurate.core.ray_runtime import ray_session
 from medcurate.core.schema import Document, Provenance, documents_to_table, make_doc_id
 from medcurate.core.source_files import SourceFileIndex
 from medcurate.core.spec import SourceSpec
@@ -257,21 +256,23 @@ def ingest_source(
 
 def _parsed(ctx: RunContext, parser: Parser, provenance: Provenance, jobs: list[FileJob]) -> Iterator[ParsedFile]:
     """Each file parsed into its part, in listing order.  On Ray actors (``parallel.workers``, default one per
-    CPU) when a Ray runtime is there to use (``medcurate run`` starts one; ``RAY_ADDRESS`` names a cluster), the
-    kind parses file by file and there are files to share; else in the driver, with ``parser`` itself.  Ingest
-    never starts a local Ray of its own: a source ingested alone (an Airflow task per source, which already
-    parallelizes across sources) would pay seconds of start-up for what is mostly a few files."""
+    CPU) when the run's own local Ray is up (``medcurate run`` starts one), the kind parses file by file and
+    there are files to share; else in the driver, with ``parser`` itself.
+
+    Never on a cluster named by ``RAY_ADDRESS``: its nodes need not see the input files nor the data root (the
+    other stages send their actors the text), so there one Airflow task per source is what parallelizes
+    ingest.  Nor does ingest start a local Ray of its own: a source ingested alone would pay seconds of start-up
+    for what is mostly a few files."""
     import ray
 
     local = ParseFiles(parser, ctx.zones, provenance)
-    shared = ray.is_initialized() or bool(os.environ.get("RAY_ADDRESS"))
-    count = actor_count(ctx.spec.parallel.workers) if shared and len(jobs) > 1 and not parser.whole_source else 1
+    own_ray = ray.is_initialized() and not os.environ.get("RAY_ADDRESS")
+    count = actor_count(ctx.spec.parallel.workers) if own_ray and len(jobs) > 1 and not parser.whole_source else 1
     if count == 1:
         yield from map(local.parse, jobs)
         return
     helper = local.parse if ctx.spec.parallel.workers is None else None
-    with ray_session():
-        yield from ordered_actor_map(jobs, ParseFiles, (parser, ctx.zones, provenance), "parse", count, local=helper)
+    yield from ordered_actor_map(jobs, ParseFiles, (parser, ctx.zones, provenance), "parse", count, local=helper)
 
 
 def fragment_path(zones: Zones, source: str) -> Path:
