@@ -5,8 +5,8 @@ dedup record the index's entries (exact key, MinHash, word hashes: ~1.4 KB each)
 save writes them back with the run's own.  This builds an index of N synthetic entries (random word hashes of
 abstract length), then, each in a fresh process so each has its own peak, times and measures:
 
-* ``streamed``: what curate does (``PublishedIndex`` read ``LOAD_ROWS`` rows at a time by each step and by
-  the save);
+* ``streamed``: what curate does (``PublishedIndex`` read a row group at a time by each step and by the
+  save);
 * ``held`` (the baseline, what curate did before): every entry materialized at once, as the old
   ``PublishedIndex.entries`` held them, before the same steps run.
 
