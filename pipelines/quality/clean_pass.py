@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from medcurate.core.actor_pool import actor_count, ordered_actor_map
-from medcurate.core.schema import DEID_DOCUMENT_SCHEMA
 from pipelines.quality.curation_config import DedupConfig
 from pipelines.quality.dedup import (
     NearFingerprints,
@@ -30,7 +29,7 @@ from pipelines.quality.dedup import (
     near_fingerprints,
 )
 from pipelines.quality.steps import LedgerRecord, Step, run_steps
-from pipelines.quality.zone_io import relaxed
+from pipelines.quality.zone_io import deid_table
 
 # Batches queued per worker: one running, one waiting.
 QUEUED_PER_WORKER = 2
@@ -59,7 +58,7 @@ class CleanDocuments:
         ledger = LedgerRecord()
         docs = run_steps(self.steps, table.to_pylist(), ledger)
         return CleanedBatch(
-            table=pa.Table.from_pylist(docs, schema=relaxed(DEID_DOCUMENT_SCHEMA)),
+            table=deid_table(docs),
             ledger=ledger,
             facts={step.name: step.take_facts() for step in self.steps},
             exact=exact_fingerprints(docs),

@@ -104,7 +104,7 @@ class PublishedIndex:
         if stored != minhash_params(config):
             return cls(skipped=parquet.metadata.num_rows)
         index = cls(path, exclude_doc_ids)
-        rows = sum(len(kept) for kept in index._kept(["doc_id"]))
+        rows = sum(pc.sum(pc.cast(kept, pa.int64())).as_py() for _, _, kept in index._groups())
         return replace(index, rows=rows)
 
     def tables(self) -> Iterator[pa.Table]:
@@ -126,16 +126,18 @@ class PublishedIndex:
         """A row group at a time (``WRITE_ROWS`` rows as saved), its doc_ids read first: a group whose rows this
         run all curates again is never read further.  Reading every column 65,536 rows at a time with Arrow's
         read-ahead held ~750 MB over a 1M index whose rows were all excluded."""
+        for parquet, group, kept in self._groups():
+            if pc.any(kept).as_py():
+                yield parquet.read_row_group(group, columns=columns).filter(kept)
+
+    def _groups(self) -> Iterator[tuple[pq.ParquetFile, int, pa.ChunkedArray]]:
+        """Each row group of the file with its rows' kept mask, from its doc_ids alone."""
         if self.path is None:
             return
         parquet = pq.ParquetFile(self.path, pre_buffer=False)
         for group in range(parquet.num_row_groups):
             doc_ids = parquet.read_row_group(group, columns=["doc_id"]).column("doc_id")
-            kept = pc.invert(pc.is_in(doc_ids, value_set=self.exclude_doc_ids))
-            if not pc.any(kept).as_py():
-                continue
-            table = parquet.read_row_group(group, columns=columns).filter(kept)
-            yield table
+            yield parquet, group, pc.invert(pc.is_in(doc_ids, value_set=self.exclude_doc_ids))
 
 
 def save_index(

@@ -50,6 +50,7 @@ from pipelines.quality.steps import Doc, Ledger
 from pipelines.quality.suites import SuiteConfig, load_suites
 from pipelines.quality.zone_io import (
     SHARD_ROWS,
+    deid_table,
     part_batches,
     relaxed,
     shard_row_batches,
@@ -354,7 +355,7 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
             empty = curated_frame(relaxed(DEID_DOCUMENT_SCHEMA).empty_table(), raw_ids)
             frame = FramePartitions(scratch / "frames-curated" / source.name, source.cleaned.rows, empty)
             for batch in source.cleaned.batches():
-                table = _table(pipeline.finish(batch.to_pylist(), ledger))
+                table = deid_table(pipeline.finish(batch.to_pylist(), ledger))
                 source.curated.write(table)
                 frame.add(curated_frame(table, raw_ids))
             bound = {
@@ -376,7 +377,7 @@ def _curate(ctx: RunContext, stage: str, scratch: Path) -> StageReport:
         row = 0
         for batch in source.curated.batches():
             docs = batch.to_pylist()
-            final.write(_table(_drop_failed(ledger, "gx_curated", docs, row, source.curated_failed)))
+            final.write(deid_table(_drop_failed(ledger, "gx_curated", docs, row, source.curated_failed)))
             row += len(docs)
     writer.flush()
     _finish(report, context, outcomes)
@@ -429,10 +430,6 @@ def _passing_ids(doc_ids: pa.ChunkedArray, failed: dict[int, tuple[str, str]]) -
     keep[list(failed)] = False
     passing = doc_ids.filter(pa.array(keep))
     return passing.filter(pc.is_valid(passing))
-
-
-def _table(docs: list[Doc]) -> pa.Table:
-    return pa.Table.from_pylist(docs, schema=relaxed(DEID_DOCUMENT_SCHEMA))
 
 
 def validate_shards(ctx: RunContext) -> StageReport:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from medcurate.core.context import StageFailed
+from medcurate.core.schema import DEID_DOCUMENT_SCHEMA
 from medcurate.core.zones import zone_parts
 from pipelines.quality.id_lookup import IdLookup
 
@@ -48,6 +50,12 @@ RECORD_CHECKED_COLUMNS = ("doc_id", "text")
 def relaxed(schema: pa.Schema) -> pa.Schema:
     """``schema`` with every field nullable: how parts are held until the suite has judged their rows."""
     return pa.schema([f.with_nullable(True) for f in schema])
+
+
+def deid_table(docs: list[dict[str, Any]]) -> pa.Table:
+    """Curate's documents (dicts in the de-identified zone's schema) as a table, before the suite has judged
+    them: the relaxed schema, so a null a suite must quarantine does not fail the conversion."""
+    return pa.Table.from_pylist(docs, schema=relaxed(DEID_DOCUMENT_SCHEMA))
 
 
 def _schema_problems(actual: pa.Schema, expected: pa.Schema) -> list[str]:
