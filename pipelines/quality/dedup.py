@@ -41,7 +41,15 @@ from pipelines.quality.dedup_store import DocRegister, RaggedFile, Rank, RowFile
 from pipelines.quality.lsh_buckets import BandedBuckets, band_groups
 from pipelines.quality.steps import Doc, Ledger, TwoPassStep, drop_decided
 from pipelines.quality.text_norm import exact_key, mask_numbers, words
-from pipelines.quality.word_similarity import BUCKETS, COUNT_DTYPE, InOrder, WordSequence, may_reach, word_counts
+from pipelines.quality.word_similarity import (
+    BUCKETS,
+    COUNT_DTYPE,
+    InOrder,
+    WordSequence,
+    lengths_fit,
+    may_reach,
+    word_counts,
+)
 
 OrderKey = Callable[[Doc], Rank]
 # Band weights (false positive, false negative) for the LSH parameters.  Every candidate is verified on its
@@ -304,6 +312,8 @@ class NearDedup(TwoPassStep):
         self.candidates_proposed += len(candidates)
         threshold = self.config.near_threshold
         others = walk[candidates]
+        fit = lengths_fit(lengths[index], lengths[others], threshold)  # before gathering 256 counts a candidate
+        candidates, others = candidates[fit], others[fit]
         plausible = may_reach(lengths[index], counts[index], lengths[others], counts[others], threshold)
         if not plausible.any():
             return False

@@ -94,7 +94,7 @@ class BandedBuckets:
             return np.zeros(0, np.int32)
         ends = np.cumsum(fill)
         slots = np.repeat(self._start[buckets] - (ends - fill), fill) + np.arange(ends[-1])
-        return np.unique(self._members[slots])
+        return _sorted_unique(self._members[slots])
 
     def insert(self, position: int) -> None:
         buckets = self._of(position)
@@ -104,6 +104,16 @@ class BandedBuckets:
         buckets = buckets[room]
         self._members[self._start[buckets] + fill[room]] = position
         self._fill[buckets] += 1
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` for the few hundred positions of one query: numpy 2's hash-based unique costs several times
+    a sort on arrays this small, and a query runs once per document of the walk."""
+    ordered = np.sort(values)
+    first = np.empty(len(ordered), bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return ordered[first]
 
 
 def band_groups(blocks: Iterable[np.ndarray]) -> Iterable[np.ndarray]:

@@ -58,7 +58,9 @@ class WordSequence:
         each word as often as both documents have it."""
         ordered = np.sort(self.ids).astype(np.uint64)
         positions = np.arange(len(ordered))
-        run_start = np.r_[True, ordered[1:] != ordered[:-1]] if len(ordered) else np.zeros(0, bool)
+        run_start = np.empty(len(ordered), bool)  # not np.r_, whose indexing machinery costs more than the sort
+        run_start[:1] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=run_start[1:])
         occurrence = positions - np.maximum.accumulate(np.where(run_start, positions, 0))
         return (ordered << np.uint64(32)) | occurrence.astype(np.uint64)
 
@@ -67,6 +69,15 @@ def word_counts(ids: np.ndarray) -> np.ndarray:
     """Word counts by hash bucket (uint8, saturating at 255): the sum over buckets of the smaller count
     bounds the shared word multiset from above, in one vectorized step over many candidates."""
     return np.minimum(np.bincount(ids % BUCKETS, minlength=BUCKETS), _SATURATED).astype(COUNT_DTYPE)
+
+
+def lengths_fit(length: int, lengths: np.ndarray, threshold: float) -> np.ndarray:
+    """Per other document of ``lengths`` words, whether its share of words in order with a document of
+    ``length`` words can reach ``threshold`` at all: an LCS cannot exceed the shorter document.  Cheaper than
+    ``may_reach`` by the 256 counts a row, so the walk screens its candidates with this first."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    shorter = np.minimum(lengths, length)
+    return (shorter > 0) & (shorter / np.maximum(np.maximum(lengths, length), 1) >= threshold)
 
 
 def may_reach(length: int, counts: np.ndarray, lengths: np.ndarray, others: np.ndarray, threshold: float) -> np.ndarray:
@@ -81,7 +92,7 @@ def may_reach(length: int, counts: np.ndarray, lengths: np.ndarray, others: np.n
     lengths = np.asarray(lengths, dtype=np.int64)
     longer = np.maximum(lengths, length)
     shorter = np.minimum(lengths, length)
-    possible = (shorter > 0) & (shorter / np.maximum(longer, 1) >= threshold)
+    possible = lengths_fit(length, lengths, threshold)
     common = np.minimum(others, counts).sum(axis=1, dtype=_COUNT_SUM).astype(np.int64)
     saturated = np.flatnonzero(counts == _SATURATED)
     if len(saturated):
@@ -99,8 +110,8 @@ def longest_common_subsequence(a: list[int], b: list[int], need: int = 0) -> int
     ``a``; each element of ``b`` updates all of them at once with integer arithmetic.
 
     With ``need``, it stops as soon as the LCS cannot reach it (what is matched so far plus every word of ``b``
-    left is below ``need``) and returns that bound instead, which is below ``need``: most verified pairs of
-    templated text share too few words, and this tells so part-way through."""
+    left that ``a`` has too is below ``need``) and returns that bound instead, which is below ``need``: most
+    verified pairs of templated text share too few words, and this tells so part-way through."""
     return _lcs(_bit_masks(a), len(a), b, need)
 
 
@@ -113,13 +124,16 @@ def _bit_masks(a: list[int]) -> dict[int, int]:
 
 
 def _lcs(masks: dict[int, int], length: int, b: list[int], need: int) -> int:
+    # A word of ``b`` that ``a`` lacks leaves ``v`` as it is (its mask is 0), so only the others are stepped
+    # through; they are also all that can still add to the LCS, which tightens the bound.
+    present = [mask for mask in map(masks.get, b) if mask]
     all_ones = (1 << length) - 1
     v = all_ones
-    for start in range(0, len(b), _LCS_CHECK_EVERY):
-        for word in b[start : start + _LCS_CHECK_EVERY]:
-            u = v & masks.get(word, 0)
+    for start in range(0, len(present), _LCS_CHECK_EVERY):
+        for mask in present[start : start + _LCS_CHECK_EVERY]:
+            u = v & mask
             v = (v + u) | (v - u)
-        reachable = length - (v & all_ones).bit_count() + max(len(b) - start - _LCS_CHECK_EVERY, 0)
+        reachable = length - (v & all_ones).bit_count() + max(len(present) - start - _LCS_CHECK_EVERY, 0)
         if reachable < need:
             return reachable
     return length - (v & all_ones).bit_count()
@@ -131,7 +145,11 @@ class InOrder:
 
     def __init__(self, query: WordSequence) -> None:
         self.query = query
-        self.masks = _bit_masks(query.ids.tolist())
+
+    @cached_property
+    def masks(self) -> dict[int, int]:
+        """Built at the first pair that passes the exact bag bound: most documents never get that far."""
+        return _bit_masks(self.query.ids.tolist())
 
     def share(self, other: WordSequence, threshold: float) -> float | None:
         """The share of the longer document's words matched in order, when at least ``threshold``; None below.
