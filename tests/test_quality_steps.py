@@ -419,6 +419,50 @@ def test_the_earlier_runs_index_is_read_a_row_group_at_a_time_with_the_same_deci
     ]
 
 
+def _unrelated_text(rng: random.Random) -> str:
+    """Thirty made-up words: no two such texts are near-duplicates."""
+    return " ".join("".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(3)) for _ in range(30))
+
+
+def test_the_index_keeps_whole_row_groups_through_later_runs_and_erasure(
+    ledger: Ledger, zones: Zones, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saving and erasing stream the index a row group at a time; the groups they write hold ``WRITE_ROWS``
+    rows (the last one fewer) whatever groups they read and however many rows were left out, so the groups do
+    not shrink run after run, and the rows are those a whole-table rewrite would give."""
+    monkeypatch.setattr(dedup_index, "WRITE_ROWS", 3)
+    config = DedupConfig()
+    path = dedup_index.index_path(zones.governance)
+
+    def published(run: str, ids: list[str]) -> list[dedup_index.PublishedEntry]:
+        exact, near = ExactDedup(PublishedIndex(), _order), NearDedup(config, PublishedIndex(), _order)
+        docs = [doc(i, "notes", _unrelated_text(random.Random(f"{run}-{i}"))) for i in ids]
+        return published_entries(run_steps([exact, near], docs, ledger), exact, near, run)
+
+    save_index(zones.governance, config, PublishedIndex(), published("run-1", ["a", "b", "c", "d"]))
+    pq.write_table(pq.read_table(path), path, row_group_size=1)  # four one-row groups, as an older save left them
+    previous = PublishedIndex.load(zones.governance, config, pa.array(["c"], pa.string()))
+    rows = save_index(zones.governance, config, previous, published("run-2", ["c", "e", "f", "g"]))
+
+    def groups() -> list[int]:
+        parquet = pq.ParquetFile(path)
+        return [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
+
+    def ids() -> list[str]:
+        return pq.read_table(path).column("doc_id").to_pylist()
+
+    assert rows == 7 and groups() == [3, 3, 1]
+    assert ids() == ["a", "b", "d", "c", "e", "f", "g"]
+    assert dedup_index.count_documents(zones.governance, {"b", "e", "nobody"}) == 2
+    assert dedup_index.drop_documents(zones.governance, {"b", "e", "nobody"}) == 2
+    assert groups() == [3, 2] and ids() == ["a", "d", "c", "f", "g"]
+    assert json.loads(pq.ParquetFile(path).schema_arrow.metadata[dedup_index.PARAMS_KEY]) == (
+        dedup_index.minhash_params(config)
+    )
+    assert dedup_index.drop_documents(zones.governance, set(), source="notes") == 5
+    assert groups() == [0] and dedup_index.count_documents(zones.governance, set(), source="notes") == 0
+
+
 def test_banded_buckets_below_their_cap_propose_what_datasketch_proposes() -> None:
     """BandedBuckets replaced datasketch's MinHashLSH only to bound its buckets and lay them out as arrays:
     below the cap, on templated abstracts that share many bands, every query returns exactly datasketch's

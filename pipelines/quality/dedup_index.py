@@ -15,10 +15,9 @@ the curated zone.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from medcurate.core.zones import temporary_path, write_parquet_groups
+from medcurate.core.zones import write_parquet_groups
 from pipelines.quality.curation_config import DedupConfig
 from pipelines.quality.word_similarity import WORD_HASH
 
@@ -104,7 +103,7 @@ class PublishedIndex:
         if stored != minhash_params(config):
             return cls(skipped=parquet.metadata.num_rows)
         index = cls(path, exclude_doc_ids)
-        rows = sum(pc.sum(pc.cast(kept, pa.int64())).as_py() for _, _, kept in index._groups())
+        rows = sum(_count(kept) for _, _, kept in index._groups())
         return replace(index, rows=rows)
 
     def tables(self) -> Iterator[pa.Table]:
@@ -146,23 +145,45 @@ def save_index(
     previous: PublishedIndex,
     published: Iterable[PublishedEntry],
 ) -> int:
-    """Earlier entries (minus those replaced), then this run's published documents in the order given, written
-    ``WRITE_ROWS`` at a time so that a run's entries (a kilobyte each) are never all in memory; returns the row
-    count.  Written under a temporary name and renamed, as ``write_parquet`` does."""
-    path = index_path(governance)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Earlier entries (minus those replaced), then this run's published documents in the order given, in row
+    groups of ``WRITE_ROWS`` so that a run's entries (a kilobyte each) are never all in memory and the groups do
+    not shrink as runs replace earlier rows; returns the row count.  Written under a temporary name and renamed,
+    as ``write_parquet`` does."""
     schema = INDEX_SCHEMA.with_metadata({PARAMS_KEY: json.dumps(minhash_params(config), sort_keys=True).encode()})
     entries = iter(published)
-    tmp = temporary_path(path)
+    new = (pa.Table.from_pylist([_row(e) for e in chunk], schema=schema) for chunk in _chunks(entries))
+    earlier = (table.replace_schema_metadata(schema.metadata) for table in previous.tables())
+    return _write(chain(earlier, new), schema, index_path(governance))
+
+
+def _chunks(entries: Iterator[PublishedEntry]) -> Iterator[list[PublishedEntry]]:
+    while chunk := list(islice(entries, WRITE_ROWS)):
+        yield chunk
+
+
+def _write(tables: Iterable[pa.Table], schema: pa.Schema, path: Path) -> int:
+    """``tables`` as the index at ``path``, in row groups of ``WRITE_ROWS`` rows (the last one shorter) however
+    they come; returns the row count."""
     rows = 0
-    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-        for table in previous.tables():
-            writer.write_table(table.replace_schema_metadata(schema.metadata))
-            rows += table.num_rows
-        while chunk := list(islice(entries, WRITE_ROWS)):
-            writer.write_table(pa.Table.from_pylist([_row(e) for e in chunk], schema=schema))
-            rows += len(chunk)
-    os.replace(tmp, path)
+
+    def regrouped() -> Iterator[pa.Table]:
+        nonlocal rows
+        pending: list[pa.Table] = []
+        held = 0
+        for table in tables:
+            pending.append(table)
+            held += table.num_rows
+            while held >= WRITE_ROWS:
+                whole = pa.concat_tables(pending)
+                yield whole.slice(0, WRITE_ROWS)
+                pending, held = [whole.slice(WRITE_ROWS)], held - WRITE_ROWS
+                rows += WRITE_ROWS
+        if held:
+            yield pa.concat_tables(pending)
+            rows += held
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_parquet_groups(regrouped(), schema, path)
     return rows
 
 
@@ -185,28 +206,36 @@ def _arrays(column: pa.ChunkedArray, dtype: type[np.generic]) -> list[np.ndarray
     return [values[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def _rows_of(table: pa.Table, doc_ids: set[str], source: str | None) -> pa.ChunkedArray:
-    """Per row: whether it belongs to one of ``doc_ids`` or, given ``source``, to that source."""
-    found = pc.is_in(table["doc_id"], pa.array(sorted(doc_ids), pa.string()))
-    return pc.or_(found, pc.equal(table["source"], source)) if source is not None else found
+def _matches(path: Path, doc_ids: set[str], source: str | None) -> Iterator[tuple[int, pa.ChunkedArray]]:
+    """Per row group of the index: whether each row belongs to one of ``doc_ids`` or, given ``source``, to that
+    source.  Read from the doc_id and source columns a group at a time: the index is never held whole."""
+    wanted = pa.array(sorted(doc_ids), pa.string())
+    parquet = pq.ParquetFile(path, pre_buffer=False)
+    for group in range(parquet.num_row_groups):
+        table = parquet.read_row_group(group, columns=["doc_id", "source"])
+        found = pc.is_in(table["doc_id"], value_set=wanted)
+        yield group, pc.or_(found, pc.equal(table["source"], source)) if source is not None else found
+
+
+def _count(mask: pa.ChunkedArray) -> int:
+    return pc.sum(pc.cast(mask, pa.int64())).as_py() or 0
 
 
 def drop_documents(governance: Path, doc_ids: set[str], source: str | None = None) -> int:
     """Remove the rows of ``doc_ids`` (and, given ``source``, all of that source's rows); returns how many left.
 
     Erasure calls this: an erased document must not survive as the kept twin of a later copy, and its word
-    hashes would turn back into its de-identified words.  The parameters in the file's metadata are kept.
+    hashes would turn back into its de-identified words.  The parameters in the file's metadata are kept.  The
+    index is rewritten a row group at a time, only when it holds one of them.
     """
     path = index_path(governance)
-    if not path.exists():
-        return 0
-    table = pq.read_table(path)
-    erased = _rows_of(table, doc_ids, source)
-    removed = pc.sum(pc.cast(erased, pa.int64())).as_py() or 0
+    removed = count_documents(governance, doc_ids, source)
     if removed:
-        kept = table.filter(pc.invert(erased))
-        groups = (kept.slice(start, WRITE_ROWS) for start in range(0, kept.num_rows, WRITE_ROWS))
-        write_parquet_groups(groups, kept.schema, path)
+        parquet = pq.ParquetFile(path, pre_buffer=False)
+        kept = (
+            parquet.read_row_group(group).filter(pc.invert(erased)) for group, erased in _matches(path, doc_ids, source)
+        )
+        _write(kept, parquet.schema_arrow, path)
     return removed
 
 
@@ -215,5 +244,4 @@ def count_documents(governance: Path, doc_ids: set[str], source: str | None = No
     path = index_path(governance)
     if not path.exists():
         return 0
-    found = _rows_of(pq.read_table(path, columns=["doc_id", "source"]), doc_ids, source)
-    return pc.sum(pc.cast(found, pa.int64())).as_py() or 0
+    return sum(_count(found) for _, found in _matches(path, doc_ids, source))
