@@ -4,10 +4,14 @@ running each source as its own unit (what one Airflow task per source does)."""
 from __future__ import annotations
 
 import gzip
+import os
+import signal
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from ray import cloudpickle
 
 from governance import audit
 from medcurate.core.schema import RAW_DOCUMENT_SCHEMA, make_doc_id
@@ -15,6 +19,8 @@ from medcurate.core.source_files import resolve
 from medcurate.core.spec import SpecError
 from medcurate.core.zones import read_zone
 from medcurate.runner import open_run, run_stage
+from pipelines.ingest.notes_csv import NotesCsvParser
+from pipelines.ingest.registry import PARSERS
 from pipelines.ingest.stage import IngestIncomplete, NoInputFiles, ingest_unit, merge
 
 HEADER = "note_id,subject_id,hadm_id,note_type,note_seq,charttime,storetime,text\n"
@@ -85,6 +91,56 @@ def test_files_parsed_on_ray_actors_give_what_the_driver_alone_gives(corpus: Pat
     assert sources["notes"]["removed"] == {"superseded": 1}
     assert [f["status"] for f in files] == ["ingested", "ingested", "ingested", "quarantined"]
     assert [r["reason"] for r in quarantined] == ["truncated_gzip"]
+
+
+_DRIVER = os.getpid()
+KILL_MARKER = "KILL-THIS-WORKER"
+
+
+class _KilledByMarker(NotesCsvParser):
+    """The notes parser, except that its process is killed (SIGKILL, as the kernel's out-of-memory killer does)
+    when a file holds the marker: what a crash in native code or a file that exhausts memory does to an actor.
+    Never in the test's own process."""
+
+    def parse_file(self, path: Path):
+        if KILL_MARKER in path.read_text(errors="replace"):
+            if os.getpid() == _DRIVER:
+                raise AssertionError("this file was meant to be parsed on an actor")
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield from super().parse_file(path)
+
+
+def test_a_file_whose_actor_dies_is_quarantined_and_the_files_queued_behind_it_are_parsed(
+    corpus: Path, tmp_path: Path, monkeypatch
+):
+    """The actor parsing "ab.csv" is killed.  That file is quarantined as a parser error; "c.csv.gz", queued on
+    the same actor, runs again on its replacement; everything else is what a run without "ab.csv" gives."""
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the actors cannot import this test module
+    monkeypatch.setitem(PARSERS, "notes_csv", _KilledByMarker)
+
+    def ingest(name: str) -> tuple:
+        spec = tmp_path / f"spec-{name}.yaml"
+        spec.write_text(corpus.read_text() + "parallel: {workers: 2}\n")
+        ctx = open_run(spec, data_root=tmp_path / f"data-{name}", run_id="run-ingest")
+        report = run_stage(ctx, "ingest").to_dict()
+        docs = read_zone(ctx.zones.raw / "notes", RAW_DOCUMENT_SCHEMA).sort_by("doc_id")
+        files = [
+            (resolve(ctx.zones, "notes", f["source_file"]).path, f["status"], f.get("reason"))
+            for f in report["details"]["input_files"]
+        ]
+        quarantined = pq.read_table(ctx.zones.quarantine / "ingest" / "notes.parquet").to_pylist()
+        temporary = [p.name for p in (ctx.zones.raw / "notes").iterdir() if p.name.startswith(".")]
+        return docs.drop_columns(["source_file", "run_id"]), files, quarantined, temporary
+
+    docs, files, _, _ = ingest("without")
+    (tmp_path / "in" / "ab.csv").write_text(HEADER + f"10-XX-1,104,204,DS,1,2180-03-01 10:00:00,,{KILL_MARKER}\n")
+    killed_docs, killed_files, quarantined, temporary = ingest("killed")
+    assert killed_docs.equals(docs) and not temporary
+    died = str((tmp_path / "in" / "ab.csv").resolve())
+    assert [f for f in killed_files if f[0] != died] == files
+    assert (died, "quarantined", "parser_error") in killed_files
+    assert [r["reason"] for r in quarantined] == ["parser_error", "truncated_gzip"]
+    assert quarantined[0]["detail"] == "WorkerDied"
 
 
 def test_a_truncated_file_is_quarantined_whole_and_the_run_goes_on(corpus: Path, tmp_path: Path):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 Batch = TypeVar("Batch")
@@ -53,10 +54,16 @@ def ordered_actor_map(
     *,
     queued_per_actor: int = 2,
     local: Callable[[Batch], Any] | None = None,
+    on_lost: Callable[[Batch], Any] | None = None,
 ) -> Iterator[Any]:
     """``body(*arguments).<method>(batch)`` for each batch, on ``count`` actors of one CPU each (None: one per
     CPU of the cluster), results in input order; call inside ``ray_session()``.  The actors are killed when
-    the iteration ends, however it ends."""
+    the iteration ends, however it ends.
+
+    An actor can die under a batch (a crash in native code, the kernel killing it for its memory).  Without
+    ``on_lost`` that ends the map with Ray's error.  With it, the batch the actor died running gives
+    ``on_lost(batch)`` instead, the actor is replaced, and the batches queued behind it, which never ran, run
+    again on the replacement: one hostile input costs its own batch, not the run."""
     import ray
 
     workers = count or max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -64,31 +71,53 @@ def ordered_actor_map(
     actors = [actor_class.remote(*arguments) for _ in range(workers)]
     starting = [actor.__ray_ready__.remote() for actor in actors]
     queued = [0] * workers
-    calls: deque[tuple[Any, int | None]] = deque()  # (result ref, actor index) or (result, None), oldest first
+    calls: deque[_Call] = deque()  # oldest first
+    dead: set[Any] = set()  # handles of the actors known to have died (a handle hashes by its actor's id)
+
+    def submit(batch: Batch, actor: int) -> _Call:
+        kept = batch if on_lost is not None else None  # the others do not hold their window of batches twice
+        return _Call(getattr(actors[actor], method).remote(batch), kept, actor, actors[actor])
+
+    def collect() -> Any:
+        call = calls.popleft()
+        if call.actor is None:  # made by the driver
+            return call.result
+        queued[call.actor] -= 1
+        while True:
+            try:
+                return ray.get(call.result)
+            except ray.exceptions.RayActorError as error:
+                if on_lost is None or error.actor_init_failed:  # a body that cannot start is no batch's doing
+                    raise
+                if call.handle in dead:  # queued behind the batch its actor died on: it never ran
+                    call = submit(call.batch, call.actor)
+                    continue
+                dead.add(call.handle)  # calls come back in input order, an actor's too: this one killed it
+                actors[call.actor] = actor_class.remote(*arguments)
+                return on_lost(call.batch)
+
     try:
         for batch in batches:
             if len(calls) == workers * queued_per_actor:
-                yield _collect(calls, queued)
+                yield collect()
             if local is not None and ray.wait(starting, num_returns=1, timeout=0)[0]:
                 local = None  # an actor is up: the driver goes back to feeding and collecting
             if local is not None:
-                calls.append((local(batch), None))
+                calls.append(_Call(local(batch), batch, None, None))
                 continue
             actor = queued.index(min(queued))
-            calls.append((getattr(actors[actor], method).remote(batch), actor))
+            calls.append(submit(batch, actor))
             queued[actor] += 1
         while calls:
-            yield _collect(calls, queued)
+            yield collect()
     finally:
         for actor in actors:
             ray.kill(actor)
 
 
-def _collect(calls: deque[tuple[Any, int | None]], queued: list[int]) -> Any:
-    import ray
-
-    result, actor = calls.popleft()
-    if actor is None:  # made by the driver
-        return result
-    queued[actor] -= 1
-    return ray.get(result)
+@dataclass
+class _Call:
+    result: Any  # an ObjectRef, or the result itself when the driver made it (``actor`` None)
+    batch: Any  # with ``on_lost``, kept until collected: to run it again if its actor died before reaching it
+    actor: int | None
+    handle: Any  # the actor it was sent to (a replacement takes the dead one's index)

@@ -23,7 +23,7 @@ from pathlib import Path
 from medcurate.core.hashing import sha256_file
 from medcurate.core.log_text import describe_exception
 from medcurate.core.schema import RAW_DOCUMENT_SCHEMA, Document, Provenance, documents_to_table, make_doc_id
-from medcurate.core.zones import RowGroupWriter, Zones
+from medcurate.core.zones import RowGroupWriter, Zones, temporary_path
 from pipelines.ingest.base import BadInput, Deletion, Parser, RejectedRecord, Skipped
 
 ROW_GROUP_DOCS = 2000
@@ -107,3 +107,16 @@ class ParseFiles:
         else:
             writer.abort()  # a file that yields no document leaves no part
         return result
+
+
+def worker_died(job: FileJob) -> ParsedFile:
+    """The outcome of a file whose actor died parsing it (a crash in native code, the kernel killing it for its
+    memory): a parser error, quarantined like one, and its half-written part removed.  Hashed here, in the
+    driver, since the actor never said."""
+    temporary_path(job.part).unlink(missing_ok=True)
+    try:
+        size, sha = job.path.stat().st_size, sha256_file(job.path)
+    except VANISHING:
+        return ParsedFile(VANISHED)
+    error = "the worker process parsing it died (a crash in native code, or killed for its memory)"
+    return ParsedFile(PARSER_ERROR, size=size, sha256=sha, detail="WorkerDied", error=error)

@@ -48,7 +48,15 @@ from medcurate.core.source_files import SourceFileIndex
 from medcurate.core.spec import SourceSpec
 from medcurate.core.zones import Zones, make_private_dir, write_parquet
 from pipelines.ingest.base import Parser
-from pipelines.ingest.parse_files import BAD_INPUT, PARSER_ERROR, VANISHED, FileJob, ParsedFile, ParseFiles
+from pipelines.ingest.parse_files import (
+    BAD_INPUT,
+    PARSER_ERROR,
+    VANISHED,
+    FileJob,
+    ParsedFile,
+    ParseFiles,
+    worker_died,
+)
 from pipelines.ingest.registry import PARSERS
 
 log = logging.getLogger(__name__)
@@ -262,7 +270,8 @@ def _parsed(ctx: RunContext, parser: Parser, provenance: Provenance, jobs: list[
     Never on a cluster named by ``RAY_ADDRESS``: its nodes need not see the input files nor the data root (the
     other stages send their actors the text), so there one Airflow task per source is what parallelizes
     ingest.  Nor does ingest start a local Ray of its own: a source ingested alone would pay seconds of start-up
-    for what is mostly a few files."""
+    for what is mostly a few files.  A file whose actor dies under it is quarantined as a parser error
+    (``worker_died``) and the others go on; in the driver such a crash ends the run, as it always did."""
     import ray
 
     local = ParseFiles(parser, ctx.zones, provenance)
@@ -272,7 +281,8 @@ def _parsed(ctx: RunContext, parser: Parser, provenance: Provenance, jobs: list[
         yield from map(local.parse, jobs)
         return
     helper = local.parse if ctx.spec.parallel.workers is None else None
-    yield from ordered_actor_map(jobs, ParseFiles, (parser, ctx.zones, provenance), "parse", count, local=helper)
+    arguments = (parser, ctx.zones, provenance)
+    yield from ordered_actor_map(jobs, ParseFiles, arguments, "parse", count, local=helper, on_lost=worker_died)
 
 
 def fragment_path(zones: Zones, source: str) -> Path:
