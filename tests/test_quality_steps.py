@@ -40,7 +40,7 @@ from pipelines.quality.dedup import (
     shingles,
 )
 from pipelines.quality.dedup_index import PublishedIndex, save_index
-from pipelines.quality.dedup_store import DocRegister
+from pipelines.quality.dedup_store import DocRegister, SequenceCache
 from pipelines.quality.filters import (
     BoilerplateStripper,
     CharacterRatioFilter,
@@ -835,6 +835,28 @@ def test_notes_csv_address_cells_are_searched_for_what_the_policy_removes_only(m
     # One definition: the gate follows the policy's list of what is kept, as de-identification does.
     monkeypatch.setattr(address_policy, "KEPT", frozenset({address_policy.Part.COUNTRY}))
     assert {value for kind, value in identifiers(row) if kind == "address"} == {"Fenwick", "Massachusetts", "02138"}
+
+
+def test_the_sequence_cache_holds_a_budget_of_words_and_drops_the_least_recently_used() -> None:
+    reads: list[int] = []
+
+    def read(index: int) -> WordSequence:
+        reads.append(index)
+        return WordSequence(np.arange(index * 10, dtype=np.uint32))  # document i has 10 * i words
+
+    cache = SequenceCache(read, words=60)
+    assert [len(cache(i)) for i in (1, 2, 3, 1)] == [10, 20, 30, 10]  # 60 words: all held, 1 read once
+    assert reads == [1, 2, 3] and cache.held == 60
+    cache(4)  # 40 more words: 2 and 3, the least recently used, go (1 was used after them)
+    assert cache.held == 50 and cache.misses == 4
+    assert cache(1) is cache(1) and reads == [1, 2, 3, 4]
+    cache(2)
+    assert reads == [1, 2, 3, 4, 2] and cache.held == 30  # 4 went first (1 was just used), then nothing more
+    cache(9)  # a sequence over the whole budget is still held, alone
+    assert cache.held == 90 and reads[-1] == 9
+    cache.clear()
+    assert cache.held == 0
+    assert cache(9) is cache(9) and reads.count(9) == 2
 
 
 def test_exact_and_near_dedup_sharing_one_register_decide_as_with_their_own(ledger: Ledger, zones: Zones) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 from array import array
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.quality.id_lookup import IdLookup
+from pipelines.quality.word_similarity import WordSequence
 
 # What the dedup order of a document is made of: its source's position in the spec, then its doc_id.
 Rank = tuple[int, str]
@@ -148,6 +151,35 @@ class RaggedFile:
     def __del__(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
+
+
+class SequenceCache:
+    """The word sequences (``WordSequence``, with the bounds they cache) of the documents read last, up to
+    ``words`` words in all, least recently used out first.  Bounded by words, not entries: a corpus of long notes
+    must not hold more memory than one of short abstracts."""
+
+    def __init__(self, read: Callable[[int], WordSequence], words: int) -> None:
+        self.read = read
+        self.budget = words
+        self.held = 0
+        self.misses = 0
+        self._entries: OrderedDict[int, WordSequence] = OrderedDict()
+
+    def __call__(self, index: int) -> WordSequence:
+        sequence = self._entries.get(index)
+        if sequence is not None:
+            self._entries.move_to_end(index)
+            return sequence
+        self.misses += 1
+        sequence = self._entries[index] = self.read(index)
+        self.held += len(sequence)
+        while self.held > self.budget and len(self._entries) > 1:
+            self.held -= len(self._entries.popitem(last=False)[1])
+        return sequence
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.held = 0
 
 
 class Twins:
