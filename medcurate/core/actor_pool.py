@@ -103,7 +103,7 @@ def ordered_actor_map(
             if local is not None and ray.wait(starting, num_returns=1, timeout=0)[0]:
                 local = None  # an actor is up: the driver goes back to feeding and collecting
             if local is not None:
-                calls.append(_Call(local(batch), batch, None, None))
+                calls.append(_Call(local(batch), None, None, None))
                 continue
             actor = queued.index(min(queued))
             calls.append(submit(batch, actor))
