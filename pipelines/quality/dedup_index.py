@@ -133,10 +133,21 @@ class PublishedIndex:
         """Each row group of the file with its rows' kept mask, from its doc_ids alone."""
         if self.path is None:
             return
-        parquet = pq.ParquetFile(self.path, pre_buffer=False)
-        for group in range(parquet.num_row_groups):
-            doc_ids = parquet.read_row_group(group, columns=["doc_id"]).column("doc_id")
-            yield parquet, group, pc.invert(pc.is_in(doc_ids, value_set=self.exclude_doc_ids))
+        for parquet, group, excluded in _row_groups(self.path, self.exclude_doc_ids):
+            yield parquet, group, pc.invert(excluded)
+
+
+def _row_groups(
+    path: Path, doc_ids: pa.Array, source: str | None = None
+) -> Iterator[tuple[pq.ParquetFile, int, pa.ChunkedArray]]:
+    """Each row group of the index at ``path`` with, per row, whether it is one of ``doc_ids`` or, given
+    ``source``, that source's: read from those columns alone, a group at a time, so the index is never held."""
+    parquet = pq.ParquetFile(path, pre_buffer=False)
+    columns = ["doc_id"] if source is None else ["doc_id", "source"]
+    for group in range(parquet.num_row_groups):
+        table = parquet.read_row_group(group, columns=columns)
+        found = pc.is_in(table["doc_id"], value_set=doc_ids)
+        yield parquet, group, found if source is None else pc.or_(found, pc.equal(table["source"], source))
 
 
 def save_index(
@@ -206,17 +217,6 @@ def _arrays(column: pa.ChunkedArray, dtype: type[np.generic]) -> list[np.ndarray
     return [values[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def _matches(path: Path, doc_ids: set[str], source: str | None) -> Iterator[tuple[int, pa.ChunkedArray]]:
-    """Per row group of the index: whether each row belongs to one of ``doc_ids`` or, given ``source``, to that
-    source.  Read from the doc_id and source columns a group at a time: the index is never held whole."""
-    wanted = pa.array(sorted(doc_ids), pa.string())
-    parquet = pq.ParquetFile(path, pre_buffer=False)
-    for group in range(parquet.num_row_groups):
-        table = parquet.read_row_group(group, columns=["doc_id", "source"])
-        found = pc.is_in(table["doc_id"], value_set=wanted)
-        yield group, pc.or_(found, pc.equal(table["source"], source)) if source is not None else found
-
-
 def _count(mask: pa.ChunkedArray) -> int:
     return pc.sum(pc.cast(mask, pa.int64())).as_py() or 0
 
@@ -229,13 +229,13 @@ def drop_documents(governance: Path, doc_ids: set[str], source: str | None = Non
     index is rewritten a row group at a time, only when it holds one of them.
     """
     path = index_path(governance)
-    removed = count_documents(governance, doc_ids, source)
+    if not path.exists():
+        return 0
+    groups = list(_row_groups(path, _id_array(doc_ids), source))  # a mask a row: one read of the id columns
+    removed = sum(_count(erased) for _, _, erased in groups)
     if removed:
-        parquet = pq.ParquetFile(path, pre_buffer=False)
-        kept = (
-            parquet.read_row_group(group).filter(pc.invert(erased)) for group, erased in _matches(path, doc_ids, source)
-        )
-        _write(kept, parquet.schema_arrow, path)
+        kept = (parquet.read_row_group(group).filter(pc.invert(erased)) for parquet, group, erased in groups)
+        _write(kept, groups[0][0].schema_arrow, path)
     return removed
 
 
@@ -244,4 +244,8 @@ def count_documents(governance: Path, doc_ids: set[str], source: str | None = No
     path = index_path(governance)
     if not path.exists():
         return 0
-    return sum(_count(found) for _, found in _matches(path, doc_ids, source))
+    return sum(_count(found) for _, _, found in _row_groups(path, _id_array(doc_ids), source))
+
+
+def _id_array(doc_ids: set[str]) -> pa.Array:
+    return pa.array(sorted(doc_ids), pa.string())
